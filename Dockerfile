@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1.7
+#
+# edgeshop on Node: production dependencies only, a non-root user, a health
+# check. Node 24 runs the TypeScript sources directly (type stripping), so
+# there is no build step and no dev dependency in the image.
+#
+#   docker build -t edgeshop .
+#   docker run -p 3000:3000 -e JWT_SECRET=... -e DATABASE_URL=postgres://... edgeshop
+#   docker run ... edgeshop node scripts/migrate.ts      # apply migrations first
+#
+# Without DATABASE_URL set DATA_DIR (for example -e DATA_DIR=/data with a
+# volume on /data) to choose the embedded database explicitly; production
+# refuses to fall back to it silently.
+
+ARG BUN_VERSION=1.4.5
+ARG NODE_VERSION=24
+
+# Stage 1: production dependencies, resolved from the committed bun.lock.
+FROM oven/bun:${BUN_VERSION}-slim AS deps
+WORKDIR /app
+COPY package.json bun.lock ./
+RUN bun install --frozen-lockfile --production --ignore-scripts
+
+# Stage 2: the runtime.
+FROM node:${NODE_VERSION}-slim AS runtime
+ENV NODE_ENV=production \
+    PORT=3000
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY drizzle ./drizzle
+COPY scripts ./scripts
+COPY src ./src
+RUN mkdir -p /data && chown node:node /data
+USER node
+EXPOSE 3000
+VOLUME ["/data"]
+# Liveness, not readiness: a database outage should not get the container
+# killed; /readyz is for load balancers.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+STOPSIGNAL SIGTERM
+CMD ["node", "src/runtime/node.ts"]

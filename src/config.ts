@@ -1,0 +1,270 @@
+import { z } from 'zod'
+
+/**
+ * Every setting edgeshop reads, in one zod schema. Nothing else in the code
+ * reads the environment: entry files hand their environment to
+ * {@link parseConfig} and pass the typed result on.
+ *
+ * @example
+ * ```ts
+ * const result = parseConfig(process.env, { runtime: 'node' })
+ * if (!result.ok) throw new ConfigError(result.issues)
+ * ```
+ */
+
+/** The places edgeshop runs. */
+export type RuntimeName = 'bun' | 'node' | 'workers'
+
+/** One problem with one setting; the value itself is never repeated (it may be a secret). */
+export interface ConfigIssue {
+  setting: string
+  message: string
+}
+
+/** A configuration that cannot start the service. Its message names every bad setting. */
+export class ConfigError extends Error {
+  readonly issues: ConfigIssue[]
+  constructor(issues: ConfigIssue[]) {
+    super(`invalid configuration: ${issues.map((i) => `${i.setting}: ${i.message}`).join('; ')}`)
+    this.name = 'ConfigError'
+    this.issues = issues
+  }
+}
+
+/** The development signing secret; refused in production. */
+export const DEV_JWT_SECRET = 'edgeshop-development-secret-do-not-use-in-production'
+
+const empty = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v)
+const opt = <T extends z.ZodType>(schema: T) => z.preprocess(empty, schema.optional())
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `must be a whole number between ${min} and ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+
+const postgresUrl = z
+  .string()
+  .trim()
+  .refine((v) => /^postgres(ql)?:\/\/[^\s]+$/.test(v) && URL.canParse(v), 'must be a postgres:// URL')
+
+const rate = z
+  .string()
+  .trim()
+  .regex(/^\d+\/\d+$/, 'must look like N/seconds, for example 10/60')
+  .transform((v) => {
+    const [limit, windowSeconds] = v.split('/').map(Number) as [number, number]
+    return { limit, windowSeconds }
+  })
+  .refine((r) => r.limit >= 1 && r.windowSeconds >= 1, 'both numbers must be at least 1')
+
+const origins = z
+  .string()
+  .transform((v) =>
+    v
+      .split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
+  )
+  .refine(
+    (list) => list.every((o) => URL.canParse(o) && new URL(o).origin === o),
+    'must be a comma-separated list of origins such as https://shop.example',
+  )
+
+const schema = z.object({
+  NODE_ENV: opt(z.enum(['development', 'production', 'test'])),
+  PORT: opt(int(1, 65535)),
+  HOST: opt(z.string().trim().min(1)),
+  DATA_DIR: opt(z.string().trim().min(1)),
+  DATABASE_URL: opt(postgresUrl),
+  DATABASE_POOL_MAX: opt(int(1, 500)),
+  DATABASE_TIMEOUT_MS: opt(int(100, 60_000)),
+  STATEMENT_TIMEOUT_MS: opt(int(100, 600_000)),
+  UPSTASH_REDIS_REST_URL: opt(httpUrl),
+  UPSTASH_REDIS_REST_TOKEN: opt(z.string().trim().min(1)),
+  QSTASH_URL: opt(httpUrl),
+  QSTASH_TOKEN: opt(z.string().trim().min(1)),
+  QSTASH_CURRENT_SIGNING_KEY: opt(z.string().trim().min(1)),
+  QSTASH_NEXT_SIGNING_KEY: opt(z.string().trim().min(1)),
+  PUBLIC_URL: opt(httpUrl),
+  JWT_SECRET: opt(z.string().min(32, 'must be at least 32 characters')),
+  ADMIN_EMAIL: opt(z.email('must be an email address')),
+  ADMIN_PASSWORD: opt(z.string().min(10, 'must be 10 to 128 characters').max(128, 'must be 10 to 128 characters')),
+  ORDER_TTL_SECONDS: opt(int(60, 7 * 24 * 3600)),
+  SCHEDULER_TICK_SECONDS: opt(int(1, 3600)),
+  RATE_LIMIT_AUTH: opt(rate),
+  CORS_ORIGINS: opt(origins),
+  METRICS_TOKEN: opt(z.string().min(16, 'must be at least 16 characters')),
+  LOG_LEVEL: opt(z.enum(['debug', 'info', 'warn', 'error', 'silent'])),
+  BODY_LIMIT_BYTES: opt(int(1024, 16 * 1024 * 1024)),
+  STORE_CURRENCY: opt(z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code such as USD')),
+})
+
+type Raw = z.output<typeof schema>
+
+/** The typed configuration every part of edgeshop receives. */
+export interface Config {
+  env: 'development' | 'production' | 'test'
+  /** Production rules apply: no dev default is accepted. */
+  production: boolean
+  runtime: RuntimeName
+  port: number
+  host: string
+  dataDir: string
+  database: {
+    /** Unset: the embedded PGlite database under `dataDir`. */
+    url: string | undefined
+    poolMax: number
+    /** How long a request may wait to connect or for a free connection before 503. */
+    timeoutMs: number
+    /** Server-side bound on one statement. */
+    statementTimeoutMs: number
+  }
+  redis: { url: string; token: string } | undefined
+  qstash: { url: string; token: string; currentSigningKey: string; nextSigningKey: string } | undefined
+  publicUrl: string
+  jwt: { secret: string; isDevDefault: boolean }
+  admin: { email: string; password: string } | undefined
+  orderTtlSeconds: number
+  schedulerTickSeconds: number
+  rateLimitAuth: { limit: number; windowSeconds: number }
+  corsOrigins: string[]
+  metricsToken: string | undefined
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
+  bodyLimitBytes: number
+  storeCurrency: string
+}
+
+export type ConfigResult = { ok: true; config: Config; warnings: string[] } | { ok: false; issues: ConfigIssue[] }
+
+/** Every setting name the schema knows, for documentation and tests. */
+export const SETTINGS = Object.keys(schema.shape) as (keyof typeof schema.shape)[]
+
+/**
+ * Validates an environment. All problems are reported at once, each naming
+ * its setting. `runtime: 'workers'` applies production rules unless
+ * `NODE_ENV=development` is set explicitly (local `wrangler dev`).
+ */
+export function parseConfig(env: Record<string, unknown>, opts: { runtime: RuntimeName }): ConfigResult {
+  const input: Record<string, unknown> = {}
+  for (const key of SETTINGS) {
+    const value = env[key]
+    if (typeof value === 'string') input[key] = value
+    else if (typeof value === 'number' || typeof value === 'boolean') input[key] = String(value)
+  }
+  const parsed = schema.safeParse(input)
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ setting: String(i.path[0] ?? 'configuration'), message: i.message }))
+    return { ok: false, issues: dedupe(issues) }
+  }
+  return resolve(parsed.data, opts.runtime)
+}
+
+function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
+  const issues: ConfigIssue[] = []
+  const warnings: string[] = []
+  const env = raw.NODE_ENV ?? (runtime === 'workers' ? 'production' : 'development')
+  const production = env === 'production'
+  const port = raw.PORT ?? 3000
+
+  const pair = (a: keyof Raw, b: keyof Raw) => {
+    const hasA = raw[a] !== undefined
+    const hasB = raw[b] !== undefined
+    if (hasA !== hasB) issues.push({ setting: hasA ? b : a, message: `required together with ${hasA ? a : b}` })
+    return hasA && hasB
+  }
+
+  const hasRedis = pair('UPSTASH_REDIS_REST_URL', 'UPSTASH_REDIS_REST_TOKEN')
+  const hasAdmin = pair('ADMIN_EMAIL', 'ADMIN_PASSWORD')
+  let hasQstash = false
+  const qstashKeys = ['QSTASH_TOKEN', 'QSTASH_CURRENT_SIGNING_KEY', 'QSTASH_NEXT_SIGNING_KEY'] as const
+  const givenQstash = qstashKeys.filter((k) => raw[k] !== undefined)
+  if (givenQstash.length > 0) {
+    for (const k of qstashKeys) {
+      if (raw[k] === undefined) issues.push({ setting: k, message: `required together with ${givenQstash.join(', ')}` })
+    }
+    hasQstash = givenQstash.length === qstashKeys.length
+  }
+
+  if (production) {
+    if (raw.JWT_SECRET === undefined) issues.push({ setting: 'JWT_SECRET', message: 'required in production' })
+    else if (raw.JWT_SECRET === DEV_JWT_SECRET)
+      issues.push({ setting: 'JWT_SECRET', message: 'the development secret is refused in production' })
+    if (hasQstash && raw.PUBLIC_URL === undefined) {
+      issues.push({ setting: 'PUBLIC_URL', message: 'required in production when QStash delivers jobs' })
+    }
+    if (runtime === 'workers' && raw.DATABASE_URL === undefined) {
+      issues.push({ setting: 'DATABASE_URL', message: 'required on Workers (bind Hyperdrive as HYPERDRIVE or set DATABASE_URL)' })
+    } else if (raw.DATABASE_URL === undefined && raw.DATA_DIR === undefined) {
+      issues.push({
+        setting: 'DATABASE_URL',
+        message: 'required in production (or set DATA_DIR to choose the embedded database explicitly)',
+      })
+    }
+  } else {
+    if (raw.JWT_SECRET === undefined)
+      warnings.push('JWT_SECRET is not set: using the development secret; tokens are forgeable by anyone who reads this code')
+    if (runtime === 'workers' && raw.DATABASE_URL === undefined) {
+      issues.push({ setting: 'DATABASE_URL', message: 'required on Workers (bind Hyperdrive as HYPERDRIVE or set DATABASE_URL)' })
+    }
+  }
+
+  if (issues.length > 0) return { ok: false, issues: dedupe(issues) }
+
+  const config: Config = {
+    env,
+    production,
+    runtime,
+    port,
+    host: raw.HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
+    dataDir: raw.DATA_DIR ?? '.data',
+    database: {
+      url: raw.DATABASE_URL,
+      poolMax: raw.DATABASE_POOL_MAX ?? 10,
+      timeoutMs: raw.DATABASE_TIMEOUT_MS ?? 3000,
+      statementTimeoutMs: raw.STATEMENT_TIMEOUT_MS ?? 10_000,
+    },
+    redis: hasRedis ? { url: raw.UPSTASH_REDIS_REST_URL!, token: raw.UPSTASH_REDIS_REST_TOKEN! } : undefined,
+    qstash: hasQstash
+      ? {
+          url: raw.QSTASH_URL ?? 'https://qstash.upstash.io',
+          token: raw.QSTASH_TOKEN!,
+          currentSigningKey: raw.QSTASH_CURRENT_SIGNING_KEY!,
+          nextSigningKey: raw.QSTASH_NEXT_SIGNING_KEY!,
+        }
+      : undefined,
+    publicUrl: (raw.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
+    jwt: { secret: raw.JWT_SECRET ?? DEV_JWT_SECRET, isDevDefault: raw.JWT_SECRET === undefined },
+    admin: hasAdmin ? { email: raw.ADMIN_EMAIL!.toLowerCase(), password: raw.ADMIN_PASSWORD! } : undefined,
+    orderTtlSeconds: raw.ORDER_TTL_SECONDS ?? 900,
+    schedulerTickSeconds: raw.SCHEDULER_TICK_SECONDS ?? 60,
+    rateLimitAuth: raw.RATE_LIMIT_AUTH ?? { limit: 10, windowSeconds: 60 },
+    corsOrigins: raw.CORS_ORIGINS ?? [],
+    metricsToken: raw.METRICS_TOKEN,
+    logLevel: raw.LOG_LEVEL ?? 'info',
+    bodyLimitBytes: raw.BODY_LIMIT_BYTES ?? 64 * 1024,
+    storeCurrency: raw.STORE_CURRENCY ?? 'USD',
+  }
+  return { ok: true, config, warnings }
+}
+
+function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
+  const seen = new Set<string>()
+  return issues.filter((i) => {
+    const key = `${i.setting}\u0000${i.message}`
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  })
+}
+
+/** Like {@link parseConfig}, but throws a {@link ConfigError}. */
+export function loadConfig(env: Record<string, unknown>, opts: { runtime: RuntimeName }): { config: Config; warnings: string[] } {
+  const result = parseConfig(env, opts)
+  if (!result.ok) throw new ConfigError(result.issues)
+  return { config: result.config, warnings: result.warnings }
+}

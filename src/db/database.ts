@@ -1,0 +1,75 @@
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import type * as schema from './schema.ts'
+
+/** The Drizzle database every service receives; the same type over postgres.js and PGlite. */
+export type Database = PgDatabase<PgQueryResultHKT, typeof schema>
+
+/** What a request or a long-lived process holds: the database and how to check and close it. */
+export interface DatabaseHandle {
+  readonly kind: 'pglite' | 'postgres' | 'hyperdrive'
+  readonly db: Database
+  /** Resolves when the database answers `select 1` within `timeoutMs`; otherwise rejects with {@link DatabaseUnavailableError}. */
+  ping(timeoutMs: number): Promise<void>
+  /** Pool figures for `/metrics`, where the driver keeps a pool. */
+  stats?(): PoolStats
+  close(): Promise<void>
+}
+
+export interface PoolStats {
+  max: number
+  queriesInFlight: number
+  transactionsInFlight: number
+  timeouts: number
+}
+
+/** The database could not be reached or did not answer in time. Rendered as 503 `service_unavailable`. */
+export class DatabaseUnavailableError extends Error {
+  constructor(reason: string, opts?: { cause?: unknown }) {
+    super(`database unavailable: ${reason}`, opts)
+    this.name = 'DatabaseUnavailableError'
+  }
+}
+
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  'CONNECT_TIMEOUT',
+])
+
+/**
+ * True when an error means "the database is not there or not answering"
+ * rather than "this query is wrong": connection failures, the server
+ * shutting down or refusing connections (SQLSTATE 08xxx, 57P0x, 53xxx), and
+ * statements cancelled by `statement_timeout` (57014).
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof DatabaseUnavailableError) return true
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string') {
+      if (CONNECTION_CODES.has(code)) return true
+      if (/^(08...|57P0.|53...|57014)$/.test(code)) return true
+    }
+    const msg = (e as { message?: unknown }).message
+    if (typeof msg === 'string' && /socket has been closed|network connection lost|connection terminated/i.test(msg)) return true
+  }
+  return false
+}
+
+/** Rejects with {@link DatabaseUnavailableError} when `work` has not settled within `ms`. */
+export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DatabaseUnavailableError(`${what} took longer than ${ms} ms`)), ms)
+  })
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
+}

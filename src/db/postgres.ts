@@ -1,0 +1,128 @@
+import { sql as q } from 'drizzle-orm'
+import { drizzle } from 'drizzle-orm/postgres-js'
+import postgres from 'postgres'
+import { type Database, type DatabaseHandle, DatabaseUnavailableError, type PoolStats, withDeadline } from './database.ts'
+import * as schema from './schema.ts'
+
+export interface PostgresOptions {
+  url: string
+  poolMax: number
+  /** Bound on connecting and on waiting for a free connection. */
+  timeoutMs: number
+  /** Server-side bound on one statement; also bounds idle time inside a transaction. */
+  statementTimeoutMs: number
+  /** Workers (Hyperdrive): one short-lived client per request, no type fetching, no idle timer. */
+  perRequest?: boolean
+}
+
+/** A postgres.js client as Drizzle uses it, with the pool's in-flight work counted and bounded. */
+export type PostgresClient = postgres.Sql
+
+/**
+ * Opens Postgres through postgres.js with a bounded pool. Every query and
+ * transaction is counted for `/metrics`, and no caller waits longer than
+ * `timeoutMs` for a connection (plus `statementTimeoutMs` for the statement):
+ * past that it gets {@link DatabaseUnavailableError}, which the app answers
+ * with 503.
+ *
+ * @example
+ * ```ts
+ * const handle = createPostgresDatabase({ url, poolMax: 10, timeoutMs: 3000, statementTimeoutMs: 10000 })
+ * await handle.db.select().from(users)
+ * ```
+ */
+export function createPostgresDatabase(opts: PostgresOptions): DatabaseHandle & { sql: PostgresClient } {
+  const raw = postgres(opts.url, {
+    max: opts.poolMax,
+    connect_timeout: opts.timeoutMs / 1000,
+    idle_timeout: opts.perRequest ? 0 : 30,
+    fetch_types: !opts.perRequest,
+    prepare: true,
+    onnotice: () => {},
+    connection: {
+      application_name: 'edgeshop',
+      statement_timeout: opts.statementTimeoutMs,
+      idle_in_transaction_session_timeout: opts.statementTimeoutMs,
+    },
+  })
+  const stats: PoolStats = { max: opts.poolMax, queriesInFlight: 0, transactionsInFlight: 0, timeouts: 0 }
+  const sql = instrument(raw, stats, opts.timeoutMs, opts.timeoutMs + opts.statementTimeoutMs)
+  const db = drizzle({ client: sql, schema }) as unknown as Database
+
+  return {
+    kind: opts.perRequest ? 'hyperdrive' : 'postgres',
+    db,
+    sql,
+    ping: async (timeoutMs) => {
+      await withDeadline(db.execute(q`select 1`), timeoutMs, 'ping')
+    },
+    stats: () => ({ ...stats }),
+    close: () => raw.end({ timeout: 5 }),
+  }
+}
+
+type Tracked = { resolve: (x: unknown) => void; reject: (x: unknown) => void; cancel(): unknown }
+
+function instrument(raw: postgres.Sql, stats: PoolStats, acquireMs: number, queryMs: number): postgres.Sql {
+  const track = <T extends object>(query: T): T => {
+    const tracked = query as unknown as Tracked
+    const { resolve, reject } = tracked
+    let done = false
+    stats.queriesInFlight++
+    const timer = setTimeout(() => {
+      if (done) return
+      stats.timeouts++
+      tracked.cancel()
+    }, queryMs)
+    const finish = () => {
+      if (done) return
+      done = true
+      stats.queriesInFlight--
+      clearTimeout(timer)
+    }
+    tracked.resolve = (x) => {
+      finish()
+      resolve(x)
+    }
+    tracked.reject = (x) => {
+      finish()
+      reject(x)
+    }
+    return query
+  }
+
+  const begin = (...args: unknown[]) => {
+    const fn = args[args.length - 1] as (tx: postgres.TransactionSql) => unknown
+    const mode = args.length > 1 ? [args[0] as string] : []
+    let state: 'waiting' | 'running' | 'abandoned' = 'waiting'
+    stats.transactionsInFlight++
+    const work = (raw.begin as (...a: unknown[]) => Promise<unknown>)(...mode, (tx: postgres.TransactionSql) => {
+      if (state === 'abandoned') throw new DatabaseUnavailableError('no connection became free in time')
+      state = 'running'
+      return fn(tx)
+    })
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (state !== 'waiting') return
+        state = 'abandoned'
+        stats.timeouts++
+        reject(new DatabaseUnavailableError(`no connection became free within ${acquireMs} ms`))
+      }, acquireMs)
+      work.then(resolve, reject).finally(() => {
+        clearTimeout(timer)
+        stats.transactionsInFlight--
+      })
+    })
+  }
+
+  return new Proxy(raw, {
+    get(target, prop, receiver) {
+      if (prop === 'unsafe') return (...args: Parameters<postgres.Sql['unsafe']>) => track(target.unsafe(...args))
+      if (prop === 'begin') return begin
+      return Reflect.get(target, prop, receiver)
+    },
+    apply(target, thisArg, args) {
+      return track(Reflect.apply(target, thisArg, args) as object)
+    },
+  })
+}

@@ -1,0 +1,36 @@
+import { sql } from 'drizzle-orm'
+import { check, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+
+/*
+ * The database schema. drizzle-kit generates the SQL migrations in
+ * `drizzle/` from this file (`bun run db:generate`); the SQL must run on
+ * PostgreSQL 15 and on PGlite, so it sticks to what both accept.
+ *
+ * Ids are UUID version 7, made by the application (src/lib/uuid.ts): time
+ * ordered, so newest-first lists walk the primary key.
+ */
+
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow()
+const updatedAt = () => timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow()
+
+export const users = pgTable(
+  'users',
+  {
+    id: uuid('id').primaryKey(),
+    /** Stored trimmed and lower-cased: emails compare case-insensitively. */
+    email: text('email').notNull(),
+    name: text('name').notNull(),
+    /** A PHC string: algorithm, parameters, salt and hash. */
+    passwordHash: text('password_hash').notNull(),
+    role: text('role', { enum: ['customer', 'admin'] })
+      .notNull()
+      .default('customer'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('users_email_key').on(t.email),
+    check('users_role_check', sql`${t.role} in ('customer', 'admin')`),
+    check('users_email_lower_check', sql`${t.email} = lower(${t.email})`),
+  ],
+)

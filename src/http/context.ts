@@ -1,0 +1,23 @@
+import type { Config } from '../config.ts'
+import type { Database, DatabaseHandle } from '../db/database.ts'
+import type { Logger } from '../observability/logger.ts'
+import type { Metrics } from '../observability/metrics.ts'
+
+/** What one request may use. On Bun and Node this is one shared object; on Workers one per request. */
+export interface Deps {
+  /** The request's database; on Workers a client made on first use. */
+  readonly db: Database
+  readonly database: DatabaseHandle
+  /** Keeps work alive after the response is sent (Workers' `waitUntil`; elsewhere the promise just runs). */
+  waitUntil(work: Promise<unknown>): void
+}
+
+/** Hono's environment for every edgeshop route. */
+export interface AppEnv {
+  Variables: {
+    requestId: string
+    deps: Deps
+  }
+}
+
+export type { Config, Logger, Metrics }

@@ -1,0 +1,68 @@
+import type { Context, ErrorHandler, NotFoundHandler } from 'hono'
+import { HTTPException } from 'hono/http-exception'
+import { isDatabaseUnavailable } from '../db/database.ts'
+import type { Logger } from '../observability/logger.ts'
+import type { AppEnv } from './context.ts'
+import { AppError, problemResponse } from './problem.ts'
+
+/** Maps whatever was thrown to an {@link AppError}; anything unexpected becomes a bare 500. */
+export function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err
+  if (err instanceof HTTPException) {
+    switch (err.status) {
+      case 400:
+        return /json/i.test(err.message)
+          ? new AppError('invalid_json', 'The body could not be parsed as JSON')
+          : new AppError('validation_failed', err.message)
+      case 401:
+        return new AppError('unauthorized')
+      case 403:
+        return new AppError('forbidden')
+      case 404:
+        return new AppError('not_found')
+      case 413:
+        return new AppError('payload_too_large')
+      case 415:
+        return new AppError('unsupported_media_type', 'Send the body as application/json')
+      default:
+        if (err.status >= 500) return new AppError('internal_error')
+        return new AppError('validation_failed', err.message)
+    }
+  }
+  if (isDatabaseUnavailable(err)) return new AppError('service_unavailable', 'The database is unavailable', { cause: err })
+  return new AppError('internal_error', undefined, { cause: err })
+}
+
+/**
+ * The one `onError`: every failure leaves as problem details. Unexpected
+ * errors are logged with the request id and answered without any detail; a
+ * database that is down is a 503, never a driver's message.
+ */
+export function errorHandler(logger: Logger): ErrorHandler<AppEnv> {
+  return (err, c) => {
+    const appErr = toAppError(err)
+    if (appErr.code === 'internal_error') {
+      logger.error('unhandled error', {
+        requestId: c.get('requestId'),
+        error: describe(err),
+        stack: err instanceof Error ? err.stack : undefined,
+      })
+    } else if (appErr.code === 'service_unavailable' && appErr.cause !== undefined) {
+      logger.warn('dependency unavailable', { requestId: c.get('requestId'), error: describe(err) })
+    }
+    return problemResponse(c as Context, appErr)
+  }
+}
+
+function describe(err: unknown): string {
+  const parts: string[] = []
+  for (let e = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    parts.push(`${(e as Error).name ?? 'Error'}${typeof code === 'string' ? `[${code}]` : ''}: ${(e as Error).message ?? String(e)}`)
+  }
+  return parts.join(' <- ')
+}
+
+/** Unknown routes: 404 `not_found` as problem details. */
+export const notFoundHandler: NotFoundHandler<AppEnv> = (c) =>
+  problemResponse(c as Context, new AppError('not_found', `No route for ${c.req.method} ${c.req.path}`))

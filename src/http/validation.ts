@@ -1,0 +1,25 @@
+import type { Context } from 'hono'
+import type { ZodError } from 'zod'
+import { AppError, type FieldError } from './problem.ts'
+
+const TARGET: Record<string, string> = { json: 'body', form: 'body', query: 'query', param: 'params', header: 'headers', cookie: 'cookies' }
+
+/** Lists every issue of a failed parse as `{ path, message }`, the path prefixed with where the field is. */
+export function fieldErrors(error: ZodError, target: string): FieldError[] {
+  const where = TARGET[target] ?? target
+  return error.issues.map((issue) => ({
+    path: [where, ...issue.path.map(String)].join('.'),
+    message: issue.message,
+  }))
+}
+
+/**
+ * The default hook of every OpenAPI route: a failed parse becomes 400
+ * `validation_failed` listing every bad field.
+ */
+export function validationHook(result: { success: boolean; error?: unknown; target: string }, _c: Context): void {
+  if (result.success) return
+  throw new AppError('validation_failed', 'Some fields are missing or invalid', {
+    errors: fieldErrors(result.error as ZodError, result.target),
+  })
+}

@@ -1,0 +1,57 @@
+/** Severity of a log line; `silent` drops everything. */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent'
+
+export type LogFields = Record<string, unknown>
+
+/**
+ * Writes one JSON object per line. Fields whose names suggest a secret are
+ * replaced, so a careless call site cannot leak a token or a password.
+ *
+ * @example
+ * ```ts
+ * const log = createLogger({ level: 'info' })
+ * log.info('request', { method: 'GET', route: '/healthz', status: 200 })
+ * ```
+ */
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void
+  info(msg: string, fields?: LogFields): void
+  warn(msg: string, fields?: LogFields): void
+  error(msg: string, fields?: LogFields): void
+  enabled(level: Exclude<LogLevel, 'silent'>): boolean
+}
+
+/** Where finished lines go. The default is `console.log`; Bun and Node install a batched stdout writer. */
+export type LogSink = (line: string) => void
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 }
+const SECRET_KEY = /pass(word)?|secret|token|authorization|cookie|connection_?string|database_?url|signing_?key|api_?key/i
+
+function scrub(value: unknown, depth: number): unknown {
+  if (value === null || typeof value !== 'object') return value
+  if (value instanceof Error) return { name: value.name, message: value.message }
+  if (depth > 4) return '[depth]'
+  if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1))
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEY.test(k) ? '[redacted]' : scrub(v, depth + 1)
+  return out
+}
+
+export function createLogger(opts: { level: LogLevel; sink?: LogSink; base?: LogFields }): Logger {
+  const min = RANK[opts.level]
+  const sink = opts.sink ?? ((line: string) => console.log(line))
+  const base = opts.base ?? {}
+  const write = (level: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields) => {
+    if (RANK[level] < min) return
+    const line: LogFields = { time: new Date().toISOString(), level, msg, ...base }
+    if (fields) Object.assign(line, scrub(fields, 0) as LogFields)
+    sink(JSON.stringify(line))
+  }
+  return {
+    debug: (msg, fields) => write('debug', msg, fields),
+    info: (msg, fields) => write('info', msg, fields),
+    warn: (msg, fields) => write('warn', msg, fields),
+    error: (msg, fields) => write('error', msg, fields),
+    enabled: (level) => RANK[level] >= min,
+  }
+}

@@ -1,0 +1,129 @@
+import { Redis } from '@upstash/redis'
+import type { Context } from 'hono'
+import type { Config } from './config.ts'
+import type { DatabaseHandle } from './db/database.ts'
+import type { Deps } from './http/context.ts'
+import type { Logger } from './observability/logger.ts'
+import type { Metrics } from './observability/metrics.ts'
+
+/** The part of Workers' ExecutionContext the app uses. */
+export interface ExecutionContextLike {
+  waitUntil(promise: Promise<unknown>): void
+}
+
+/**
+ * Everything that differs between Workers, Bun and Node, decided once by the
+ * runtime's entry file and handed to `createApp`. The app never asks which
+ * runtime it is on; it asks the platform.
+ */
+export interface Platform {
+  readonly config: Config
+  readonly logger: Logger
+  /** Present on Bun and Node; an isolate's counters would mean nothing on Workers. */
+  readonly metrics: Metrics | undefined
+  /** Which engine backs each concern, as `/readyz` and the first log line report it. */
+  readonly mode: {
+    database: DatabaseHandle['kind']
+    cache: 'memory' | 'redis'
+    queue: 'embedded' | 'qstash'
+  }
+  /** Redis through the Upstash REST protocol, when configured. */
+  readonly redis: Redis | undefined
+  /** The dependencies of one request. */
+  deps(ctx?: ExecutionContextLike): Deps
+  /** The peer's address as the runtime's socket reports it; never taken from a header a client controls. */
+  peerAddress(c: Context): string | undefined
+  /** Waits for work handed to `waitUntil` and closes what the platform opened. */
+  close(): Promise<void>
+}
+
+export interface PlatformParts {
+  config: Config
+  logger: Logger
+  metrics?: Metrics | undefined
+  /** Bun and Node: one handle for the process. */
+  database?: DatabaseHandle
+  /** Workers: a handle per request (Hyperdrive hands out a connection string; the client is per request). */
+  databaseFor?: (ctx: ExecutionContextLike | undefined) => DatabaseHandle
+  databaseKind: DatabaseHandle['kind']
+  peerAddress: (c: Context) => string | undefined
+}
+
+/**
+ * Assembles a {@link Platform} from the parts an entry file built.
+ *
+ * @example
+ * ```ts
+ * const platform = createPlatform({ config, logger, metrics, database, databaseKind: 'pglite', peerAddress })
+ * const app = createApp(platform)
+ * ```
+ */
+export function createPlatform(parts: PlatformParts): Platform {
+  const { config, logger, metrics } = parts
+  const redis = config.redis
+    ? new Redis({ url: config.redis.url, token: config.redis.token, enableTelemetry: false, retry: { retries: 0 } })
+    : undefined
+  const pending = new Set<Promise<unknown>>()
+
+  const track = (work: Promise<unknown>) => {
+    const p = work
+      .catch((err) => logger.error('background work failed', { error: err instanceof Error ? err.message : String(err) }))
+      .finally(() => pending.delete(p))
+    pending.add(p)
+  }
+
+  let deps: (ctx?: ExecutionContextLike) => Deps
+  if (parts.database) {
+    const database = parts.database
+    const shared: Deps = { db: database.db, database, waitUntil: track }
+    deps = () => shared
+  } else if (parts.databaseFor) {
+    const open = parts.databaseFor
+    deps = (ctx) => {
+      let database: DatabaseHandle | undefined
+      return {
+        get database() {
+          return (database ??= open(ctx))
+        },
+        get db() {
+          return this.database.db
+        },
+        waitUntil: (work) => (ctx ? ctx.waitUntil(work) : track(work)),
+      }
+    }
+  } else {
+    throw new Error('createPlatform needs a database or a databaseFor')
+  }
+
+  if (metrics && parts.database?.stats) {
+    const stats = parts.database.stats.bind(parts.database)
+    metrics.gauge('edgeshop_db_pool_max', 'Configured size of the Postgres pool', () => stats().max)
+    metrics.gauge('edgeshop_db_queries_in_flight', 'Queries sent through the pool and not yet answered', () => stats().queriesInFlight)
+    metrics.gauge(
+      'edgeshop_db_transactions_in_flight',
+      'Transactions holding or waiting for a pooled connection',
+      () => stats().transactionsInFlight,
+    )
+    metrics.gauge(
+      'edgeshop_db_timeouts_total',
+      'Waits for a connection or an answer that ran past their bound',
+      () => stats().timeouts,
+      'counter',
+    )
+  }
+
+  return {
+    config,
+    logger,
+    metrics,
+    mode: { database: parts.databaseKind, cache: redis ? 'redis' : 'memory', queue: config.qstash ? 'qstash' : 'embedded' },
+    redis,
+    deps,
+    peerAddress: parts.peerAddress,
+    async close() {
+      const deadline = new Promise((r) => setTimeout(r, 10_000))
+      await Promise.race([Promise.allSettled([...pending]), deadline])
+      await parts.database?.close()
+    },
+  }
+}

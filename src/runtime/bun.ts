@@ -1,0 +1,27 @@
+import type { Server } from 'bun'
+import { type HttpAdapter, main } from './process.ts'
+
+/** Serving with `Bun.serve`; the peer address comes from the socket. */
+export const bunAdapter: HttpAdapter = {
+  name: 'bun',
+  async listen(fetch, { port, host }) {
+    const server = Bun.serve({
+      port,
+      hostname: host,
+      idleTimeout: 60,
+      development: false,
+      fetch: (req, srv) => fetch(req, srv),
+    })
+    return {
+      port: server.port ?? port,
+      async stop(graceMs) {
+        const timer = setTimeout(() => server.stop(true), graceMs)
+        await server.stop(false)
+        clearTimeout(timer)
+      },
+    }
+  },
+  peerAddress: (c) => (c.env as Server<unknown> | undefined)?.requestIP(c.req.raw)?.address,
+}
+
+if (import.meta.main) await main(bunAdapter)

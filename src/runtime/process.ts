@@ -1,0 +1,204 @@
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { resolve } from 'node:path'
+import type { Context } from 'hono'
+import { createApp } from '../app.ts'
+import { type Config, ConfigError, loadConfig, type RuntimeName } from '../config.ts'
+import type { DatabaseHandle } from '../db/database.ts'
+import { migrate } from '../db/migrate.ts'
+import { createLogger, type Logger } from '../observability/logger.ts'
+import { createMetrics } from '../observability/metrics.ts'
+import { createPlatform, type Platform } from '../platform.ts'
+
+/*
+ * What Bun and Node share: a long-lived process that owns its database pool
+ * (or the embedded PGlite), listens on a port and shuts down gracefully.
+ * bun.ts and node.ts only say how to listen and how to read a peer address.
+ */
+
+export type FetchHandler = (req: Request, env: unknown) => Response | Promise<Response>
+
+/** How one runtime serves HTTP. */
+export interface HttpAdapter {
+  name: Extract<RuntimeName, 'bun' | 'node'>
+  listen(fetch: FetchHandler, opts: { port: number; host: string }): Promise<Listener>
+  peerAddress(c: Context): string | undefined
+}
+
+export interface Listener {
+  port: number
+  /** Stops accepting connections and resolves once in-flight requests have finished (or `graceMs` passed). */
+  stop(graceMs: number): Promise<void>
+}
+
+export interface RunningServer {
+  url: string
+  config: Config
+  platform: Platform
+  logger: Logger
+  /** Graceful: stop listening, let requests finish, close the database, flush logs. */
+  stop(): Promise<void>
+}
+
+/**
+ * Lines are batched and written once per turn of the event loop: one write
+ * system call for many requests instead of one each.
+ */
+export function createStdoutSink(): { sink: (line: string) => void; flush: () => void } {
+  let lines: string[] = []
+  let scheduled = false
+  const flush = () => {
+    scheduled = false
+    if (lines.length === 0) return
+    const chunk = `${lines.join('\n')}\n`
+    lines = []
+    try {
+      writeSync(1, chunk)
+    } catch {
+      process.stdout.write(chunk)
+    }
+  }
+  return {
+    sink: (line) => {
+      lines.push(line)
+      if (!scheduled) {
+        scheduled = true
+        setImmediate(flush)
+      }
+    },
+    flush,
+  }
+}
+
+/** Makes sure only one process uses an embedded data directory. */
+function lockDataDir(dir: string): () => void {
+  mkdirSync(dir, { recursive: true })
+  const file = resolve(dir, 'edgeshop.lock')
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(file, 'wx')
+      writeSync(fd, String(process.pid))
+      closeSync(fd)
+      return () => rmSync(file, { force: true })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      const pid = Number(readFileSync(file, 'utf8').trim())
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new Error(`another edgeshop process (pid ${pid}) is using ${dir}; stop it or choose another DATA_DIR`)
+      }
+      rmSync(file, { force: true })
+    }
+  }
+  throw new Error(`could not lock ${dir}`)
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Builds the platform for a long-lived process, applies migrations in
+ * embedded mode, and starts listening.
+ */
+export async function startServer(adapter: HttpAdapter, env: Record<string, string | undefined> = process.env): Promise<RunningServer> {
+  const { config, warnings } = loadConfig(env, { runtime: adapter.name })
+  const out = createStdoutSink()
+  const logger = createLogger({ level: config.logLevel, sink: out.sink, base: { runtime: adapter.name } })
+  const embedded = config.database.url === undefined
+  const dataDir = resolve(config.dataDir)
+
+  if (embedded) {
+    logger.info(`edgeshop running embedded on ${adapter.name}: PGlite data in ${dataDir}, in-process cache, rate limiter and job runner`, {
+      mode: 'embedded',
+      dataDir,
+    })
+  } else {
+    logger.info(`edgeshop running on ${adapter.name} with PostgreSQL${config.redis ? ', Redis' : ''}${config.qstash ? ', QStash' : ''}`, {
+      mode: 'distributed',
+      database: 'postgres',
+      cache: config.redis ? 'redis' : 'memory',
+      queue: config.qstash ? 'qstash' : 'embedded',
+    })
+  }
+  for (const w of warnings) logger.warn(w)
+
+  let unlock: (() => void) | undefined
+  let database: DatabaseHandle
+  if (embedded) {
+    unlock = lockDataDir(dataDir)
+    try {
+      const { createEmbeddedDatabase } = await import('../db/pglite.ts')
+      database = await createEmbeddedDatabase({ dataDir: resolve(dataDir, 'pglite') })
+      await migrate(database)
+      logger.info('database ready: migrations applied')
+    } catch (err) {
+      unlock()
+      throw err
+    }
+  } else {
+    const { createPostgresDatabase } = await import('../db/postgres.ts')
+    database = createPostgresDatabase({
+      url: config.database.url!,
+      poolMax: config.database.poolMax,
+      timeoutMs: config.database.timeoutMs,
+      statementTimeoutMs: config.database.statementTimeoutMs,
+    })
+  }
+
+  const metrics = createMetrics()
+  const platform = createPlatform({ config, logger, metrics, database, databaseKind: database.kind, peerAddress: adapter.peerAddress })
+  const app = createApp(platform)
+  const listener = await adapter.listen(app.fetch as FetchHandler, { port: config.port, host: config.host })
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${listener.port}`
+  logger.info(`listening on ${url}`, { port: listener.port })
+
+  let stopping: Promise<void> | undefined
+  const stop = () =>
+    (stopping ??= (async () => {
+      logger.info('shutting down: finishing in-flight requests')
+      await listener.stop(10_000)
+      await platform.close()
+      unlock?.()
+      logger.info('stopped cleanly')
+      out.flush()
+    })())
+
+  return { url, config, platform, logger, stop }
+}
+
+/**
+ * The entry point of `bun run start` and `node src/runtime/node.ts`: starts,
+ * then stops gracefully on SIGTERM or SIGINT. A bad configuration exits with
+ * status 1 after naming every bad setting.
+ */
+export async function main(adapter: HttpAdapter): Promise<void> {
+  let server: RunningServer
+  try {
+    server = await startServer(adapter)
+  } catch (err) {
+    const message =
+      err instanceof ConfigError ? err.message : `edgeshop failed to start: ${err instanceof Error ? err.message : String(err)}`
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: message })}\n`)
+    process.exit(1)
+  }
+  let signals = 0
+  const onSignal = (signal: string) => {
+    if (++signals > 1) {
+      process.stderr.write(`received ${signal} again: exiting now\n`)
+      process.exit(1)
+    }
+    server.stop().then(
+      () => process.exit(0),
+      (err) => {
+        process.stderr.write(`shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`)
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', () => onSignal('SIGTERM'))
+  process.on('SIGINT', () => onSignal('SIGINT'))
+}

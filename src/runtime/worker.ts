@@ -1,0 +1,70 @@
+import type { ExecutionContext, ExportedHandler, Hyperdrive } from '@cloudflare/workers-types'
+import { createApp } from '../app.ts'
+import { type ConfigIssue, parseConfig } from '../config.ts'
+import { createPostgresDatabase } from '../db/postgres.ts'
+import { AppError, toProblem } from '../http/problem.ts'
+import { createLogger } from '../observability/logger.ts'
+import { createPlatform } from '../platform.ts'
+
+/*
+ * The Workers entry. Bindings arrive with each request, so the platform is
+ * built on the first request and kept for the isolate's life. Postgres is
+ * reached through Hyperdrive with a postgres.js client per request: a client
+ * shared across requests fails in workerd ("Cannot perform I/O on behalf of a
+ * different request"). Only handlers are exported: every named export of the
+ * main module would be taken as an entrypoint.
+ */
+
+interface Env {
+  HYPERDRIVE?: Hyperdrive
+  [setting: string]: unknown
+}
+
+type State = { ok: true; app: ReturnType<typeof createApp> } | { ok: false; issues: ConfigIssue[] }
+
+let state: State | undefined
+
+function init(env: Env): State {
+  if (state) return state
+  const settings: Record<string, unknown> = { ...env }
+  if (env.HYPERDRIVE?.connectionString) settings.DATABASE_URL = env.HYPERDRIVE.connectionString
+  const parsed = parseConfig(settings, { runtime: 'workers' })
+  if (!parsed.ok) return (state = { ok: false, issues: parsed.issues })
+  const config = parsed.config
+  const logger = createLogger({ level: config.logLevel, base: { runtime: 'workers' } })
+  for (const w of parsed.warnings) logger.warn(w)
+  const platform = createPlatform({
+    config,
+    logger,
+    databaseKind: 'hyperdrive',
+    databaseFor: () =>
+      createPostgresDatabase({
+        url: config.database.url!,
+        poolMax: 5,
+        timeoutMs: config.database.timeoutMs,
+        statementTimeoutMs: config.database.statementTimeoutMs,
+        perRequest: true,
+      }),
+    peerAddress: (c) => c.req.header('cf-connecting-ip'),
+  })
+  return (state = { ok: true, app: createApp(platform) })
+}
+
+function badConfiguration(issues: ConfigIssue[]): Response {
+  const err = new AppError('bad_configuration', `Invalid settings: ${issues.map((i) => `${i.setting} (${i.message})`).join('; ')}`)
+  return new Response(JSON.stringify(toProblem(err, crypto.randomUUID())), {
+    status: 500,
+    headers: { 'Content-Type': 'application/problem+json', 'Cache-Control': 'no-store' },
+  })
+}
+
+export default {
+  fetch(request, env, ctx) {
+    const s = init(env)
+    if (!s.ok) {
+      console.error(JSON.stringify({ level: 'error', msg: 'bad configuration', settings: s.issues.map((i) => i.setting) }))
+      return badConfiguration(s.issues) as never
+    }
+    return s.app.fetch(request as unknown as Request, env, ctx as ExecutionContext) as never
+  },
+} satisfies ExportedHandler<Env>

@@ -1,0 +1,125 @@
+import { spawnSync } from 'node:child_process'
+import { sql } from 'drizzle-orm'
+import postgres from 'postgres'
+import { beforeAll, describe, expect, inject, it } from 'vitest'
+import { DatabaseUnavailableError, isDatabaseUnavailable } from '../../src/db/database.ts'
+import { migrate } from '../../src/db/migrate.ts'
+import { createPostgresDatabase } from '../../src/db/postgres.ts'
+import { ROOT } from '../support/app-server.ts'
+
+/*
+ * The Postgres layer against a real PostgreSQL: migrations, the pool's
+ * bounds, and which failures count as "the database is unavailable".
+ */
+
+let n = 0
+async function freshDatabase(): Promise<string> {
+  const admin = postgres(inject('postgresAdminUrl'), { max: 1, onnotice: () => {} })
+  const name = `it_db_${process.pid}_${Date.now()}_${n++}`
+  await admin.unsafe(`create database ${name}`)
+  await admin.end()
+  return inject('postgresAdminUrl').replace(/\/postgres$/, `/${name}`)
+}
+
+describe('migrations', () => {
+  it('apply on PostgreSQL, are recorded, and a second run changes nothing', async () => {
+    const url = await freshDatabase()
+    const h = createPostgresDatabase({ url, poolMax: 1, timeoutMs: 5000, statementTimeoutMs: 30_000 })
+    await migrate(h)
+    const applied = await h.db.execute(sql`select count(*)::int as n from drizzle.__drizzle_migrations`)
+    await migrate(h)
+    const again = await h.db.execute(sql`select count(*)::int as n from drizzle.__drizzle_migrations`)
+    expect((again as unknown as { n: number }[])[0]!.n).toBe((applied as unknown as { n: number }[])[0]!.n)
+    const tables = await h.db.execute(sql`select table_name from information_schema.tables where table_schema = 'public'`)
+    expect((tables as unknown as { table_name: string }[]).map((r) => r.table_name)).toContain('users')
+    await h.close()
+  })
+
+  it('run safely from several processes at once (advisory lock)', async () => {
+    const url = await freshDatabase()
+    const handles = [0, 1, 2].map(() => createPostgresDatabase({ url, poolMax: 1, timeoutMs: 5000, statementTimeoutMs: 30_000 }))
+    await Promise.all(handles.map((h) => migrate(h)))
+    const rows = (await handles[0]!.db.execute(
+      sql`select hash, count(*)::int as n from drizzle.__drizzle_migrations group by hash`,
+    )) as unknown as {
+      n: number
+    }[]
+    expect(rows.every((r) => r.n === 1)).toBe(true)
+    await Promise.all(handles.map((h) => h.close()))
+  })
+
+  it('`bun run db:migrate` applies them to DATABASE_URL and refuses without one', async () => {
+    const url = await freshDatabase()
+    const bun = process.env.BUN_BIN ?? 'bun'
+    const ok = spawnSync(bun, ['run', 'db:migrate'], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: url },
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    expect(ok.status, ok.stderr).toBe(0)
+    expect(ok.stdout).toContain('migrations applied')
+    expect(ok.stdout + ok.stderr).not.toContain('edgeshop-test')
+    const check = postgres(url, { max: 1 })
+    const [row] = await check`select count(*)::int as n from users`
+    expect(row!.n).toBe(0)
+    await check.end()
+
+    const { DATABASE_URL: _, ...withoutUrl } = process.env
+    const missing = spawnSync(bun, ['run', 'db:migrate'], { cwd: ROOT, env: withoutUrl, encoding: 'utf8', timeout: 60_000 })
+    expect(missing.status).toBe(2)
+    expect(missing.stderr).toContain('DATABASE_URL')
+  })
+})
+
+describe('pool bounds', () => {
+  let url: string
+  beforeAll(async () => {
+    url = await freshDatabase()
+  })
+
+  it('a transaction that cannot get a connection in time fails as unavailable, and never runs later', async () => {
+    const h = createPostgresDatabase({ url, poolMax: 1, timeoutMs: 300, statementTimeoutMs: 5000 })
+    let ranLate = false
+    const holder = h.db.transaction(async (tx) => {
+      await tx.execute(sql`select pg_sleep(1)`)
+    })
+    await new Promise((r) => setTimeout(r, 50))
+    const started = Date.now()
+    const waiting = h.db.transaction(async () => {
+      ranLate = true
+    })
+    await expect(waiting).rejects.toBeInstanceOf(DatabaseUnavailableError)
+    expect(Date.now() - started).toBeLessThan(800)
+    expect(h.stats!().timeouts).toBe(1)
+    await holder
+    await new Promise((r) => setTimeout(r, 100))
+    expect(ranLate).toBe(false)
+    await h.close()
+  })
+
+  it('a statement past STATEMENT_TIMEOUT_MS is cancelled by the server and counts as unavailable', async () => {
+    const h = createPostgresDatabase({ url, poolMax: 2, timeoutMs: 1000, statementTimeoutMs: 200 })
+    const err = await h.db.execute(sql`select pg_sleep(2)`).catch((e: unknown) => e)
+    expect(isDatabaseUnavailable(err)).toBe(true)
+    await h.close()
+  })
+
+  it('counts queries and transactions in flight', async () => {
+    const h = createPostgresDatabase({ url, poolMax: 3, timeoutMs: 1000, statementTimeoutMs: 5000 })
+    const q = Promise.resolve(h.db.execute(sql`select pg_sleep(0.3)`))
+    const t = h.db.transaction((tx) => tx.execute(sql`select pg_sleep(0.3)`))
+    await new Promise((r) => setTimeout(r, 100))
+    expect(h.stats!()).toMatchObject({ max: 3, queriesInFlight: 1, transactionsInFlight: 1 })
+    await Promise.all([q, t])
+    expect(h.stats!()).toMatchObject({ queriesInFlight: 0, transactionsInFlight: 0 })
+    await h.close()
+  })
+
+  it('a query error that is the caller’s fault is not "unavailable"', async () => {
+    const h = createPostgresDatabase({ url, poolMax: 1, timeoutMs: 1000, statementTimeoutMs: 5000 })
+    const err = await h.db.execute(sql`select * from no_such_table`).catch((e: unknown) => e)
+    expect(isDatabaseUnavailable(err)).toBe(false)
+    await h.close()
+  })
+})

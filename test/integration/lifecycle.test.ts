@@ -1,0 +1,187 @@
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { expectProblem } from '../contract/helpers.ts'
+import { ROOT, startAppServer } from '../support/app-server.ts'
+import { freePort } from '../support/free-port.ts'
+import { type PostgresServer, startPostgres } from '../support/postgres.ts'
+import { createMigratedDatabase } from '../support/services.ts'
+
+/*
+ * The service as a process: how it starts, what it says, how it stops, and
+ * what it does when its database goes away — on Bun, Node and workerd.
+ */
+
+const SECRET = 'lifecycle-secret-0123456789abcdef0123'
+const bun = process.env.BUN_BIN ?? 'bun'
+
+function logLines(output: string): Record<string, unknown>[] {
+  return output
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+}
+
+/** Runs a command to completion (bounded) and returns its exit code and output. */
+function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env } })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve({ code, out })
+    })
+  })
+}
+
+describe('embedded mode, as the README starts it', () => {
+  let dataDir: string
+  beforeAll(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'edgeshop-life-'))
+  })
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+
+  it('says first that it runs embedded and where its data lives, then stops cleanly on SIGTERM', async () => {
+    const server = await startAppServer('bun', { DATA_DIR: dataDir })
+    const ready = await fetch(`${server.url}/readyz`)
+    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { db: 'ok', cache: 'disabled', queue: 'embedded' } })
+    expect(existsSync(join(dataDir, 'edgeshop.lock'))).toBe(true)
+
+    const code = await server.stop()
+    expect(code).toBe(0)
+    const lines = logLines(server.output())
+    expect(lines[0]!.msg).toMatch(/running embedded/)
+    expect(lines[0]!.dataDir).toBe(dataDir)
+    expect(lines.at(-1)!.msg).toBe('stopped cleanly')
+    expect(existsSync(join(dataDir, 'edgeshop.lock'))).toBe(false)
+    expect(existsSync(join(dataDir, 'pglite', 'PG_VERSION'))).toBe(true)
+  })
+
+  it('starts again on the same data, on Node as well, and refuses a second process on one DATA_DIR', async () => {
+    const first = await startAppServer('node', { DATA_DIR: dataDir })
+    try {
+      expect((await fetch(`${first.url}/readyz`)).status).toBe(200)
+      const second = await run(process.execPath, ['src/runtime/node.ts'], { DATA_DIR: dataDir, PORT: String(await freePort()) })
+      expect(second.code).toBe(1)
+      expect(second.out).toMatch(/another edgeshop process \(pid \d+\) is using/)
+    } finally {
+      expect(await first.stop()).toBe(0)
+    }
+  })
+
+  it('takes over the lock of a process that died', async () => {
+    const crashed = await startAppServer('bun', { DATA_DIR: dataDir })
+    await crashed.kill()
+    expect(existsSync(join(dataDir, 'edgeshop.lock'))).toBe(true)
+    const next = await startAppServer('bun', { DATA_DIR: dataDir })
+    expect((await fetch(`${next.url}/readyz`)).status).toBe(200)
+    expect(await next.stop()).toBe(0)
+  })
+})
+
+describe('bad configuration', () => {
+  it('stops Bun and Node at start, naming every bad setting', async () => {
+    for (const [cmd, file] of [
+      [bun, 'src/runtime/bun.ts'],
+      [process.execPath, 'src/runtime/node.ts'],
+    ] as const) {
+      const res = await run(cmd, [file], { PORT: 'eighty', RATE_LIMIT_AUTH: 'lots' })
+      expect(res.code).toBe(1)
+      expect(res.out).toMatch(/PORT: must be a whole number/)
+      expect(res.out).toMatch(/RATE_LIMIT_AUTH/)
+    }
+  })
+
+  it('refuses dev defaults in production', async () => {
+    const res = await run(bun, ['src/runtime/bun.ts'], { NODE_ENV: 'production' })
+    expect(res.code).toBe(1)
+    expect(res.out).toMatch(/JWT_SECRET: required in production/)
+    expect(res.out).toMatch(/DATABASE_URL: required in production/)
+  })
+
+  it('answers 500 bad_configuration on Workers, naming the setting', async () => {
+    const server = await startAppServer('workerd', { DATABASE_URL: 'postgres://u:p@127.0.0.1:9/x' }, { anyAnswer: true })
+    try {
+      const res = await fetch(`${server.url}/healthz`)
+      const problem = await expectProblemLoose(res, 500, 'bad_configuration')
+      expect(problem.detail).toMatch(/JWT_SECRET \(required in production\)/)
+      expect(JSON.stringify(problem)).not.toContain('u:p@')
+    } finally {
+      await server.stop()
+    }
+  })
+})
+
+/** A problem from outside the app (no X-Request-Id header): same shape, fewer guarantees. */
+async function expectProblemLoose(res: Response, status: number, code: string) {
+  expect(res.status).toBe(status)
+  expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+  const body = (await res.json()) as { code: string; detail?: string; requestId: string }
+  expect(body.code).toBe(code)
+  expect(body.requestId).toMatch(/^[0-9a-f-]{36}$/)
+  return body
+}
+
+describe('PostgreSQL going away and coming back', () => {
+  let pg: PostgresServer
+  let url: string
+  beforeAll(async () => {
+    pg = await startPostgres()
+    url = await createMigratedDatabase(pg, 'lifecycle')
+  })
+  afterAll(() => pg.stop())
+
+  for (const runtime of ['node', 'bun', 'workerd'] as const) {
+    it(`${runtime}: /readyz and queries answer 503 within 2 s while it is down, and recover without a restart`, async () => {
+      const server = await startAppServer(runtime, {
+        NODE_ENV: 'production',
+        DATABASE_URL: url,
+        JWT_SECRET: SECRET,
+        DATABASE_TIMEOUT_MS: '1000',
+      })
+      try {
+        expect((await fetch(`${server.url}/readyz`)).status).toBe(200)
+        await pg.pause()
+        const started = Date.now()
+        const down = await fetch(`${server.url}/readyz`)
+        expect(Date.now() - started).toBeLessThan(2000)
+        expect(down.status).toBe(503)
+        expect(down.headers.get('retry-after')).toBe('1')
+        expect(await down.json()).toMatchObject({ status: 'unavailable', checks: { db: 'unavailable' } })
+        expect((await fetch(`${server.url}/healthz`)).status).toBe(200)
+
+        await pg.resume()
+        const deadline = Date.now() + 10_000
+        let status = 0
+        while (Date.now() < deadline) {
+          status = (await fetch(`${server.url}/readyz`)).status
+          if (status === 200) break
+          await new Promise((r) => setTimeout(r, 100))
+        }
+        expect(status).toBe(200)
+      } finally {
+        await server.stop()
+      }
+    })
+  }
+})
+
+describe('unknown routes with a database that is down', () => {
+  it('still answer 404 problem details (no dependency touched)', async () => {
+    const server = await startAppServer('node', {
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://u:p@127.0.0.1:9/x',
+      JWT_SECRET: SECRET,
+    })
+    try {
+      await expectProblem(await fetch(`${server.url}/v1/nothing`), 404, 'not_found')
+    } finally {
+      await server.stop()
+    }
+  })
+})

@@ -1,0 +1,183 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { freePort } from './free-port.ts'
+
+/*
+ * Starts edgeshop as a user would — `bun src/runtime/bun.ts`,
+ * `node src/runtime/node.ts`, or `wrangler dev` (workerd) — on a free
+ * loopback port, waits until /healthz answers, and stops it again.
+ */
+
+export type Runtime = 'bun' | 'node' | 'workerd'
+
+export const ROOT = resolve(import.meta.dirname, '../..')
+
+export interface AppServer {
+  runtime: Runtime
+  url: string
+  port: number
+  pid: number
+  /** The last lines the process printed. */
+  output(): string
+  /** Graceful stop (SIGTERM) bounded in time, then SIGKILL. Resolves with the exit code. */
+  stop(): Promise<number | null>
+  /** SIGKILL: a crash. */
+  kill(): Promise<void>
+}
+
+/** Process groups still running; killed if the test process exits without stopping them (a failed test). */
+const live = new Set<number>()
+let exitHook = false
+function watch(pid: number) {
+  live.add(pid)
+  if (exitHook) return
+  exitHook = true
+  process.once('exit', () => {
+    for (const p of live) {
+      try {
+        process.kill(-p, 'SIGKILL')
+      } catch {}
+    }
+  })
+}
+
+function bin(name: string): string {
+  const local = join(ROOT, 'node_modules/.bin', name)
+  return existsSync(local) ? local : name
+}
+
+function command(
+  runtime: Runtime,
+  port: number,
+  env: Record<string, string>,
+  stateDir: string,
+): [string, string[], Record<string, string>] {
+  switch (runtime) {
+    case 'bun':
+      return [process.env.BUN_BIN ?? 'bun', ['src/runtime/bun.ts'], { ...env, PORT: String(port), HOST: '127.0.0.1' }]
+    case 'node':
+      return [process.execPath, ['src/runtime/node.ts'], { ...env, PORT: String(port), HOST: '127.0.0.1' }]
+    case 'workerd': {
+      const { DATABASE_URL, ...vars } = env
+      const args = [
+        'dev',
+        '--port',
+        String(port),
+        '--ip',
+        '127.0.0.1',
+        '--persist-to',
+        stateDir,
+        '--inspector-port',
+        '0',
+        '--log-level',
+        'warn',
+      ]
+      for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`)
+      const procEnv: Record<string, string> = { WRANGLER_SEND_METRICS: 'false', WRANGLER_LOG_PATH: stateDir, CI: '1' }
+      if (DATABASE_URL) procEnv.CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE = DATABASE_URL
+      return [bin('wrangler'), args, procEnv]
+    }
+  }
+}
+
+/**
+ * @example
+ * ```ts
+ * const server = await startAppServer('bun', { DATABASE_URL: url, JWT_SECRET: secret })
+ * await fetch(`${server.url}/readyz`)
+ * await server.stop()
+ * ```
+ */
+export async function startAppServer(
+  runtime: Runtime,
+  env: Record<string, string>,
+  opts: {
+    timeoutMs?: number
+    port?: number
+    /** Any HTTP answer counts as up (for a server expected to answer errors). */
+    anyAnswer?: boolean
+  } = {},
+): Promise<AppServer> {
+  const timeoutMs = opts.timeoutMs ?? 90_000
+  const port = opts.port ?? (await freePort())
+  const stateDir = mkdtempSync(join(tmpdir(), `edgeshop-${runtime}-`))
+  const [cmd, args, extraEnv] = command(runtime, port, env, stateDir)
+  const base: Record<string, string | undefined> = { ...process.env }
+  // The servers read only what the test gives them.
+  for (const key of Object.keys(base))
+    if (/^(DATABASE_URL|UPSTASH_|QSTASH_|JWT_|ADMIN_|DATA_DIR|NODE_ENV|PORT|HOST|CORS_|METRICS_)/.test(key)) delete base[key]
+  const child: ChildProcess = spawn(cmd, args, {
+    cwd: ROOT,
+    env: { ...base, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
+  let out = ''
+  const keep = (d: Buffer) => (out = (out + d.toString()).slice(-20_000))
+  child.stdout!.on('data', keep)
+  child.stderr!.on('data', keep)
+  watch(child.pid!)
+  const exited = new Promise<number | null>((r) =>
+    child.once('exit', (code) => {
+      live.delete(child.pid!)
+      r(code)
+    }),
+  )
+  const url = `http://127.0.0.1:${port}`
+
+  const killGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal)
+    } catch {
+      child.kill(signal)
+    }
+  }
+  const cleanup = () => rmSync(stateDir, { recursive: true, force: true })
+
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (child.exitCode !== null) {
+      cleanup()
+      throw new Error(`${runtime} server exited with ${child.exitCode} before it was ready:\n${out}`)
+    }
+    try {
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })
+      if (res.status === 200 || opts.anyAnswer) break
+    } catch {}
+    if (Date.now() > deadline) {
+      killGroup('SIGKILL')
+      cleanup()
+      throw new Error(`${runtime} server not ready after ${timeoutMs} ms:\n${out}`)
+    }
+    await new Promise((r) => setTimeout(r, 150))
+  }
+
+  return {
+    runtime,
+    url,
+    port,
+    pid: child.pid!,
+    output: () => out,
+    async stop() {
+      if (child.exitCode === null) {
+        killGroup('SIGTERM')
+        const timer = setTimeout(() => killGroup('SIGKILL'), 15_000)
+        const code = await exited
+        clearTimeout(timer)
+        // wrangler leaves workerd behind unless the whole group goes.
+        if (runtime === 'workerd') killGroup('SIGKILL')
+        cleanup()
+        return code
+      }
+      cleanup()
+      return child.exitCode
+    },
+    async kill() {
+      killGroup('SIGKILL')
+      await exited
+      cleanup()
+    },
+  }
+}

@@ -1,0 +1,171 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import postgres from 'postgres'
+import { freePort } from './free-port.ts'
+
+/*
+ * A real PostgreSQL server for one test run: initdb into a throwaway
+ * directory, `postgres` on a free loopback port, stopped and removed at the
+ * end. Server binaries come from PG_BIN, or from Debian's
+ * /usr/lib/postgresql/<major>/bin (not on PATH). As root, the server runs as
+ * the `postgres` user, because initdb refuses root.
+ */
+
+export interface PostgresServer {
+  port: number
+  /** A connection URL for one database on this server. */
+  url(database?: string): string
+  /** Creates a fresh, empty database. */
+  createDatabase(name: string): Promise<string>
+  /** Stops the server, keeping its data, so that a test can see the database go away. */
+  pause(): Promise<void>
+  /** Starts it again on the same port with the same data. */
+  resume(): Promise<void>
+  stop(): Promise<void>
+}
+
+export function findPostgresBin(): string {
+  const fromEnv = process.env.PG_BIN
+  if (fromEnv && existsSync(join(fromEnv, 'postgres'))) return fromEnv
+  const root = '/usr/lib/postgresql'
+  const majors = existsSync(root)
+    ? readdirSync(root)
+        .filter((d) => /^\d+$/.test(d))
+        .sort((a, b) => Number(b) - Number(a))
+    : []
+  for (const major of majors) {
+    const bin = join(root, major, 'bin')
+    if (existsSync(join(bin, 'postgres')) && existsSync(join(bin, 'initdb'))) return bin
+  }
+  throw new Error('PostgreSQL server binaries not found: install postgresql (Debian: postgresql-15) or set PG_BIN')
+}
+
+const asRoot = process.getuid?.() === 0
+/** Password of the `postgres` role; connections over TCP authenticate with SCRAM, as in production. */
+const PASSWORD = 'edgeshop-test'
+
+function asPostgresUser(cmd: string, args: string[]): [string, string[]] {
+  return asRoot ? ['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', '--', cmd, ...args]] : [cmd, args]
+}
+
+function ownerIds(): { uid: number; gid: number } | undefined {
+  if (!asRoot) return undefined
+  const id = (flag: string) => Number(spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' }).stdout.trim())
+  return { uid: id('-u'), gid: id('-g') }
+}
+
+async function waitReady(url: string, child: ChildProcess, log: () => string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`postgres exited with ${child.exitCode}:\n${log()}`)
+    const sql = postgres(url, { max: 1, connect_timeout: 1, onnotice: () => {} })
+    try {
+      await sql`select 1`
+      return
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`postgres did not become ready in ${timeoutMs} ms: ${(err as Error).message}\n${log()}`)
+      await new Promise((r) => setTimeout(r, 100))
+    } finally {
+      await sql.end({ timeout: 1 })
+    }
+  }
+}
+
+/**
+ * Starts a PostgreSQL server for tests.
+ *
+ * @example
+ * ```ts
+ * const pg = await startPostgres()
+ * const url = await pg.createDatabase('contract_bun')
+ * await pg.stop()
+ * ```
+ */
+export async function startPostgres(opts: { timeoutMs?: number; durable?: boolean } = {}): Promise<PostgresServer> {
+  const bin = findPostgresBin()
+  const timeoutMs = opts.timeoutMs ?? 30_000
+  const dir = mkdtempSync(join(tmpdir(), 'edgeshop-pg-'))
+  const ids = ownerIds()
+  if (ids) chownSync(dir, ids.uid, ids.gid)
+  const data = join(dir, 'data')
+
+  const pwfile = join(dir, 'pwfile')
+  writeFileSync(pwfile, `${PASSWORD}\n`)
+  if (ids) chownSync(pwfile, ids.uid, ids.gid)
+  const [initCmd, initArgs] = asPostgresUser(join(bin, 'initdb'), [
+    '-D',
+    data,
+    '-U',
+    'postgres',
+    `--pwfile=${pwfile}`,
+    '--auth-host=scram-sha-256',
+    '--auth-local=trust',
+    '-E',
+    'UTF8',
+    '--locale=C',
+    '--no-sync',
+  ])
+  const init = spawnSync(initCmd, initArgs, { encoding: 'utf8', timeout: timeoutMs })
+  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.stdout || init.error?.message}`)
+
+  const port = await freePort()
+  const url = (database = 'postgres') => `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/${database}`
+  let child: ChildProcess | undefined
+  let output = ''
+
+  const start = async () => {
+    output = ''
+    const settings = [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      `unix_socket_directories=${dir}`,
+      '-c',
+      'max_connections=300',
+      '-c',
+      'shared_buffers=128MB',
+      ...(opts.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
+    ]
+    const [cmd, args] = asPostgresUser(join(bin, 'postgres'), ['-D', data, '-p', String(port), ...settings])
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    child = proc
+    proc.stdout!.on('data', (d) => (output = (output + d).slice(-8000)))
+    proc.stderr!.on('data', (d) => (output = (output + d).slice(-8000)))
+    await waitReady(url(), proc, () => output, timeoutMs)
+  }
+
+  const halt = async () => {
+    const proc = child
+    if (!proc || proc.exitCode !== null) return
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()))
+    proc.kill('SIGINT')
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000)
+    await exited
+    clearTimeout(timer)
+  }
+
+  await start()
+
+  return {
+    port,
+    url,
+    async createDatabase(name) {
+      if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`bad database name ${name}`)
+      const sql = postgres(url(), { max: 1, onnotice: () => {} })
+      try {
+        await sql.unsafe(`create database ${name}`)
+      } finally {
+        await sql.end({ timeout: 1 })
+      }
+      return url(name)
+    },
+    pause: halt,
+    resume: start,
+    async stop() {
+      await halt()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}

@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs'
+import { inject } from 'vitest'
+import { createApp } from '../../src/app.ts'
+import { type Config, loadConfig } from '../../src/config.ts'
+import type { DatabaseHandle } from '../../src/db/database.ts'
+import { createEmbeddedDatabase } from '../../src/db/pglite.ts'
+import { createPostgresDatabase } from '../../src/db/postgres.ts'
+import { createLogger } from '../../src/observability/logger.ts'
+import { createMetrics } from '../../src/observability/metrics.ts'
+import { createPlatform, type Platform } from '../../src/platform.ts'
+
+/*
+ * The real app, built in-process for `app.request()` tests: a real PGlite
+ * (from the run's migrated dump) or a real postgres.js client, the real
+ * middleware, and a log that the test can read.
+ */
+
+export interface TestApp {
+  app: ReturnType<typeof createApp>
+  platform: Platform
+  config: Config
+  database: DatabaseHandle
+  /** Every log line written so far, parsed. */
+  logs: Record<string, unknown>[]
+  /** Sets the peer address the runtime would report (default 127.0.0.1). */
+  setPeer(address: string | undefined): void
+  close(): Promise<void>
+}
+
+/** A fresh PGlite database with every migration applied. */
+export async function freshEmbeddedDatabase() {
+  const dump = new Blob([readFileSync(inject('pgliteDump'))])
+  return createEmbeddedDatabase({ loadDataDir: dump })
+}
+
+/**
+ * @example
+ * ```ts
+ * const t = await createTestApp({ env: { CORS_ORIGINS: 'https://shop.example' } })
+ * const res = await t.app.request('/healthz')
+ * ```
+ */
+export async function createTestApp(
+  opts: { env?: Record<string, string>; database?: DatabaseHandle | 'pglite' | 'unreachable' } = {},
+): Promise<TestApp> {
+  const { config } = loadConfig({ LOG_LEVEL: 'info', ...opts.env }, { runtime: 'node' })
+  const logs: Record<string, unknown>[] = []
+  const logger = createLogger({ level: config.logLevel, sink: (line) => logs.push(JSON.parse(line)) })
+  let database: DatabaseHandle
+  if (opts.database === undefined || opts.database === 'pglite') database = await freshEmbeddedDatabase()
+  else if (opts.database === 'unreachable')
+    // A real client aimed at a port where nothing listens: every query fails to connect.
+    database = createPostgresDatabase({
+      url: 'postgres://edgeshop:x@127.0.0.1:9/edgeshop',
+      poolMax: 2,
+      timeoutMs: 1000,
+      statementTimeoutMs: 1000,
+    })
+  else database = opts.database
+  let peer: string | undefined = '127.0.0.1'
+  const platform = createPlatform({
+    config,
+    logger,
+    metrics: createMetrics(),
+    database,
+    databaseKind: database.kind,
+    peerAddress: () => peer,
+  })
+  const app = createApp(platform)
+  return {
+    app,
+    platform,
+    config,
+    database,
+    logs,
+    setPeer: (address) => {
+      peer = address
+    },
+    close: () => platform.close(),
+  }
+}

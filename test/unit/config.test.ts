@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError, DEV_JWT_SECRET, loadConfig, parseConfig } from '../../src/config.ts'
+
+const SECRET = 'a-production-secret-that-is-long-enough'
+
+function issues(env: Record<string, string>, runtime: 'bun' | 'node' | 'workers' = 'node') {
+  const r = parseConfig(env, { runtime })
+  if (r.ok) throw new Error('expected the configuration to be refused')
+  return r.issues
+}
+
+describe('configuration', () => {
+  it('runs embedded with nothing set, with documented defaults and a warning about the dev secret', () => {
+    const r = parseConfig({}, { runtime: 'bun' })
+    expect(r.ok).toBe(true)
+    if (!r.ok) return
+    const c = r.config
+    expect(c.port).toBe(3000)
+    expect(c.host).toBe('127.0.0.1')
+    expect(c.dataDir).toBe('.data')
+    expect(c.database.url).toBeUndefined()
+    expect(c.database.poolMax).toBe(10)
+    expect(c.redis).toBeUndefined()
+    expect(c.qstash).toBeUndefined()
+    expect(c.publicUrl).toBe('http://localhost:3000')
+    expect(c.jwt).toEqual({ secret: DEV_JWT_SECRET, isDevDefault: true })
+    expect(c.orderTtlSeconds).toBe(900)
+    expect(c.schedulerTickSeconds).toBe(60)
+    expect(c.rateLimitAuth).toEqual({ limit: 10, windowSeconds: 60 })
+    expect(c.corsOrigins).toEqual([])
+    expect(c.bodyLimitBytes).toBe(65536)
+    expect(c.storeCurrency).toBe('USD')
+    expect(r.warnings.join()).toMatch(/JWT_SECRET/)
+  })
+
+  it('reads every documented setting', () => {
+    const { config } = loadConfig(
+      {
+        PORT: '8080',
+        DATA_DIR: '/var/lib/edgeshop',
+        DATABASE_URL: 'postgres://u:p@db:5432/shop',
+        DATABASE_POOL_MAX: '25',
+        UPSTASH_REDIS_REST_URL: 'https://redis.example',
+        UPSTASH_REDIS_REST_TOKEN: 'rt',
+        QSTASH_URL: 'https://qstash.example',
+        QSTASH_TOKEN: 'qt',
+        QSTASH_CURRENT_SIGNING_KEY: 'k1',
+        QSTASH_NEXT_SIGNING_KEY: 'k2',
+        PUBLIC_URL: 'https://api.shop.example/',
+        JWT_SECRET: SECRET,
+        ADMIN_EMAIL: 'Admin@Shop.Example',
+        ADMIN_PASSWORD: 'correct horse battery',
+        ORDER_TTL_SECONDS: '600',
+        SCHEDULER_TICK_SECONDS: '30',
+        RATE_LIMIT_AUTH: '5/120',
+        CORS_ORIGINS: 'https://shop.example, https://admin.shop.example',
+        METRICS_TOKEN: 'metrics-token-0123456789',
+        NODE_ENV: 'production',
+      },
+      { runtime: 'node' },
+    )
+    expect(config.port).toBe(8080)
+    expect(config.host).toBe('0.0.0.0')
+    expect(config.database).toMatchObject({ url: 'postgres://u:p@db:5432/shop', poolMax: 25 })
+    expect(config.redis).toEqual({ url: 'https://redis.example', token: 'rt' })
+    expect(config.qstash).toEqual({ url: 'https://qstash.example', token: 'qt', currentSigningKey: 'k1', nextSigningKey: 'k2' })
+    expect(config.publicUrl).toBe('https://api.shop.example')
+    expect(config.admin).toEqual({ email: 'admin@shop.example', password: 'correct horse battery' })
+    expect(config.rateLimitAuth).toEqual({ limit: 5, windowSeconds: 120 })
+    expect(config.corsOrigins).toEqual(['https://shop.example', 'https://admin.shop.example'])
+    expect(config.production).toBe(true)
+  })
+
+  it('treats empty values as unset', () => {
+    const r = parseConfig({ DATABASE_URL: '', PORT: ' ' }, { runtime: 'node' })
+    expect(r.ok && r.config.database.url).toBeUndefined()
+    expect(r.ok && r.config.port).toBe(3000)
+  })
+
+  it('names every bad setting at once', () => {
+    const list = issues({
+      PORT: '70000',
+      DATABASE_POOL_MAX: 'ten',
+      DATABASE_URL: 'mysql://x',
+      RATE_LIMIT_AUTH: '10 per minute',
+      CORS_ORIGINS: 'https://ok.example,not an origin',
+      LOG_LEVEL: 'loud',
+    })
+    expect(list.map((i) => i.setting).sort()).toEqual([
+      'CORS_ORIGINS',
+      'DATABASE_POOL_MAX',
+      'DATABASE_URL',
+      'LOG_LEVEL',
+      'PORT',
+      'RATE_LIMIT_AUTH',
+    ])
+    const err = new ConfigError(list)
+    expect(err.message).toMatch(/PORT: must be at most 65535/)
+  })
+
+  it('requires settings that only work together', () => {
+    expect(issues({ UPSTASH_REDIS_REST_URL: 'https://r.example' }).map((i) => i.setting)).toEqual(['UPSTASH_REDIS_REST_TOKEN'])
+    expect(issues({ ADMIN_PASSWORD: 'long enough password' }).map((i) => i.setting)).toEqual(['ADMIN_EMAIL'])
+    expect(
+      issues({ QSTASH_TOKEN: 't' })
+        .map((i) => i.setting)
+        .sort(),
+    ).toEqual(['QSTASH_CURRENT_SIGNING_KEY', 'QSTASH_NEXT_SIGNING_KEY'])
+  })
+
+  it('turns every dev default into an error in production', () => {
+    const list = issues({ NODE_ENV: 'production' })
+    expect(list.map((i) => i.setting).sort()).toEqual(['DATABASE_URL', 'JWT_SECRET'])
+    expect(issues({ NODE_ENV: 'production', JWT_SECRET: DEV_JWT_SECRET, DATA_DIR: '/data' }).map((i) => i.setting)).toEqual(['JWT_SECRET'])
+    const withQstash = issues({
+      NODE_ENV: 'production',
+      JWT_SECRET: SECRET,
+      DATABASE_URL: 'postgres://db/x',
+      QSTASH_TOKEN: 't',
+      QSTASH_CURRENT_SIGNING_KEY: 'a',
+      QSTASH_NEXT_SIGNING_KEY: 'b',
+    })
+    expect(withQstash.map((i) => i.setting)).toEqual(['PUBLIC_URL'])
+  })
+
+  it('accepts the embedded database in production only when DATA_DIR is chosen explicitly', () => {
+    expect(parseConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, DATA_DIR: '/data' }, { runtime: 'node' }).ok).toBe(true)
+  })
+
+  it('applies production rules on Workers and requires a database there', () => {
+    expect(
+      issues({}, 'workers')
+        .map((i) => i.setting)
+        .sort(),
+    ).toEqual(['DATABASE_URL', 'JWT_SECRET'])
+    expect(issues({ NODE_ENV: 'development' }, 'workers').map((i) => i.setting)).toEqual(['DATABASE_URL'])
+    expect(parseConfig({ JWT_SECRET: SECRET, DATABASE_URL: 'postgres://h/db' }, { runtime: 'workers' }).ok).toBe(true)
+  })
+
+  it('never repeats a setting value in its message', () => {
+    const list = issues({ JWT_SECRET: 'short-secret-value', METRICS_TOKEN: 'tiny-token', DATABASE_URL: 'postgres://user:hunter2@' })
+    const text = JSON.stringify(list)
+    expect(text).not.toContain('short-secret-value')
+    expect(text).not.toContain('tiny-token')
+    expect(text).not.toContain('hunter2')
+  })
+})

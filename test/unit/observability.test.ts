@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest'
+import { createLogger } from '../../src/observability/logger.ts'
+import { createMetrics } from '../../src/observability/metrics.ts'
+
+describe('logger', () => {
+  it('writes one JSON object per line, at or above its level', () => {
+    const lines: string[] = []
+    const log = createLogger({ level: 'warn', sink: (l) => lines.push(l), base: { runtime: 'node' } })
+    log.info('hidden')
+    log.warn('shown', { n: 1 })
+    expect(lines).toHaveLength(1)
+    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 'warn', msg: 'shown', n: 1, runtime: 'node' })
+    expect(log.enabled('info')).toBe(false)
+  })
+
+  it('redacts fields that name a secret, at any depth', () => {
+    const lines: string[] = []
+    const log = createLogger({ level: 'info', sink: (l) => lines.push(l) })
+    log.info('login', {
+      password: 'hunter2',
+      user: { email: 'a@b.c', refreshToken: 'rt-123', nested: { authorization: 'Bearer x', databaseUrl: 'postgres://u:p@h/d' } },
+      JWT_SECRET: 'shh',
+      err: new Error('boom'),
+    })
+    const text = lines.join('')
+    for (const secret of ['hunter2', 'rt-123', 'Bearer x', 'postgres://', 'shh']) expect(text).not.toContain(secret)
+    expect(JSON.parse(text).user.email).toBe('a@b.c')
+    expect(JSON.parse(text).err).toEqual({ name: 'Error', message: 'boom' })
+  })
+})
+
+describe('metrics', () => {
+  it('renders counters, cumulative histograms and gauges in the Prometheus text format', () => {
+    const m = createMetrics()
+    const c = m.counter('t_requests_total', 'Requests', ['route', 'status'])
+    c.inc({ route: '/a', status: 200 })
+    c.inc({ route: '/a', status: 200 }, 2)
+    c.inc({ route: '/"b"\n', status: 500 })
+    const h = m.histogram('t_latency_seconds', 'Latency', ['route'], [0.01, 0.1, 1])
+    h.observe({ route: '/a' }, 0.005)
+    h.observe({ route: '/a' }, 0.05)
+    h.observe({ route: '/a' }, 5)
+    m.gauge('t_pool_max', 'Pool size', () => 10)
+    m.gauge('t_jobs', 'Jobs by status', () => [{ labels: { status: 'dead' }, value: 2 }])
+    const text = m.render()
+    expect(text).toContain('# TYPE t_requests_total counter\n')
+    expect(text).toContain('t_requests_total{route="/a",status="200"} 3\n')
+    expect(text).toContain('t_requests_total{route="/\\"b\\"\\n",status="500"} 1\n')
+    expect(text).toContain('t_latency_seconds_bucket{route="/a",le="0.01"} 1\n')
+    expect(text).toContain('t_latency_seconds_bucket{route="/a",le="0.1"} 2\n')
+    expect(text).toContain('t_latency_seconds_bucket{route="/a",le="1"} 2\n')
+    expect(text).toContain('t_latency_seconds_bucket{route="/a",le="+Inf"} 3\n')
+    expect(text).toContain('t_latency_seconds_count{route="/a"} 3\n')
+    expect(text).toContain('t_latency_seconds_sum{route="/a"} 5.055\n')
+    expect(text).toContain('t_pool_max 10\n')
+    expect(text).toContain('t_jobs{status="dead"} 2\n')
+  })
+})
