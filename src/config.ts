@@ -92,6 +92,12 @@ const schema = z.object({
   QSTASH_NEXT_SIGNING_KEY: opt(z.string().trim().min(1)),
   PUBLIC_URL: opt(httpUrl),
   JWT_SECRET: opt(z.string().min(32, 'must be at least 32 characters')),
+  JWT_PREVIOUS_SECRET: opt(z.string().min(32, 'must be at least 32 characters')),
+  ACCESS_TOKEN_TTL_SECONDS: opt(int(60, 24 * 3600)),
+  REFRESH_TOKEN_TTL_SECONDS: opt(int(3600, 365 * 24 * 3600)),
+  PASSWORD_HASH: opt(z.enum(['argon2id', 'pbkdf2-sha256'])),
+  TRUSTED_PROXIES: opt(int(0, 10)),
+  RATE_LIMIT_TIMEOUT_MS: opt(int(10, 5000)),
   ADMIN_EMAIL: opt(z.email('must be an email address')),
   ADMIN_PASSWORD: opt(z.string().min(10, 'must be 10 to 128 characters').max(128, 'must be 10 to 128 characters')),
   ORDER_TTL_SECONDS: opt(int(60, 7 * 24 * 3600)),
@@ -127,7 +133,20 @@ export interface Config {
   redis: { url: string; token: string } | undefined
   qstash: { url: string; token: string; currentSigningKey: string; nextSigningKey: string } | undefined
   publicUrl: string
-  jwt: { secret: string; isDevDefault: boolean }
+  jwt: {
+    secret: string
+    /** Still accepted for verification, so tokens signed before a rotation stay valid until they expire. */
+    previousSecret: string | undefined
+    isDevDefault: boolean
+    accessTtlSeconds: number
+    refreshTtlSeconds: number
+  }
+  /** How new passwords are hashed: argon2id where the runtime has it (Bun, Node), PBKDF2-SHA256 on Workers. */
+  passwordHash: 'argon2id' | 'pbkdf2-sha256'
+  /** Reverse proxies in front of Bun/Node whose X-Forwarded-For entries are trusted (0: use the socket address). */
+  trustedProxies: number
+  /** Budget for one rate-limit check; past it, auth routes fail closed (503). */
+  rateLimitTimeoutMs: number
   admin: { email: string; password: string } | undefined
   orderTtlSeconds: number
   schedulerTickSeconds: number
@@ -213,6 +232,13 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     }
   }
 
+  if (runtime === 'workers' && raw.PASSWORD_HASH === 'argon2id') {
+    issues.push({ setting: 'PASSWORD_HASH', message: 'argon2id is not available on Workers; use pbkdf2-sha256' })
+  }
+  if (raw.JWT_PREVIOUS_SECRET !== undefined && raw.JWT_PREVIOUS_SECRET === raw.JWT_SECRET) {
+    issues.push({ setting: 'JWT_PREVIOUS_SECRET', message: 'must differ from JWT_SECRET' })
+  }
+
   if (issues.length > 0) return { ok: false, issues: dedupe(issues) }
 
   const config: Config = {
@@ -238,7 +264,16 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
         }
       : undefined,
     publicUrl: (raw.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
-    jwt: { secret: raw.JWT_SECRET ?? DEV_JWT_SECRET, isDevDefault: raw.JWT_SECRET === undefined },
+    jwt: {
+      secret: raw.JWT_SECRET ?? DEV_JWT_SECRET,
+      previousSecret: raw.JWT_PREVIOUS_SECRET,
+      isDevDefault: raw.JWT_SECRET === undefined,
+      accessTtlSeconds: raw.ACCESS_TOKEN_TTL_SECONDS ?? 900,
+      refreshTtlSeconds: raw.REFRESH_TOKEN_TTL_SECONDS ?? 30 * 24 * 3600,
+    },
+    passwordHash: raw.PASSWORD_HASH ?? (runtime === 'workers' ? 'pbkdf2-sha256' : 'argon2id'),
+    trustedProxies: raw.TRUSTED_PROXIES ?? 0,
+    rateLimitTimeoutMs: raw.RATE_LIMIT_TIMEOUT_MS ?? 300,
     admin: hasAdmin ? { email: raw.ADMIN_EMAIL!.toLowerCase(), password: raw.ADMIN_PASSWORD! } : undefined,
     orderTtlSeconds: raw.ORDER_TTL_SECONDS ?? 900,
     schedulerTickSeconds: raw.SCHEDULER_TICK_SECONDS ?? 60,

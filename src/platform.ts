@@ -2,7 +2,10 @@ import { Redis } from '@upstash/redis'
 import type { Context } from 'hono'
 import type { Config } from './config.ts'
 import type { DatabaseHandle } from './db/database.ts'
+import type { PasswordHasher } from './features/accounts/password.ts'
+import { type AccessTokens, createAccessTokens } from './features/accounts/tokens.ts'
 import type { Deps } from './http/context.ts'
+import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './infra/ratelimit.ts'
 import type { Logger } from './observability/logger.ts'
 import type { Metrics } from './observability/metrics.ts'
 
@@ -29,6 +32,9 @@ export interface Platform {
   }
   /** Redis through the Upstash REST protocol, when configured. */
   readonly redis: Redis | undefined
+  readonly passwords: PasswordHasher
+  readonly tokens: AccessTokens
+  readonly limiter: RateLimiter
   /** The dependencies of one request. */
   deps(ctx?: ExecutionContextLike): Deps
   /** The peer's address as the runtime's socket reports it; never taken from a header a client controls. */
@@ -47,6 +53,8 @@ export interface PlatformParts {
   databaseFor?: (ctx: ExecutionContextLike | undefined) => DatabaseHandle
   databaseKind: DatabaseHandle['kind']
   peerAddress: (c: Context) => string | undefined
+  /** Runtime-specific: argon2id on Bun and Node, PBKDF2 on Workers. */
+  passwords: PasswordHasher
 }
 
 /**
@@ -118,6 +126,13 @@ export function createPlatform(parts: PlatformParts): Platform {
     metrics,
     mode: { database: parts.databaseKind, cache: redis ? 'redis' : 'memory', queue: config.qstash ? 'qstash' : 'embedded' },
     redis,
+    passwords: parts.passwords,
+    tokens: createAccessTokens({
+      secret: config.jwt.secret,
+      previousSecret: config.jwt.previousSecret,
+      ttlSeconds: config.jwt.accessTtlSeconds,
+    }),
+    limiter: redis ? createRedisRateLimiter({ redis, timeoutMs: config.rateLimitTimeoutMs }) : createMemoryRateLimiter(),
     deps,
     peerAddress: parts.peerAddress,
     async close() {

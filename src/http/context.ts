@@ -1,5 +1,6 @@
 import type { Config } from '../config.ts'
 import type { Database, DatabaseHandle } from '../db/database.ts'
+import type { Principal } from '../features/accounts/tokens.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Metrics } from '../observability/metrics.ts'
 
@@ -17,6 +18,8 @@ export interface AppEnv {
   Variables: {
     requestId: string
     deps: Deps
+    /** Set by `authenticate()`. */
+    principal: Principal
   }
 }
 

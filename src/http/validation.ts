@@ -7,10 +7,12 @@ const TARGET: Record<string, string> = { json: 'body', form: 'body', query: 'que
 /** Lists every issue of a failed parse as `{ path, message }`, the path prefixed with where the field is. */
 export function fieldErrors(error: ZodError, target: string): FieldError[] {
   const where = TARGET[target] ?? target
-  return error.issues.map((issue) => ({
-    path: [where, ...issue.path.map(String)].join('.'),
-    message: issue.message,
-  }))
+  return error.issues.flatMap((issue) => {
+    const at = [where, ...issue.path.map(String)]
+    if (issue.code === 'unrecognized_keys')
+      return issue.keys.map((key) => ({ path: [...at, key].join('.'), message: 'is not a known field' }))
+    return [{ path: at.join('.'), message: issue.message }]
+  })
 }
 
 /**

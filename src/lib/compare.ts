@@ -19,3 +19,11 @@ export function isLoopback(address: string | undefined): boolean {
   const a = address.startsWith('::ffff:') ? address.slice(7) : address
   return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a)
 }
+
+/** Compares two byte arrays in time that depends only on their lengths. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  const n = Math.max(a.length, b.length)
+  let diff = a.length ^ b.length
+  for (let i = 0; i < n; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0)
+  return diff === 0
+}

@@ -1,3 +1,4 @@
+import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { type HttpBindings, serve } from '@hono/node-server'
 import { type HttpAdapter, main } from './process.ts'
@@ -12,15 +13,20 @@ export const nodeAdapter: HttpAdapter = {
           port: info.port,
           stop: (graceMs) =>
             new Promise<void>((done) => {
+              const http = server as Server
+              // Keep-alive connections become idle as their responses finish: close each then, not at the end of the grace period.
+              const sweep = setInterval(() => http.closeIdleConnections(), 25)
               const timer = setTimeout(() => {
-                if ('closeAllConnections' in server) server.closeAllConnections()
-                done()
+                http.closeAllConnections()
+                finish()
               }, graceMs)
-              server.close(() => {
+              const finish = () => {
+                clearInterval(sweep)
                 clearTimeout(timer)
                 done()
-              })
-              if ('closeIdleConnections' in server) server.closeIdleConnections()
+              }
+              http.close(() => finish())
+              http.closeIdleConnections()
             }),
         })
       })

@@ -5,9 +5,11 @@ import { createApp } from '../app.ts'
 import { type Config, ConfigError, loadConfig, type RuntimeName } from '../config.ts'
 import type { DatabaseHandle } from '../db/database.ts'
 import { migrate } from '../db/migrate.ts'
+import { ensureAdmin } from '../features/accounts/service.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
 import { createMetrics } from '../observability/metrics.ts'
 import { createPlatform, type Platform } from '../platform.ts'
+import { processPasswordHasher } from './argon2.ts'
 
 /*
  * What Bun and Node share: a long-lived process that owns its database pool
@@ -101,6 +103,73 @@ function isAlive(pid: number): boolean {
 }
 
 /**
+ * Opens the configured database: PostgreSQL through a bounded pool, or the
+ * embedded PGlite under DATA_DIR (locked to this process, migrated on open).
+ */
+export async function openDatabase(
+  config: Config,
+  logger: Logger,
+  opts: { poolMax?: number } = {},
+): Promise<{ database: DatabaseHandle; unlock: (() => void) | undefined }> {
+  if (config.database.url !== undefined) {
+    const { createPostgresDatabase } = await import('../db/postgres.ts')
+    const database = createPostgresDatabase({
+      url: config.database.url,
+      poolMax: opts.poolMax ?? config.database.poolMax,
+      timeoutMs: config.database.timeoutMs,
+      statementTimeoutMs: config.database.statementTimeoutMs,
+    })
+    return { database, unlock: undefined }
+  }
+  const dataDir = resolve(config.dataDir)
+  const unlock = lockDataDir(dataDir)
+  try {
+    const { createEmbeddedDatabase } = await import('../db/pglite.ts')
+    const database = await createEmbeddedDatabase({ dataDir: resolve(dataDir, 'pglite') })
+    await migrate(database)
+    logger.info('database ready: migrations applied')
+    return { database, unlock }
+  } catch (err) {
+    unlock()
+    throw err
+  }
+}
+
+/**
+ * Makes sure the configured admin exists before the first request. When the
+ * database is not reachable yet, the service starts anyway and keeps trying
+ * in the background.
+ */
+async function bootstrapAdmin(platform: Platform, database: DatabaseHandle): Promise<void> {
+  const { config, logger } = platform
+  if (!config.admin) return
+  const admin = config.admin
+  const deps = {
+    db: database.db,
+    passwords: platform.passwords,
+    tokens: platform.tokens,
+    refreshTtlSeconds: config.jwt.refreshTtlSeconds,
+    logger,
+  }
+  const attempt = async () => {
+    const result = await ensureAdmin(deps, admin)
+    logger.info(`admin account ${result}`, { email: admin.email })
+  }
+  try {
+    await attempt()
+  } catch (err) {
+    logger.warn('admin account not ensured yet; retrying every 30 s', { error: err instanceof Error ? err.message : String(err) })
+    const timer = setInterval(() => {
+      attempt().then(
+        () => clearInterval(timer),
+        () => {},
+      )
+    }, 30_000)
+    timer.unref?.()
+  }
+}
+
+/**
  * Builds the platform for a long-lived process, applies migrations in
  * embedded mode, and starts listening.
  */
@@ -126,33 +195,28 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   }
   for (const w of warnings) logger.warn(w)
 
-  let unlock: (() => void) | undefined
-  let database: DatabaseHandle
-  if (embedded) {
-    unlock = lockDataDir(dataDir)
-    try {
-      const { createEmbeddedDatabase } = await import('../db/pglite.ts')
-      database = await createEmbeddedDatabase({ dataDir: resolve(dataDir, 'pglite') })
-      await migrate(database)
-      logger.info('database ready: migrations applied')
-    } catch (err) {
-      unlock()
-      throw err
-    }
-  } else {
-    const { createPostgresDatabase } = await import('../db/postgres.ts')
-    database = createPostgresDatabase({
-      url: config.database.url!,
-      poolMax: config.database.poolMax,
-      timeoutMs: config.database.timeoutMs,
-      statementTimeoutMs: config.database.statementTimeoutMs,
-    })
-  }
+  const { database, unlock } = await openDatabase(config, logger)
 
   const metrics = createMetrics()
-  const platform = createPlatform({ config, logger, metrics, database, databaseKind: database.kind, peerAddress: adapter.peerAddress })
+  const platform = createPlatform({
+    config,
+    logger,
+    metrics,
+    database,
+    databaseKind: database.kind,
+    peerAddress: adapter.peerAddress,
+    passwords: processPasswordHasher(config.passwordHash),
+  })
   const app = createApp(platform)
-  const listener = await adapter.listen(app.fetch as FetchHandler, { port: config.port, host: config.host })
+  await bootstrapAdmin(platform, database)
+  let draining = false
+  // While shutting down, every answer asks the client to close its connection, so keep-alive connections end with their last response.
+  const fetch: FetchHandler = async (req, env) => {
+    const res = await (app.fetch as FetchHandler)(req, env)
+    if (draining) res.headers.set('Connection', 'close')
+    return res
+  }
+  const listener = await adapter.listen(fetch, { port: config.port, host: config.host })
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${listener.port}`
   logger.info(`listening on ${url}`, { port: listener.port })
 
@@ -160,6 +224,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   const stop = () =>
     (stopping ??= (async () => {
       logger.info('shutting down: finishing in-flight requests')
+      draining = true
       await listener.stop(10_000)
       await platform.close()
       unlock?.()

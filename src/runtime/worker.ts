@@ -2,9 +2,11 @@ import type { ExecutionContext, ExportedHandler, Hyperdrive } from '@cloudflare/
 import { createApp } from '../app.ts'
 import { type ConfigIssue, parseConfig } from '../config.ts'
 import { createPostgresDatabase } from '../db/postgres.ts'
+import { createPasswordHasher, workersPasswordAlgorithm } from '../features/accounts/password.ts'
+import { ensureAdmin } from '../features/accounts/service.ts'
 import { AppError, toProblem } from '../http/problem.ts'
 import { createLogger } from '../observability/logger.ts'
-import { createPlatform } from '../platform.ts'
+import { createPlatform, type Platform } from '../platform.ts'
 
 /*
  * The Workers entry. Bindings arrive with each request, so the platform is
@@ -20,7 +22,7 @@ interface Env {
   [setting: string]: unknown
 }
 
-type State = { ok: true; app: ReturnType<typeof createApp> } | { ok: false; issues: ConfigIssue[] }
+type State = { ok: true; app: ReturnType<typeof createApp>; platform: Platform } | { ok: false; issues: ConfigIssue[] }
 
 let state: State | undefined
 
@@ -46,8 +48,39 @@ function init(env: Env): State {
         perRequest: true,
       }),
     peerAddress: (c) => c.req.header('cf-connecting-ip'),
+    passwords: createPasswordHasher({ preferred: workersPasswordAlgorithm() }),
   })
-  return (state = { ok: true, app: createApp(platform) })
+  return (state = { ok: true, app: createApp(platform), platform })
+}
+
+let adminEnsured = false
+
+/**
+ * Workers have no start: the configured admin is ensured once per isolate,
+ * after the first request's answer (waitUntil), and again on failure.
+ */
+function ensureAdminOnce(platform: Platform, ctx: ExecutionContext) {
+  const admin = platform.config.admin
+  if (!admin || adminEnsured) return
+  adminEnsured = true
+  const deps = platform.deps(ctx)
+  const work = ensureAdmin(
+    {
+      db: deps.db,
+      passwords: platform.passwords,
+      tokens: platform.tokens,
+      refreshTtlSeconds: platform.config.jwt.refreshTtlSeconds,
+      logger: platform.logger,
+    },
+    admin,
+  ).then(
+    (result) => platform.logger.info(`admin account ${result}`, { email: admin.email }),
+    (err) => {
+      adminEnsured = false
+      platform.logger.warn('admin account not ensured yet', { error: err instanceof Error ? err.message : String(err) })
+    },
+  )
+  ctx.waitUntil(work)
 }
 
 function badConfiguration(issues: ConfigIssue[]): Response {
@@ -65,6 +98,7 @@ export default {
       console.error(JSON.stringify({ level: 'error', msg: 'bad configuration', settings: s.issues.map((i) => i.setting) }))
       return badConfiguration(s.issues) as never
     }
+    ensureAdminOnce(s.platform, ctx)
     return s.app.fetch(request as unknown as Request, env, ctx as ExecutionContext) as never
   },
 } satisfies ExportedHandler<Env>

@@ -24,3 +24,65 @@ export async function expectProblem(res: Response, status: number, code: string)
   expect(text).not.toMatch(/\bat .+\(.+:\d+:\d+\)|node_modules|postgres(ql)?:\/\//)
   return body
 }
+
+/**
+ * One API client with its own network identity: a distinct client address,
+ * sent the way each target learns it (X-Forwarded-For behind the trusted
+ * proxy on Bun and Node, CF-Connecting-IP on Workers).
+ */
+export function client(base: string) {
+  const octet = () => Math.floor(Math.random() * 254) + 1
+  const address = `10.${octet()}.${octet()}.${octet()}`
+  const call = async (method: string, path: string, opts: { body?: unknown; token?: string; headers?: Record<string, string> } = {}) => {
+    const headers: Record<string, string> = { 'X-Forwarded-For': address, 'CF-Connecting-IP': address, ...opts.headers }
+    if (opts.body !== undefined) headers['Content-Type'] = 'application/json'
+    if (opts.token) headers.Authorization = `Bearer ${opts.token}`
+    return fetch(`${base}${path}`, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) })
+  }
+  return {
+    address,
+    get: (path: string, opts?: { token?: string; headers?: Record<string, string> }) => call('GET', path, opts),
+    post: (path: string, body?: unknown, opts?: { token?: string; headers?: Record<string, string> }) =>
+      call('POST', path, { ...opts, body }),
+    call,
+  }
+}
+
+/** A unique, valid email for one test. */
+export const uniqueEmail = (tag = 'user') => `${tag}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 8)}@example.test`
+
+export interface SessionBody {
+  user: { id: string; email: string; name: string; role: string; createdAt: string }
+  accessToken: string
+  refreshToken: string
+  expiresIn: number
+}
+
+/** Signs up a fresh customer and returns its session. */
+export async function signupCustomer(c: ReturnType<typeof client>, tag = 'customer'): Promise<SessionBody & { password: string }> {
+  const password = 'a perfectly fine password'
+  const res = await c.post('/v1/auth/signup', { email: uniqueEmail(tag), password, name: `Test ${tag}` })
+  if (res.status !== 201) throw new Error(`signup failed: ${res.status} ${await res.text()}`)
+  return { ...((await res.json()) as SessionBody), password }
+}
+
+const b64url = (data: string | Uint8Array) => Buffer.from(data).toString('base64url')
+
+/** Signs arbitrary JWT parts with HMAC-SHA256 (or leaves the signature empty), to forge and tamper with tokens. */
+export async function forgeJwt(
+  header: Record<string, unknown>,
+  payload: Record<string, unknown>,
+  secret: string | undefined,
+): Promise<string> {
+  const unsigned = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`
+  if (secret === undefined) return `${unsigned}.`
+  const key = await crypto.subtle.importKey('raw', new TextEncoder().encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])
+  const sig = new Uint8Array(await crypto.subtle.sign('HMAC', key, new TextEncoder().encode(unsigned)))
+  return `${unsigned}.${b64url(sig)}`
+}
+
+/** The header and claims of a JWT, without checking anything. */
+export function decodeJwt(token: string): { header: Record<string, unknown>; payload: Record<string, unknown> } {
+  const [h, p] = token.split('.') as [string, string]
+  return { header: JSON.parse(Buffer.from(h, 'base64url').toString()), payload: JSON.parse(Buffer.from(p, 'base64url').toString()) }
+}

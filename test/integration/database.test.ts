@@ -1,25 +1,17 @@
 import { spawnSync } from 'node:child_process'
 import { sql } from 'drizzle-orm'
 import postgres from 'postgres'
-import { beforeAll, describe, expect, inject, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { DatabaseUnavailableError, isDatabaseUnavailable } from '../../src/db/database.ts'
 import { migrate } from '../../src/db/migrate.ts'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { ROOT } from '../support/app-server.ts'
+import { freshDatabase } from '../support/databases.ts'
 
 /*
  * The Postgres layer against a real PostgreSQL: migrations, the pool's
  * bounds, and which failures count as "the database is unavailable".
  */
-
-let n = 0
-async function freshDatabase(): Promise<string> {
-  const admin = postgres(inject('postgresAdminUrl'), { max: 1, onnotice: () => {} })
-  const name = `it_db_${process.pid}_${Date.now()}_${n++}`
-  await admin.unsafe(`create database ${name}`)
-  await admin.end()
-  return inject('postgresAdminUrl').replace(/\/postgres$/, `/${name}`)
-}
 
 describe('migrations', () => {
   it('apply on PostgreSQL, are recorded, and a second run changes nothing', async () => {

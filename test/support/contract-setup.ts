@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
+import { DEV_JWT_SECRET } from '../../src/config.ts'
 import { type AppServer, startAppServer } from './app-server.ts'
 import { acquireServices } from './services.ts'
 
@@ -11,17 +12,29 @@ import { acquireServices } from './services.ts'
  * the black-box suite through `inject('baseUrl')`.
  *
  *   embedded  bun, nothing configured: PGlite in a fresh DATA_DIR (the README's first command)
- *   bun       bun with PostgreSQL
- *   node      node with PostgreSQL
- *   workerd   wrangler dev (workerd) with PostgreSQL through local Hyperdrive
+ *   bun       bun with PostgreSQL and Redis (Upstash REST stand-in)
+ *   node      node with PostgreSQL and Redis
+ *   workerd   wrangler dev (workerd) with PostgreSQL through local Hyperdrive, and Redis
  */
 
 export const CONTRACT_JWT_SECRET = 'contract-suite-secret-0123456789abcdef'
+export const CONTRACT_ADMIN = { email: 'admin@contract.test', password: 'contract-admin-password' }
+
+/*
+ * Every target sits "behind one trusted proxy" (TRUSTED_PROXIES=1), so each
+ * test can be its own client with its own X-Forwarded-For (CF-Connecting-IP on
+ * workerd) and per-IP rate limits do not leak between tests.
+ */
+const COMMON = { LOG_LEVEL: 'warn', TRUSTED_PROXIES: '1', ADMIN_EMAIL: CONTRACT_ADMIN.email, ADMIN_PASSWORD: CONTRACT_ADMIN.password }
 
 declare module 'vitest' {
   export interface ProvidedContext {
     baseUrl: string
     target: string
+    /** The secret the target signs access tokens with, so tests can forge and tamper. */
+    jwtSecret: string
+    /** Whether the target runs with Redis (Upstash REST) for its cache and rate limits. */
+    redis: boolean
   }
 }
 
@@ -33,12 +46,20 @@ export default async function setup(project: TestProject) {
 
   if (target === 'embedded') {
     const dataDir = mkdtempSync(join(tmpdir(), 'edgeshop-embedded-'))
-    server = await startAppServer('bun', { DATA_DIR: dataDir, LOG_LEVEL: 'warn' })
+    server = await startAppServer('bun', { ...COMMON, DATA_DIR: dataDir })
     cleanup = async () => rmSync(dataDir, { recursive: true, force: true })
   } else {
     const services = await acquireServices()
     const url = await services.migratedDatabase(`contract_${target}`)
-    const env = { NODE_ENV: 'production', DATABASE_URL: url, JWT_SECRET: CONTRACT_JWT_SECRET, LOG_LEVEL: 'warn' }
+    const upstash = await services.upstash()
+    const env = {
+      ...COMMON,
+      NODE_ENV: 'production',
+      DATABASE_URL: url,
+      JWT_SECRET: CONTRACT_JWT_SECRET,
+      UPSTASH_REDIS_REST_URL: upstash.url,
+      UPSTASH_REDIS_REST_TOKEN: upstash.token,
+    }
     try {
       server = await startAppServer(target === 'workerd' ? 'workerd' : (target as 'bun' | 'node'), env)
     } catch (err) {
@@ -50,6 +71,8 @@ export default async function setup(project: TestProject) {
 
   project.provide('baseUrl', server.url)
   project.provide('target', target)
+  project.provide('jwtSecret', target === 'embedded' ? DEV_JWT_SECRET : CONTRACT_JWT_SECRET)
+  project.provide('redis', target !== 'embedded')
   console.log(`[contract:${target}] ${server.runtime} ready at ${server.url} in ${Date.now() - started} ms`)
 
   return async () => {

@@ -8,6 +8,7 @@ import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { createMetrics } from '../../src/observability/metrics.ts'
 import { createPlatform, type Platform } from '../../src/platform.ts'
+import { processPasswordHasher } from '../../src/runtime/argon2.ts'
 
 /*
  * The real app, built in-process for `app.request()` tests: a real PGlite
@@ -65,6 +66,7 @@ export async function createTestApp(
     database,
     databaseKind: database.kind,
     peerAddress: () => peer,
+    passwords: processPasswordHasher(config.passwordHash),
   })
   const app = createApp(platform)
   return {

@@ -1,4 +1,3 @@
-import { createServer, type Server, type Socket } from 'node:net'
 import { createRoute, z } from '@hono/zod-openapi'
 import { sql } from 'drizzle-orm'
 import { hc } from 'hono/client'
@@ -8,6 +7,7 @@ import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { jsonBody, json as jsonResponse, problems } from '../../src/http/openapi.ts'
 import { AppError } from '../../src/http/problem.ts'
 import { expectProblem } from '../contract/helpers.ts'
+import { startSilentServer } from '../support/silent-server.ts'
 import { createTestApp, type TestApp } from '../support/test-app.ts'
 
 /*
@@ -150,21 +150,13 @@ describe('a database that is down', () => {
   })
 
   describe('that accepts connections but never answers', () => {
-    let silent: Server
+    let silent: Awaited<ReturnType<typeof startSilentServer>>
     let port = 0
-    const sockets = new Set<Socket>()
     beforeAll(async () => {
-      silent = createServer((socket) => {
-        sockets.add(socket)
-        socket.on('error', () => {})
-      })
-      await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
-      port = (silent.address() as { port: number }).port
+      silent = await startSilentServer()
+      port = silent.port
     })
-    afterAll(async () => {
-      for (const s of sockets) s.destroy()
-      await new Promise<void>((r) => silent.close(() => r()))
-    })
+    afterAll(() => silent.close())
 
     it('/readyz answers 503 in under 2 s', async () => {
       const database = createPostgresDatabase({

@@ -23,7 +23,16 @@ describe('configuration', () => {
     expect(c.redis).toBeUndefined()
     expect(c.qstash).toBeUndefined()
     expect(c.publicUrl).toBe('http://localhost:3000')
-    expect(c.jwt).toEqual({ secret: DEV_JWT_SECRET, isDevDefault: true })
+    expect(c.jwt).toEqual({
+      secret: DEV_JWT_SECRET,
+      previousSecret: undefined,
+      isDevDefault: true,
+      accessTtlSeconds: 900,
+      refreshTtlSeconds: 2_592_000,
+    })
+    expect(c.passwordHash).toBe('argon2id')
+    expect(c.trustedProxies).toBe(0)
+    expect(c.rateLimitTimeoutMs).toBe(300)
     expect(c.orderTtlSeconds).toBe(900)
     expect(c.schedulerTickSeconds).toBe(60)
     expect(c.rateLimitAuth).toEqual({ limit: 10, windowSeconds: 60 })
@@ -125,6 +134,18 @@ describe('configuration', () => {
 
   it('accepts the embedded database in production only when DATA_DIR is chosen explicitly', () => {
     expect(parseConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, DATA_DIR: '/data' }, { runtime: 'node' }).ok).toBe(true)
+  })
+
+  it('hashes passwords with PBKDF2 on Workers, where argon2id is not available', () => {
+    const r = parseConfig({ JWT_SECRET: SECRET, DATABASE_URL: 'postgres://h/db' }, { runtime: 'workers' })
+    expect(r.ok && r.config.passwordHash).toBe('pbkdf2-sha256')
+    expect(
+      issues({ JWT_SECRET: SECRET, DATABASE_URL: 'postgres://h/db', PASSWORD_HASH: 'argon2id' }, 'workers').map((i) => i.setting),
+    ).toEqual(['PASSWORD_HASH'])
+  })
+
+  it('refuses a previous signing secret equal to the current one', () => {
+    expect(issues({ JWT_SECRET: SECRET, JWT_PREVIOUS_SECRET: SECRET }).map((i) => i.setting)).toEqual(['JWT_PREVIOUS_SECRET'])
   })
 
   it('applies production rules on Workers and requires a database there', () => {

@@ -1,0 +1,117 @@
+import { createRoute, OpenAPIHono } from '@hono/zod-openapi'
+import type { Context } from 'hono'
+import { authenticate } from '../../http/auth.ts'
+import { clientIp, rateLimitSubject } from '../../http/client-ip.ts'
+import type { AppEnv } from '../../http/context.ts'
+import { json, jsonBody, problems } from '../../http/openapi.ts'
+import { rateLimit } from '../../http/rate-limit.ts'
+import { sha256Hex } from '../../lib/base64.ts'
+import type { Platform } from '../../platform.ts'
+import { LoginRequest, RefreshRequest, Session, SignupRequest, User } from './schemas.ts'
+import { type AccountsDeps, login, logout, me, normalizeEmail, refresh, signup } from './service.ts'
+
+const limitedProblems = ['validation_failed', 'invalid_json', 'unsupported_media_type', 'rate_limited', 'service_unavailable'] as const
+
+/** The request's body as JSON, if it is JSON; read once and cached by Hono, so validation reads the same. */
+async function bodyField(c: Context<AppEnv>, field: string): Promise<string | undefined> {
+  const body = await c.req.json().catch(() => undefined)
+  const value = body && typeof body === 'object' ? (body as Record<string, unknown>)[field] : undefined
+  return typeof value === 'string' ? value : undefined
+}
+
+const signupRoute = createRoute({
+  method: 'post',
+  path: '/v1/auth/signup',
+  tags: ['Accounts'],
+  summary: 'Create a customer account',
+  description: 'Creates a customer and logs them in. Rate limited per client IP and per email (`RATE_LIMIT_AUTH`).',
+  request: { body: jsonBody(SignupRequest) },
+  responses: { 201: json(Session, 'The new account and its first tokens'), ...problems('email_taken', ...limitedProblems) },
+})
+
+const loginRoute = createRoute({
+  method: 'post',
+  path: '/v1/auth/login',
+  tags: ['Accounts'],
+  summary: 'Log in',
+  description: 'An unknown email and a wrong password get the same answer in similar time. Rate limited per client IP and per email.',
+  request: { body: jsonBody(LoginRequest) },
+  responses: { 200: json(Session, 'A new token family'), ...problems('invalid_credentials', ...limitedProblems) },
+})
+
+const refreshRoute = createRoute({
+  method: 'post',
+  path: '/v1/auth/refresh',
+  tags: ['Accounts'],
+  summary: 'Rotate a refresh token',
+  description:
+    'Answers a new pair; the presented token stops working. Presenting a token that was already rotated revokes its whole family (`refresh_token_reused`): whoever holds the newer token must log in again too. Of two concurrent refreshes of one token, exactly one succeeds.',
+  request: { body: jsonBody(RefreshRequest) },
+  responses: { 200: json(Session, 'The next pair of the family'), ...problems('refresh_token_reused', 'unauthorized', ...limitedProblems) },
+})
+
+const logoutRoute = createRoute({
+  method: 'post',
+  path: '/v1/auth/logout',
+  tags: ['Accounts'],
+  summary: 'Log out',
+  description: "Revokes the refresh token's family. Answers 204 whether or not the token was known.",
+  request: { body: jsonBody(RefreshRequest) },
+  responses: {
+    204: { description: 'Logged out' },
+    ...problems('validation_failed', 'invalid_json', 'unsupported_media_type', 'service_unavailable'),
+  },
+})
+
+const meRoute = createRoute({
+  method: 'get',
+  path: '/v1/me',
+  tags: ['Accounts'],
+  summary: 'The caller’s account',
+  security: [{ bearerAuth: [] }],
+  responses: { 200: json(User, 'The account'), ...problems('unauthorized', 'service_unavailable') },
+})
+
+/** Signup, login, refresh, logout and `/v1/me`. */
+export function accountsRoutes(platform: Platform) {
+  const { config } = platform
+  const rule = (name: string) => ({ name, limit: config.rateLimitAuth.limit, windowSeconds: config.rateLimitAuth.windowSeconds })
+  const ipKey = (c: Context<AppEnv>) => `ip:${rateLimitSubject(clientIp(c, platform))}`
+  const byIpAndEmail = async (c: Context<AppEnv>) => {
+    const email = await bodyField(c, 'email')
+    return email ? [ipKey(c), `email:${normalizeEmail(email)}`] : [ipKey(c)]
+  }
+  const byIpAndToken = async (c: Context<AppEnv>) => {
+    const token = await bodyField(c, 'refreshToken')
+    return token ? [ipKey(c), `token:${(await sha256Hex(token)).slice(0, 32)}`] : [ipKey(c)]
+  }
+  const deps = (c: Context<AppEnv>): AccountsDeps => ({
+    db: c.var.deps.db,
+    passwords: platform.passwords,
+    tokens: platform.tokens,
+    refreshTtlSeconds: config.jwt.refreshTtlSeconds,
+    logger: platform.logger,
+  })
+  const noStore = { 'Cache-Control': 'no-store' }
+
+  return new OpenAPIHono<AppEnv>()
+    .openapi(
+      { ...signupRoute, middleware: [rateLimit(platform, { rule: rule('signup'), keys: byIpAndEmail, onUnavailable: 'closed' })] },
+      async (c) => c.json(await signup(deps(c), c.req.valid('json')), 201, noStore),
+    )
+    .openapi(
+      { ...loginRoute, middleware: [rateLimit(platform, { rule: rule('login'), keys: byIpAndEmail, onUnavailable: 'closed' })] },
+      async (c) => c.json(await login(deps(c), c.req.valid('json')), 200, noStore),
+    )
+    .openapi(
+      { ...refreshRoute, middleware: [rateLimit(platform, { rule: rule('refresh'), keys: byIpAndToken, onUnavailable: 'closed' })] },
+      async (c) => c.json(await refresh(deps(c), c.req.valid('json').refreshToken), 200, noStore),
+    )
+    .openapi(logoutRoute, async (c) => {
+      await logout({ db: c.var.deps.db }, c.req.valid('json').refreshToken)
+      return c.body(null, 204)
+    })
+    .openapi({ ...meRoute, middleware: [authenticate(platform)] }, async (c) =>
+      c.json(await me(c.var.deps.db, c.var.principal.userId), 200, { 'Cache-Control': 'private, no-store' }),
+    )
+}

@@ -1,0 +1,116 @@
+import { AppError } from '../../http/problem.ts'
+import { fromBase64, sha256Hex, toBase64, utf8 } from '../../lib/base64.ts'
+import { isUuid } from '../../lib/uuid.ts'
+
+/*
+ * Access tokens are JWTs signed with HMAC-SHA256, and only that: the
+ * algorithm is pinned, so `alg: none` or a switch to another algorithm is
+ * refused before any key is touched. `exp`, `iat`, `iss`, `aud`, `sub` and
+ * `role` are always issued and always required. The header's `kid` names the
+ * secret (a hash of it, never the secret): tokens signed with
+ * JWT_PREVIOUS_SECRET stay valid until they expire after a rotation.
+ */
+
+export const ISSUER = 'edgeshop'
+export const AUDIENCE = 'edgeshop-api'
+export type Role = 'customer' | 'admin'
+
+/** Who a verified access token speaks for. */
+export interface Principal {
+  userId: string
+  role: Role
+}
+
+export interface AccessTokens {
+  sign(user: { id: string; role: Role }, nowMs?: number): Promise<{ token: string; expiresIn: number }>
+  /** Throws 401 `unauthorized` for anything but a valid, unexpired token of ours. */
+  verify(token: string, nowMs?: number): Promise<Principal>
+}
+
+const LEEWAY_SECONDS = 5
+const MAX_TOKEN_LENGTH = 4096
+const SEGMENT = /^[A-Za-z0-9_-]+$/
+
+const invalid = () => new AppError('unauthorized', 'The access token is missing, malformed, expired or not valid here')
+
+async function keyFor(secret: string) {
+  const key = await crypto.subtle.importKey('raw', utf8(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify'])
+  const kid = (await sha256Hex(`edgeshop-kid:${secret}`)).slice(0, 16)
+  return { kid, key }
+}
+
+function decodeJson(segment: string): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(fromBase64(segment)))
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const encodeJson = (value: unknown) => toBase64(utf8(JSON.stringify(value)), 'url')
+
+/**
+ * @example
+ * ```ts
+ * const tokens = createAccessTokens({ secret, ttlSeconds: 900 })
+ * const { token } = await tokens.sign({ id: user.id, role: 'customer' })
+ * const principal = await tokens.verify(token)
+ * ```
+ */
+export function createAccessTokens(opts: { secret: string; previousSecret?: string | undefined; ttlSeconds: number }): AccessTokens {
+  const current = keyFor(opts.secret)
+  const all = Promise.all([current, ...(opts.previousSecret ? [keyFor(opts.previousSecret)] : [])]).then(
+    (keys) => new Map(keys.map((k) => [k.kid, k.key])),
+  )
+
+  return {
+    async sign(user, nowMs = Date.now()) {
+      const { kid, key } = await current
+      const iat = Math.floor(nowMs / 1000)
+      const header = encodeJson({ alg: 'HS256', typ: 'JWT', kid })
+      const payload = encodeJson({ iss: ISSUER, aud: AUDIENCE, sub: user.id, role: user.role, iat, exp: iat + opts.ttlSeconds })
+      const signature = new Uint8Array(await crypto.subtle.sign('HMAC', key, utf8(`${header}.${payload}`)))
+      return { token: `${header}.${payload}.${toBase64(signature, 'url')}`, expiresIn: opts.ttlSeconds }
+    },
+
+    async verify(token, nowMs = Date.now()) {
+      if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH) throw invalid()
+      const parts = token.split('.')
+      if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p))) throw invalid()
+      const [h, p, s] = parts as [string, string, string]
+      const header = decodeJson(h)
+      if (header?.alg !== 'HS256' || (header.typ !== undefined && header.typ !== 'JWT') || header.crit !== undefined) throw invalid()
+      const key = typeof header.kid === 'string' ? (await all).get(header.kid) : undefined
+      if (!key) throw invalid()
+      let signature: Uint8Array<ArrayBuffer>
+      try {
+        signature = fromBase64(s)
+      } catch {
+        throw invalid()
+      }
+      if (!(await crypto.subtle.verify('HMAC', key, signature, utf8(`${h}.${p}`)))) throw invalid()
+
+      const claims = decodeJson(p)
+      if (!claims) throw invalid()
+      const now = nowMs / 1000
+      const { exp, iat, nbf, iss, aud, sub, role } = claims
+      if (typeof exp !== 'number' || !Number.isFinite(exp) || now >= exp + LEEWAY_SECONDS) throw invalid()
+      if (typeof iat !== 'number' || iat > now + LEEWAY_SECONDS) throw invalid()
+      if (nbf !== undefined && (typeof nbf !== 'number' || nbf > now + LEEWAY_SECONDS)) throw invalid()
+      if (iss !== ISSUER) throw invalid()
+      if (!(aud === AUDIENCE || (Array.isArray(aud) && aud.includes(AUDIENCE)))) throw invalid()
+      if (typeof sub !== 'string' || !isUuid(sub)) throw invalid()
+      if (role !== 'customer' && role !== 'admin') throw invalid()
+      return { userId: sub, role }
+    },
+  }
+}
+
+/** A new refresh token: 256 random bits, URL-safe. Only its hash is stored. */
+export function newRefreshToken(): string {
+  return toBase64(crypto.getRandomValues(new Uint8Array(32)), 'url')
+}
+
+/** What the database keeps of a refresh token. */
+export const refreshTokenHash = (token: string) => sha256Hex(token)

@@ -1,0 +1,42 @@
+import type { MiddlewareHandler } from 'hono'
+import type { Principal, Role } from '../features/accounts/tokens.ts'
+import type { Platform } from '../platform.ts'
+import type { AppEnv } from './context.ts'
+import { AppError } from './problem.ts'
+
+/**
+ * Requires `Authorization: Bearer <access token>` and puts the verified
+ * principal on the context as `principal`. Anything else is 401 with
+ * `WWW-Authenticate: Bearer`, and the answer never says which check failed.
+ *
+ * @example
+ * ```ts
+ * createRoute({ ..., middleware: [authenticate(platform)] })
+ * ```
+ */
+export function authenticate(platform: Platform): MiddlewareHandler<AppEnv> {
+  return async function authenticate(c, next) {
+    const header = c.req.header('authorization')
+    const match = header?.match(/^Bearer[ ]+([^\s]+)\s*$/i)
+    if (!match) throw new AppError('unauthorized', 'An access token is required: Authorization: Bearer <token>')
+    c.set('principal', await platform.tokens.verify(match[1]!))
+    await next()
+  }
+}
+
+/**
+ * After {@link authenticate}: 403 `forbidden` unless the caller has `role`.
+ *
+ * @example
+ * ```ts
+ * middleware: [authenticate(platform), requireRole('admin')]
+ * ```
+ */
+export function requireRole(role: Role): MiddlewareHandler<AppEnv> {
+  return async function requireRole(c, next) {
+    const principal = c.get('principal') as Principal | undefined
+    if (!principal) throw new AppError('unauthorized')
+    if (principal.role !== role) throw new AppError('forbidden', `This needs the ${role} role`)
+    await next()
+  }
+}

@@ -1,0 +1,75 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import postgres from 'postgres'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ROOT, startAppServer } from '../support/app-server.ts'
+import { migratedDatabase } from '../support/databases.ts'
+
+const bun = process.env.BUN_BIN ?? 'bun'
+
+describe('bun run seed', () => {
+  let url: string
+  beforeAll(async () => {
+    url = await migratedDatabase(`seed_${process.pid}_${Date.now()}`)
+  })
+
+  const seed = (env: Record<string, string>) =>
+    spawnSync(bun, ['run', 'seed'], { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 })
+
+  it('creates the admin once and is idempotent, even in production without the service secrets', async () => {
+    const env = { DATABASE_URL: url, ADMIN_EMAIL: 'seed-admin@example.test', ADMIN_PASSWORD: 'seed admin password', NODE_ENV: 'production' }
+    const first = seed(env)
+    expect(first.status, first.stderr).toBe(0)
+    expect(first.stdout).toContain('admin seed-admin@example.test: created')
+    const second = seed(env)
+    expect(second.stdout).toContain('admin seed-admin@example.test: unchanged')
+    const db = postgres(url, { max: 1 })
+    const rows = await db`select role from users where email = 'seed-admin@example.test'`
+    await db.end()
+    expect(rows.map((r) => r.role)).toEqual(['admin'])
+  })
+})
+
+describe('graceful shutdown', () => {
+  let dataDir: string
+  beforeAll(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'edgeshop-shutdown-'))
+  })
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+
+  for (const runtime of ['bun', 'node'] as const) {
+    it(`${runtime}: SIGTERM lets in-flight requests finish, and every acknowledged signup survives the restart`, async () => {
+      const server = await startAppServer(runtime, { DATA_DIR: dataDir, TRUSTED_PROXIES: '1' })
+      const emails = Array.from({ length: 12 }, (_, i) => `shutdown-${runtime}-${i}-${Date.now()}@example.test`)
+      const inFlight = emails.map((email, i) =>
+        fetch(`${server.url}/v1/auth/signup`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', 'X-Forwarded-For': `192.0.2.${i + 1}` },
+          body: JSON.stringify({ email, password: 'survive the restart', name: 'S' }),
+        }).then((r) => r.status),
+      )
+      await new Promise((r) => setTimeout(r, 60))
+      const stopping = server.stop()
+      const statuses = await Promise.all(inFlight)
+      expect(await stopping).toBe(0)
+      expect(statuses.every((s) => s === 201)).toBe(true)
+      expect(server.output()).toContain('stopped cleanly')
+
+      const again = await startAppServer(runtime, { DATA_DIR: dataDir, TRUSTED_PROXIES: '1' })
+      try {
+        for (const [i, email] of emails.entries()) {
+          const res = await fetch(`${again.url}/v1/auth/login`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json', 'X-Forwarded-For': `198.18.0.${i + 1}` },
+            body: JSON.stringify({ email, password: 'survive the restart' }),
+          })
+          expect(res.status, email).toBe(200)
+        }
+      } finally {
+        await again.stop()
+      }
+    })
+  }
+})
