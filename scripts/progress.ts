@@ -24,7 +24,7 @@ export function progress(label: string, total: number) {
       process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${text}${final ? '\n' : ''}`)
     } else {
       const decile = Math.floor(fraction * 10)
-      if (decile !== lastDecile || final) {
+      if (decile !== lastDecile) {
         lastDecile = decile
         process.stderr.write(`${text}\n`)
       }

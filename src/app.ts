@@ -2,6 +2,7 @@ import { OpenAPIHono } from '@hono/zod-openapi'
 import { bodyLimit } from 'hono/body-limit'
 import { methodNotAllowed } from 'hono/method-not-allowed'
 import { accountsRoutes } from './features/accounts/routes.ts'
+import { catalogRoutes } from './features/catalog/routes.ts'
 import { registerReference } from './features/system/reference.ts'
 import { systemRoutes } from './features/system/routes.ts'
 import type { AppEnv } from './http/context.ts'
@@ -55,7 +56,7 @@ export function createApp(platform: Platform) {
   app.onError(errorHandler(logger))
   app.notFound(notFoundHandler)
 
-  const routes = app.route('/', systemRoutes(platform)).route('/', accountsRoutes(platform))
+  const routes = app.route('/', systemRoutes(platform)).route('/', accountsRoutes(platform)).route('/', catalogRoutes(platform))
 
   registerReference(app, platform)
   return routes

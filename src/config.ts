@@ -98,6 +98,11 @@ const schema = z.object({
   PASSWORD_HASH: opt(z.enum(['argon2id', 'pbkdf2-sha256'])),
   TRUSTED_PROXIES: opt(int(0, 10)),
   RATE_LIMIT_TIMEOUT_MS: opt(int(10, 5000)),
+  CACHE_L1_MAX_ENTRIES: opt(int(0, 1_000_000)),
+  // At most 4 s: an L1 copy must be gone within the 5 s the API promises for other instances to see a write.
+  CACHE_L1_TTL_MS: opt(int(50, 4000)),
+  CACHE_L2_TTL_SECONDS: opt(int(1, 7 * 24 * 3600)),
+  CACHE_L2_TIMEOUT_MS: opt(int(5, 2000)),
   ADMIN_EMAIL: opt(z.email('must be an email address')),
   ADMIN_PASSWORD: opt(z.string().min(10, 'must be 10 to 128 characters').max(128, 'must be 10 to 128 characters')),
   ORDER_TTL_SECONDS: opt(int(60, 7 * 24 * 3600)),
@@ -147,6 +152,14 @@ export interface Config {
   trustedProxies: number
   /** Budget for one rate-limit check; past it, auth routes fail closed (503). */
   rateLimitTimeoutMs: number
+  cache: {
+    /** 0 turns the in-process L1 off. */
+    l1MaxEntries: number
+    l1TtlMs: number
+    l2TtlSeconds: number
+    /** Budget of one Redis read before the database is asked instead. */
+    l2TimeoutMs: number
+  }
   admin: { email: string; password: string } | undefined
   orderTtlSeconds: number
   schedulerTickSeconds: number
@@ -274,6 +287,12 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     passwordHash: raw.PASSWORD_HASH ?? (runtime === 'workers' ? 'pbkdf2-sha256' : 'argon2id'),
     trustedProxies: raw.TRUSTED_PROXIES ?? 0,
     rateLimitTimeoutMs: raw.RATE_LIMIT_TIMEOUT_MS ?? 300,
+    cache: {
+      l1MaxEntries: raw.CACHE_L1_MAX_ENTRIES ?? 10_000,
+      l1TtlMs: raw.CACHE_L1_TTL_MS ?? 2000,
+      l2TtlSeconds: raw.CACHE_L2_TTL_SECONDS ?? 300,
+      l2TimeoutMs: raw.CACHE_L2_TIMEOUT_MS ?? 50,
+    },
     admin: hasAdmin ? { email: raw.ADMIN_EMAIL!.toLowerCase(), password: raw.ADMIN_PASSWORD! } : undefined,
     orderTtlSeconds: raw.ORDER_TTL_SECONDS ?? 900,
     schedulerTickSeconds: raw.SCHEDULER_TICK_SECONDS ?? 60,

@@ -5,6 +5,7 @@ import type { DatabaseHandle } from './db/database.ts'
 import type { PasswordHasher } from './features/accounts/password.ts'
 import { type AccessTokens, createAccessTokens } from './features/accounts/tokens.ts'
 import type { Deps } from './http/context.ts'
+import { type Cache, createCache } from './infra/cache.ts'
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './infra/ratelimit.ts'
 import type { Logger } from './observability/logger.ts'
 import type { Metrics } from './observability/metrics.ts'
@@ -35,6 +36,8 @@ export interface Platform {
   readonly passwords: PasswordHasher
   readonly tokens: AccessTokens
   readonly limiter: RateLimiter
+  /** The catalog's two-tier cache. */
+  readonly cache: Cache
   /** The dependencies of one request. */
   deps(ctx?: ExecutionContextLike): Deps
   /** The peer's address as the runtime's socket reports it; never taken from a header a client controls. */
@@ -72,6 +75,17 @@ export function createPlatform(parts: PlatformParts): Platform {
     ? new Redis({ url: config.redis.url, token: config.redis.token, enableTelemetry: false, retry: { retries: 0 } })
     : undefined
   const pending = new Set<Promise<unknown>>()
+  // The cache reads raw strings: no JSON parsing, no base64 decoding of the bytes it serves.
+  const cacheRedis = config.redis
+    ? new Redis({
+        url: config.redis.url,
+        token: config.redis.token,
+        enableTelemetry: false,
+        retry: { retries: 0 },
+        automaticDeserialization: false,
+        responseEncoding: false,
+      })
+    : undefined
 
   const track = (work: Promise<unknown>) => {
     const p = work
@@ -106,6 +120,7 @@ export function createPlatform(parts: PlatformParts): Platform {
   if (metrics && parts.database?.stats) {
     const stats = parts.database.stats.bind(parts.database)
     metrics.gauge('edgeshop_db_pool_max', 'Configured size of the Postgres pool', () => stats().max)
+    metrics.gauge('edgeshop_db_queries_total', 'Queries sent through the pool outside transactions', () => stats().queries, 'counter')
     metrics.gauge('edgeshop_db_queries_in_flight', 'Queries sent through the pool and not yet answered', () => stats().queriesInFlight)
     metrics.gauge(
       'edgeshop_db_transactions_in_flight',
@@ -133,6 +148,15 @@ export function createPlatform(parts: PlatformParts): Platform {
       ttlSeconds: config.jwt.accessTtlSeconds,
     }),
     limiter: redis ? createRedisRateLimiter({ redis, timeoutMs: config.rateLimitTimeoutMs }) : createMemoryRateLimiter(),
+    cache: createCache({
+      l1MaxEntries: config.cache.l1MaxEntries,
+      l1TtlMs: config.cache.l1TtlMs,
+      redis: cacheRedis,
+      l2TtlSeconds: config.cache.l2TtlSeconds,
+      l2TimeoutMs: config.cache.l2TimeoutMs,
+      metrics,
+      logger,
+    }),
     deps,
     peerAddress: parts.peerAddress,
     async close() {

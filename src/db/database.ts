@@ -17,6 +17,8 @@ export interface DatabaseHandle {
 
 export interface PoolStats {
   max: number
+  /** Queries sent through the pool since start (outside transactions). */
+  queries: number
   queriesInFlight: number
   transactionsInFlight: number
   timeouts: number
@@ -72,4 +74,13 @@ export function withDeadline<T>(work: Promise<T>, ms: number, what: string): Pro
     timer = setTimeout(() => reject(new DatabaseUnavailableError(`${what} took longer than ${ms} ms`)), ms)
   })
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
+}
+
+/** True when an error is a unique-constraint violation (optionally of one named constraint). */
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const x = e as { code?: unknown; constraint_name?: unknown; constraint?: unknown }
+    if (x.code === '23505') return constraint === undefined || x.constraint_name === constraint || x.constraint === constraint
+  }
+  return false
 }

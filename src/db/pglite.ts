@@ -1,4 +1,5 @@
 import { PGlite } from '@electric-sql/pglite'
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { sql as q } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/pglite'
 import { type Database, type DatabaseHandle, withDeadline } from './database.ts'
@@ -18,7 +19,10 @@ import * as schema from './schema.ts'
  * ```
  */
 export async function createEmbeddedDatabase(opts: { dataDir?: string; loadDataDir?: Blob }): Promise<DatabaseHandle & { client: PGlite }> {
-  const client = await PGlite.create(opts.dataDir, opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {})
+  const client = await PGlite.create(opts.dataDir, {
+    extensions: { pg_trgm },
+    ...(opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {}),
+  })
   const db = drizzle({ client, schema }) as unknown as Database
   let closed = false
   return {

@@ -45,7 +45,7 @@ export function createPostgresDatabase(opts: PostgresOptions): DatabaseHandle & 
       idle_in_transaction_session_timeout: opts.statementTimeoutMs,
     },
   })
-  const stats: PoolStats = { max: opts.poolMax, queriesInFlight: 0, transactionsInFlight: 0, timeouts: 0 }
+  const stats: PoolStats = { max: opts.poolMax, queries: 0, queriesInFlight: 0, transactionsInFlight: 0, timeouts: 0 }
   const sql = instrument(raw, stats, opts.timeoutMs, opts.timeoutMs + opts.statementTimeoutMs)
   const db = drizzle({ client: sql, schema }) as unknown as Database
 
@@ -68,6 +68,7 @@ function instrument(raw: postgres.Sql, stats: PoolStats, acquireMs: number, quer
     const tracked = query as unknown as Tracked
     const { resolve, reject } = tracked
     let done = false
+    stats.queries++
     stats.queriesInFlight++
     const timer = setTimeout(() => {
       if (done) return

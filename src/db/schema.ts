@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { check, index, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { boolean, check, index, integer, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 
 /*
  * The database schema. drizzle-kit generates the SQL migrations in
@@ -59,5 +59,42 @@ export const refreshTokens = pgTable(
     index('refresh_tokens_family_idx').on(t.familyId),
     index('refresh_tokens_user_idx').on(t.userId),
     index('refresh_tokens_expires_idx').on(t.expiresAt),
+  ],
+)
+
+/**
+ * The catalog. `version` is bumped by every change to a row — an admin's
+ * edit, and stock taken or released by orders — so it is the ETag of the
+ * product's representation and the guard of `If-Match`.
+ *
+ * Lists are newest first, which for UUIDv7 ids is `id desc`: the partial
+ * indexes below serve every list query (all, by category) as an index walk
+ * from the cursor; trigram indexes serve `q` (name or SKU, any case).
+ */
+export const products = pgTable(
+  'products',
+  {
+    id: uuid('id').primaryKey(),
+    sku: text('sku').notNull(),
+    name: text('name').notNull(),
+    description: text('description').notNull().default(''),
+    priceCents: integer('price_cents').notNull(),
+    currency: text('currency').notNull(),
+    stock: integer('stock').notNull(),
+    category: text('category').notNull(),
+    active: boolean('active').notNull().default(true),
+    version: integer('version').notNull().default(1),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('products_sku_key').on(t.sku),
+    index('products_active_id_idx').on(t.id.desc()).where(sql`${t.active}`),
+    index('products_active_category_id_idx').on(t.category, t.id.desc()).where(sql`${t.active}`),
+    index('products_name_trgm_idx').using('gin', sql`${t.name} gin_trgm_ops`),
+    index('products_sku_trgm_idx').using('gin', sql`${t.sku} gin_trgm_ops`),
+    check('products_stock_check', sql`${t.stock} >= 0`),
+    check('products_price_check', sql`${t.priceCents} >= 0`),
+    check('products_version_check', sql`${t.version} >= 1`),
   ],
 )

@@ -15,8 +15,14 @@ describe('bun run seed', () => {
     url = await migratedDatabase(`seed_${process.pid}_${Date.now()}`)
   })
 
-  const seed = (env: Record<string, string>) =>
-    spawnSync(bun, ['run', 'seed'], { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 })
+  const withArgs = (args: string[]) => ({ SEED_ARGS: args.join(' ') })
+  const seed = ({ SEED_ARGS, ...env }: Record<string, string>) =>
+    spawnSync(bun, ['run', 'seed', ...(SEED_ARGS ? SEED_ARGS.split(' ') : [])], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
 
   it('creates the admin once and is idempotent, even in production without the service secrets', async () => {
     const env = { DATABASE_URL: url, ADMIN_EMAIL: 'seed-admin@example.test', ADMIN_PASSWORD: 'seed admin password', NODE_ENV: 'production' }
@@ -29,6 +35,23 @@ describe('bun run seed', () => {
     const rows = await db`select role from users where email = 'seed-admin@example.test'`
     await db.end()
     expect(rows.map((r) => r.role)).toEqual(['admin'])
+  })
+
+  it('fills a demo catalog in batches, resumes where it stopped, and never duplicates', async () => {
+    const count = async () => {
+      const db = postgres(url, { max: 1 })
+      const [row] = await db`select count(*)::int as n, count(distinct sku)::int as skus from products where sku like 'DEMO-%'`
+      await db.end()
+      return row!
+    }
+    expect(seed({ DATABASE_URL: url, ...withArgs(['--products', '7200']) }).status).toBe(0)
+    expect(await count()).toEqual({ n: 7200, skus: 7200 })
+    const more = seed({ DATABASE_URL: url, ...withArgs(['--products', '9000']) })
+    expect(more.stderr).toMatch(/demo products 1,800\/1,800 \(100%/)
+    expect(await count()).toEqual({ n: 9000, skus: 9000 })
+    const again = seed({ DATABASE_URL: url, ...withArgs(['--products', '9000']) })
+    expect(again.stdout).toContain('demo products: 9000 already there')
+    expect(await count()).toEqual({ n: 9000, skus: 9000 })
   })
 })
 

@@ -548,14 +548,14 @@ describe('@upstash/ratelimit through the stand-in', () => {
     await awayFromBoundary()
     expect((await rl.limit('a')).success).toBe(true)
     let s = await statsOf()
-    expect(s['evalsha']?.['calls']).toBe(1)
-    expect(s['evalsha']?.['failed_calls']).toBe(1) // NOSCRIPT
-    expect(s['eval']?.['calls']).toBe(1)
+    expect(s.evalsha?.calls).toBe(1)
+    expect(s.evalsha?.failed_calls).toBe(1) // NOSCRIPT
+    expect(s.eval?.calls).toBe(1)
     expect((await rl.limit('a')).remaining).toBe(1)
     s = await statsOf()
-    expect(s['evalsha']?.['calls']).toBe(2)
-    expect(s['evalsha']?.['failed_calls']).toBe(1)
-    expect(s['eval']?.['calls']).toBe(1)
+    expect(s.evalsha?.calls).toBe(2)
+    expect(s.evalsha?.failed_calls).toBe(1)
+    expect(s.eval?.calls).toBe(1)
   }, 15_000)
 })
 

@@ -1,0 +1,130 @@
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
+import type { Context } from 'hono'
+import { authenticate, requireRole } from '../../http/auth.ts'
+import type { AppEnv } from '../../http/context.ts'
+import { json, jsonBody, problems } from '../../http/openapi.ts'
+import { AppError } from '../../http/problem.ts'
+import type { Cached } from '../../infra/cache.ts'
+import { ifMatchVersions, noneMatch, PUBLIC_CACHE_CONTROL } from '../../lib/http-cache.ts'
+import type { Platform } from '../../platform.ts'
+import { CreateProduct, ListQuery, Product, ProductId, ProductPage, UpdateProduct } from './schemas.ts'
+import { archiveProduct, type CatalogDeps, createProduct, listPage, productAnswer, productJson, updateProduct } from './service.ts'
+
+const cacheable = z.object({
+  ETag: z.string().openapi({ description: 'The representation’s version; send it back in `If-None-Match`.' }),
+  'Cache-Control': z.string().openapi({ description: PUBLIC_CACHE_CONTROL }),
+})
+const notModified = { description: 'Not modified: the `If-None-Match` tag is current', headers: cacheable }
+const admin = [{ bearerAuth: [] }]
+const adminProblems = ['unauthorized', 'forbidden', 'service_unavailable'] as const
+const bodyProblems = ['validation_failed', 'invalid_json', 'unsupported_media_type'] as const
+
+const listRoute = createRoute({
+  method: 'get',
+  path: '/v1/products',
+  tags: ['Catalog'],
+  summary: 'List active products, newest first',
+  description:
+    'Keyset pages: the cost of a page does not depend on its depth. Served from the cache; `ETag` and `Cache-Control` let HTTP caches keep it.',
+  request: { query: ListQuery },
+  responses: {
+    200: { ...json(ProductPage, 'A page of products'), headers: cacheable },
+    304: notModified,
+    ...problems('validation_failed', 'service_unavailable'),
+  },
+})
+
+const getRoute = createRoute({
+  method: 'get',
+  path: '/v1/products/{id}',
+  tags: ['Catalog'],
+  summary: 'One product',
+  description: 'Unknown and archived products are 404. Served from the cache.',
+  request: { params: ProductId },
+  responses: {
+    200: { ...json(Product, 'The product'), headers: cacheable },
+    304: notModified,
+    ...problems('not_found', 'service_unavailable'),
+  },
+})
+
+const createProductRoute = createRoute({
+  method: 'post',
+  path: '/v1/products',
+  tags: ['Catalog'],
+  summary: 'Create a product (admin)',
+  security: admin,
+  request: { body: jsonBody(CreateProduct) },
+  responses: {
+    201: { ...json(Product, 'The new product'), headers: z.object({ Location: z.string().openapi({ description: 'The product’s URL' }) }) },
+    ...problems('sku_taken', ...bodyProblems, ...adminProblems),
+  },
+})
+
+const updateRoute = createRoute({
+  method: 'patch',
+  path: '/v1/products/{id}',
+  tags: ['Catalog'],
+  summary: 'Change a product (admin)',
+  description:
+    'With `If-Match: "<version>"` the change applies only if the product is still at that version (412 `version_mismatch` otherwise, with the current `ETag`). Setting `active: true` restores an archived product.',
+  security: admin,
+  request: {
+    params: ProductId,
+    headers: z.object({ 'if-match': z.string().optional().openapi({ description: '`"<version>"` of the product you read.' }) }),
+    body: jsonBody(UpdateProduct),
+  },
+  responses: {
+    200: json(Product, 'The changed product'),
+    ...problems('not_found', 'version_mismatch', 'sku_taken', ...bodyProblems, ...adminProblems),
+  },
+})
+
+const archiveRoute = createRoute({
+  method: 'delete',
+  path: '/v1/products/{id}',
+  tags: ['Catalog'],
+  summary: 'Archive a product (admin)',
+  description: 'The product is no longer listed or orderable; past orders keep it. Archiving an archived product is a 204 again.',
+  security: admin,
+  request: { params: ProductId },
+  responses: { 204: { description: 'Archived' }, ...problems('not_found', ...adminProblems) },
+})
+
+/** Answers cached bytes: 304 when the client's tag is current. */
+function answer(c: Context<AppEnv>, cached: Cached): Response {
+  const headers = { ETag: cached.etag, 'Cache-Control': PUBLIC_CACHE_CONTROL }
+  if (noneMatch(c.req.header('if-none-match'), cached.etag)) return c.body(null, 304, headers)
+  return c.body(cached.body, 200, { ...headers, 'Content-Type': 'application/json' })
+}
+
+/** The public catalog and its admin routes. */
+export function catalogRoutes(platform: Platform) {
+  const deps = (c: Context<AppEnv>): CatalogDeps => ({
+    db: c.var.deps.db,
+    cache: platform.cache,
+    currency: platform.config.storeCurrency,
+    waitUntil: c.var.deps.waitUntil,
+  })
+  const adminOnly = [authenticate(platform), requireRole('admin')]
+
+  return new OpenAPIHono<AppEnv>()
+    .openapi(listRoute, async (c) => answer(c, await listPage(deps(c), c.req.valid('query'))) as never)
+    .openapi(getRoute, async (c) => {
+      const cached = await productAnswer(deps(c), c.req.valid('param').id)
+      if (!cached) throw new AppError('not_found', 'No product with this id')
+      return answer(c, cached) as never
+    })
+    .openapi({ ...createProductRoute, middleware: adminOnly }, async (c) => {
+      const row = await createProduct(deps(c), c.req.valid('json'))
+      return c.json(productJson(row), 201, { Location: `/v1/products/${row.id}`, ETag: `"${row.version}"`, 'Cache-Control': 'no-store' })
+    })
+    .openapi({ ...updateRoute, middleware: adminOnly }, async (c) => {
+      const row = await updateProduct(deps(c), c.req.valid('param').id, c.req.valid('json'), ifMatchVersions(c.req.header('if-match')))
+      return c.json(productJson(row), 200, { ETag: `"${row.version}"`, 'Cache-Control': 'no-store' })
+    })
+    .openapi({ ...archiveRoute, middleware: adminOnly }, async (c) => {
+      await archiveProduct(deps(c), c.req.valid('param').id)
+      return c.body(null, 204)
+    })
+}

@@ -1,0 +1,293 @@
+import type { Redis } from '@upstash/redis'
+import type { Logger } from '../observability/logger.ts'
+import type { Metrics } from '../observability/metrics.ts'
+import { throttledLog } from '../observability/throttle.ts'
+
+/*
+ * The read-through cache of the catalog: L1 in this process (an LRU with a
+ * short TTL), L2 in Redis through @upstash/redis when configured.
+ *
+ * Values are the bytes that are sent, serialised once when they are loaded.
+ *
+ * Two kinds of entries:
+ * - entities (a product by id) carry a version. A write leaves a tombstone
+ *   with the new version in L2; a load sets L2 only through a compare-and-set
+ *   that refuses to replace a newer version or a same-version value, so a
+ *   load that read the database before the write can never put old bytes
+ *   back.
+ * - collections (list pages) belong to a generation; a write increments the
+ *   generation and every page of the older one stops counting.
+ *
+ * A write evicts this instance's L1 at once (and detaches loads already in
+ * flight, so a read after the write never joins a read from before it).
+ * Other instances drop their L1 copy within the L1 TTL, then find the new
+ * state in L2. Concurrent misses for one key share one load (single flight).
+ * Redis errors and answers slower than the budget count as misses: the read
+ * falls back to the database, Redis is skipped for a second, and the error is
+ * logged once per interval and counted in /metrics.
+ */
+
+/** A cached answer: its body as sent, its ETag, and the version it shows. */
+export interface Cached {
+  body: string
+  etag: string
+  version: number
+}
+
+export interface Cache {
+  /** Whether a shared L2 (Redis) is in use. */
+  readonly shared: boolean
+  /** A versioned entity; `load` answers `null` for "does not exist" (kept in L1 only). */
+  entity(key: string, load: () => Promise<Cached | null>): Promise<Cached | null>
+  /** Version `version` of `key` was just written: evict it here, and leave a tombstone in L2 that no older load can overwrite. */
+  invalidateEntity(key: string, version: number): Promise<void>
+  /** A page of a collection, valid for the collection's current generation. */
+  page(collection: string, key: string, load: () => Promise<Cached>): Promise<Cached>
+  /** The collection changed: every cached page of it is stale. */
+  invalidateCollection(collection: string): Promise<void>
+}
+
+export interface CacheOptions {
+  /** Largest number of L1 entries; 0 turns L1 off. */
+  l1MaxEntries: number
+  l1TtlMs: number
+  /** Redis for L2; omitted: L1 only. */
+  redis?: Redis | undefined
+  l2TtlSeconds: number
+  /** Budget of one L2 read; past it the read goes to the database. */
+  l2TimeoutMs: number
+  prefix?: string
+  metrics?: Metrics | undefined
+  logger: Logger
+  now?: () => number
+}
+
+interface L1Entry {
+  value: Cached | null
+  expiresAt: number
+}
+
+interface Flight<T> {
+  promise: Promise<T>
+  stale: boolean
+}
+
+/** An LRU map: a hit moves the key to the young end; inserting past the bound drops the oldest. */
+class Lru {
+  readonly map = new Map<string, L1Entry>()
+  readonly max: number
+  constructor(max: number) {
+    this.max = max
+  }
+  get(key: string): L1Entry | undefined {
+    const e = this.map.get(key)
+    if (e) {
+      this.map.delete(key)
+      this.map.set(key, e)
+    }
+    return e
+  }
+  set(key: string, e: L1Entry) {
+    if (this.max <= 0) return
+    this.map.delete(key)
+    this.map.set(key, e)
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!)
+  }
+  delete(key: string) {
+    this.map.delete(key)
+  }
+}
+
+// KEYS[1] the entry; ARGV: version, encoded value, ttl ms, '1' when the value is a tombstone.
+const CAS_SET = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sep = string.find(cur, '\\n', 1, true)
+  local v = tonumber(string.sub(cur, 1, (sep or 0) - 1))
+  local v2 = tonumber(ARGV[1])
+  if v and v > v2 then return 0 end
+  local tomb = (not sep) or sep == #cur
+  if v and v == v2 and not tomb then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`
+
+const encode = (v: Cached) => `${v.version}\n${v.etag}\n${v.body}`
+
+function decode(raw: string): Cached | 'tombstone' | undefined {
+  const a = raw.indexOf('\n')
+  if (a < 0) return undefined
+  if (a === raw.length - 1) return 'tombstone'
+  const b = raw.indexOf('\n', a + 1)
+  if (b < 0) return undefined
+  const version = Number(raw.slice(0, a))
+  if (!Number.isInteger(version)) return undefined
+  return { version, etag: raw.slice(a + 1, b), body: raw.slice(b + 1) }
+}
+
+/**
+ * @example
+ * ```ts
+ * const cache = createCache({ l1MaxEntries: 10_000, l1TtlMs: 2000, redis, l2TtlSeconds: 300, l2TimeoutMs: 50, logger })
+ * const product = await cache.entity(`product:${id}`, () => loadProduct(id))
+ * ```
+ */
+export function createCache(opts: CacheOptions): Cache {
+  const now = opts.now ?? Date.now
+  const prefix = opts.prefix ?? 'edgeshop:c:'
+  const entities = new Lru(opts.l1MaxEntries)
+  const pages = new Map<string, Lru>()
+  const pagesOf = (collection: string) => {
+    let lru = pages.get(collection)
+    if (!lru) pages.set(collection, (lru = new Lru(opts.l1MaxEntries)))
+    return lru
+  }
+  const flights = new Map<string, Flight<Cached | null>>()
+  const redis = opts.redis
+  const ttlMs = opts.l2TtlSeconds * 1000
+  const cas = redis?.createScript<number>(CAS_SET)
+  let l2PausedUntil = 0
+  const logError = throttledLog(opts.logger, 'warn', 'cache L2 unavailable; serving from the database', 10_000)
+  const lookups = opts.metrics?.counter('edgeshop_cache_lookups_total', 'Cache lookups by tier and result', ['tier', 'result'])
+  const errors = opts.metrics?.counter('edgeshop_cache_errors_total', 'Redis cache operations that failed or ran past their budget', ['op'])
+  opts.metrics?.gauge('edgeshop_cache_l1_entries', 'Entries in this process’s L1 cache', () =>
+    [...pages.values()].reduce((n, lru) => n + lru.map.size, entities.map.size),
+  )
+
+  const l2Usable = () => redis !== undefined && now() >= l2PausedUntil
+  const failed = (op: string, err: unknown) => {
+    errors?.inc({ op })
+    l2PausedUntil = now() + 1000
+    logError({ op, error: err instanceof Error ? err.message : String(err) })
+  }
+
+  /** An L2 call bounded by the read budget; undefined when it failed or was too slow. */
+  async function bounded<T>(op: string, work: () => Promise<T>): Promise<T | undefined> {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    try {
+      return await Promise.race([
+        work(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${opts.l2TimeoutMs} ms`)), opts.l2TimeoutMs)
+        }),
+      ])
+    } catch (err) {
+      failed(op, err)
+      return undefined
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /** Writes that must reach Redis (invalidations): retried in the background for a few seconds. */
+  async function persistent(op: string, work: () => Promise<unknown>): Promise<void> {
+    if (!redis) return
+    for (let attempt = 0; attempt < 4; attempt++) {
+      try {
+        await work()
+        return
+      } catch (err) {
+        failed(op, err)
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt))
+      }
+    }
+  }
+
+  function readThrough(l1: Lru, key: string, fromL2: () => Promise<Cached | null | undefined>): Promise<Cached | null> {
+    const t = now()
+    const hit = l1.get(key)
+    if (hit && hit.expiresAt > t) {
+      lookups?.inc({ tier: 'l1', result: 'hit' })
+      return Promise.resolve(hit.value)
+    }
+    if (opts.l1MaxEntries > 0) lookups?.inc({ tier: 'l1', result: 'miss' })
+    const joined = flights.get(key)
+    if (joined) return joined.promise
+    const flight: Flight<Cached | null> = { promise: undefined as never, stale: false }
+    flight.promise = (async () => {
+      try {
+        const value = (await fromL2()) ?? null
+        if (!flight.stale) l1.set(key, { value, expiresAt: now() + opts.l1TtlMs })
+        return value
+      } finally {
+        if (flights.get(key) === flight) flights.delete(key)
+      }
+    })()
+    flights.set(key, flight)
+    return flight.promise
+  }
+
+  function detach(key: string) {
+    const flight = flights.get(key)
+    if (flight) {
+      flight.stale = true
+      flights.delete(key)
+    }
+  }
+
+  return {
+    shared: redis !== undefined,
+
+    entity(key, load) {
+      const full = prefix + key
+      return readThrough(entities, full, async () => {
+        if (redis && l2Usable()) {
+          const raw = await bounded('get', () => redis.get<string>(full))
+          const found = typeof raw === 'string' ? decode(raw) : undefined
+          if (found && found !== 'tombstone') {
+            lookups?.inc({ tier: 'l2', result: 'hit' })
+            return found
+          }
+          if (raw !== undefined) lookups?.inc({ tier: 'l2', result: 'miss' })
+        }
+        const loaded = await load()
+        if (loaded && cas && l2Usable()) {
+          cas.exec([full], [String(loaded.version), encode(loaded), String(ttlMs), '0']).catch((err) => failed('set', err))
+        }
+        return loaded
+      })
+    },
+
+    async invalidateEntity(key, version) {
+      const full = prefix + key
+      entities.delete(full)
+      detach(full)
+      if (cas) await persistent('invalidate', () => cas.exec([full], [String(version), `${version}\n`, String(ttlMs), '1']))
+    },
+
+    async page(collection, key, load) {
+      const genKey = `${prefix}${collection}:gen`
+      const full = `${prefix}${collection}:p:${key}`
+      const value = await readThrough(pagesOf(collection), full, async () => {
+        let gen = '0'
+        if (redis && l2Usable()) {
+          const got = await bounded('get', () => redis.mget<(string | null)[]>(genKey, full))
+          if (got) {
+            gen = got[0] ?? '0'
+            const raw = got[1]
+            const nl = typeof raw === 'string' ? raw.indexOf('\n') : -1
+            if (typeof raw === 'string' && nl > 0 && raw.slice(0, nl) === gen) {
+              const found = decode(raw.slice(nl + 1))
+              if (found && found !== 'tombstone') {
+                lookups?.inc({ tier: 'l2', result: 'hit' })
+                return found
+              }
+            }
+            lookups?.inc({ tier: 'l2', result: 'miss' })
+          }
+        }
+        const loaded = await load()
+        if (redis && l2Usable()) redis.set(full, `${gen}\n${encode(loaded)}`, { px: ttlMs }).catch((err) => failed('set', err))
+        return loaded
+      })
+      return value!
+    },
+
+    async invalidateCollection(collection) {
+      const start = `${prefix}${collection}:p:`
+      pages.get(collection)?.map.clear()
+      for (const key of flights.keys()) if (key.startsWith(start)) detach(key)
+      if (redis) await persistent('invalidate', () => redis.incr(`${prefix}${collection}:gen`))
+    },
+  }
+}

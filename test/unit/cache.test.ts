@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest'
+import { type Cached, createCache } from '../../src/infra/cache.ts'
+import { createLogger } from '../../src/observability/logger.ts'
+
+/* The L1 half of the cache and its single flight (L2 is tested against real Redis in test/integration/catalog-cache.test.ts). */
+
+const logger = createLogger({ level: 'silent' })
+const value = (version: number, body = `v${version}`): Cached => ({ body, etag: `"${version}"`, version })
+
+function deferred<T>() {
+  let resolve!: (v: T) => void
+  const promise = new Promise<T>((r) => (resolve = r))
+  return { promise, resolve }
+}
+
+describe('L1 cache', () => {
+  it('answers from memory until the TTL passes', async () => {
+    let now = 1000
+    const cache = createCache({ l1MaxEntries: 10, l1TtlMs: 2000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger, now: () => now })
+    let loads = 0
+    const load = async () => value(++loads)
+    expect((await cache.entity('k', load))?.version).toBe(1)
+    now += 1999
+    expect((await cache.entity('k', load))?.version).toBe(1)
+    now += 2
+    expect((await cache.entity('k', load))?.version).toBe(2)
+    expect(loads).toBe(2)
+  })
+
+  it('single flight: N concurrent misses for one key cost one load', async () => {
+    const cache = createCache({ l1MaxEntries: 10, l1TtlMs: 2000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
+    let loads = 0
+    const gate = deferred<void>()
+    const load = async () => {
+      loads++
+      await gate.promise
+      return value(1)
+    }
+    const readers = Array.from({ length: 100 }, () => cache.entity('hot', load))
+    gate.resolve()
+    const results = await Promise.all(readers)
+    expect(loads).toBe(1)
+    expect(new Set(results.map((r) => r?.body))).toEqual(new Set(['v1']))
+  })
+
+  it('a read after an invalidation never joins a load that started before it', async () => {
+    const cache = createCache({ l1MaxEntries: 10, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
+    const slow = deferred<Cached>()
+    const before = cache.entity('k', () => slow.promise)
+    await cache.invalidateEntity('k', 2)
+    const after = await cache.entity('k', async () => value(2))
+    expect(after?.version).toBe(2)
+    slow.resolve(value(1))
+    expect((await before)?.version).toBe(1)
+    // The old load finished after the write: it must not have replaced the new value.
+    expect((await cache.entity('k', async () => value(99)))?.version).toBe(2)
+  })
+
+  it('remembers "not found" briefly, so unknown ids do not hammer the database', async () => {
+    const cache = createCache({ l1MaxEntries: 10, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
+    let loads = 0
+    for (let i = 0; i < 5; i++)
+      expect(
+        await cache.entity('missing', async () => {
+          loads++
+          return null
+        }),
+      ).toBeNull()
+    expect(loads).toBe(1)
+  })
+
+  it('is bounded: the least recently used entries go first', async () => {
+    const cache = createCache({ l1MaxEntries: 3, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
+    const loads: string[] = []
+    const get = (k: string) =>
+      cache.entity(k, async () => {
+        loads.push(k)
+        return value(1, k)
+      })
+    await get('a')
+    await get('b')
+    await get('c')
+    await get('a')
+    await get('d')
+    await get('a')
+    await get('b')
+    expect(loads).toEqual(['a', 'b', 'c', 'd', 'b'])
+  })
+
+  it('L1 off (0 entries) loads every time', async () => {
+    const cache = createCache({ l1MaxEntries: 0, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
+    let loads = 0
+    for (let i = 0; i < 3; i++) await cache.entity('k', async () => value(++loads))
+    expect(loads).toBe(3)
+  })
+
+  it('pages of a collection are dropped together when the collection changes', async () => {
+    const cache = createCache({ l1MaxEntries: 10, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
+    let gen = 1
+    const page = (k: string) => cache.page('products', k, async () => value(gen, `${k}@${gen}`))
+    expect((await page('p1')).body).toBe('p1@1')
+    expect((await page('p2')).body).toBe('p2@1')
+    gen = 2
+    expect((await page('p1')).body).toBe('p1@1')
+    await cache.invalidateCollection('products')
+    expect((await page('p1')).body).toBe('p1@2')
+    expect((await page('p2')).body).toBe('p2@2')
+  })
+})
