@@ -19,6 +19,7 @@ ARG NODE_VERSION=24
 FROM oven/bun:${BUN_VERSION}-slim AS deps
 WORKDIR /app
 COPY package.json bun.lock ./
+COPY patches ./patches
 RUN bun install --frozen-lockfile --production --ignore-scripts
 
 # Stage 2: the runtime.

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import type { Database } from '../src/db/database.ts'
+import { type Database, pgArray } from '../src/db/database.ts'
 import { uuidv7 } from '../src/lib/uuid.ts'
 
 /*
@@ -102,8 +102,8 @@ export async function insertDemoBatch(db: Database, from: number, to: number, cu
     insert into products (id, sku, name, description, price_cents, currency, stock, category)
     select id, sku, name, description, price_cents, ${currency}, stock, category
     from unnest(
-      ${sql.param(cols.id)}::uuid[], ${sql.param(cols.sku)}::text[], ${sql.param(cols.name)}::text[], ${sql.param(cols.description)}::text[],
-      ${sql.param(cols.price)}::int[], ${sql.param(cols.stock)}::int[], ${sql.param(cols.category)}::text[]
+      ${pgArray(cols.id)}::uuid[], ${pgArray(cols.sku)}::text[], ${pgArray(cols.name)}::text[], ${pgArray(cols.description)}::text[],
+      ${pgArray(cols.price)}::int[], ${pgArray(cols.stock)}::int[], ${pgArray(cols.category)}::text[]
     ) as t(id, sku, name, description, price_cents, stock, category)
     on conflict (sku) do nothing`)
 }

@@ -3,6 +3,8 @@ import { bodyLimit } from 'hono/body-limit'
 import { methodNotAllowed } from 'hono/method-not-allowed'
 import { accountsRoutes } from './features/accounts/routes.ts'
 import { catalogRoutes } from './features/catalog/routes.ts'
+import { jobRoutes } from './features/jobs/routes.ts'
+import { orderRoutes } from './features/orders/routes.ts'
 import { registerReference } from './features/system/reference.ts'
 import { systemRoutes } from './features/system/routes.ts'
 import type { AppEnv } from './http/context.ts'
@@ -56,7 +58,12 @@ export function createApp(platform: Platform) {
   app.onError(errorHandler(logger))
   app.notFound(notFoundHandler)
 
-  const routes = app.route('/', systemRoutes(platform)).route('/', accountsRoutes(platform)).route('/', catalogRoutes(platform))
+  const routes = app
+    .route('/', systemRoutes(platform))
+    .route('/', accountsRoutes(platform))
+    .route('/', catalogRoutes(platform))
+    .route('/', orderRoutes(platform))
+    .route('/', jobRoutes(platform))
 
   registerReference(app, platform)
   return routes

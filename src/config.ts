@@ -103,9 +103,19 @@ const schema = z.object({
   CACHE_L1_TTL_MS: opt(int(50, 4000)),
   CACHE_L2_TTL_SECONDS: opt(int(1, 7 * 24 * 3600)),
   CACHE_L2_TIMEOUT_MS: opt(int(5, 2000)),
+  MAILER: opt(z.enum(['recording', 'http'])),
+  EMAIL_API_URL: opt(httpUrl),
+  EMAIL_API_KEY: opt(z.string().trim().min(1)),
+  EMAIL_FROM: opt(z.string().trim().min(3).max(320)),
+  EMAIL_TIMEOUT_MS: opt(int(100, 60_000)),
+  EMAIL_CIRCUIT_OPEN_MS: opt(int(100, 3_600_000)),
+  PAYMENT_PROVIDER: opt(z.enum(['simulated'])),
+  JOB_CONCURRENCY: opt(int(1, 64)),
+  JOB_POLL_MS: opt(int(10, 60_000)),
+  JOB_BACKOFF_BASE_MS: opt(int(1, 600_000)),
   ADMIN_EMAIL: opt(z.email('must be an email address')),
   ADMIN_PASSWORD: opt(z.string().min(10, 'must be 10 to 128 characters').max(128, 'must be 10 to 128 characters')),
-  ORDER_TTL_SECONDS: opt(int(60, 7 * 24 * 3600)),
+  ORDER_TTL_SECONDS: opt(int(5, 7 * 24 * 3600)),
   SCHEDULER_TICK_SECONDS: opt(int(1, 3600)),
   RATE_LIMIT_AUTH: opt(rate),
   CORS_ORIGINS: opt(origins),
@@ -152,6 +162,15 @@ export interface Config {
   trustedProxies: number
   /** Budget for one rate-limit check; past it, auth routes fail closed (503). */
   rateLimitTimeoutMs: number
+  mailer: { kind: 'recording' } | { kind: 'http'; url: string; apiKey: string; from: string; timeoutMs: number; circuitOpenMs: number }
+  payments: { provider: 'simulated' }
+  jobs: {
+    /** Embedded runner loops per process (Bun and Node without QStash). */
+    concurrency: number
+    pollMs: number
+    /** First retry after this; doubles per attempt (capped at 5 min), ±50 % jitter. */
+    backoffBaseMs: number
+  }
   cache: {
     /** 0 turns the in-process L1 off. */
     l1MaxEntries: number
@@ -245,6 +264,24 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     }
   }
 
+  const emailKeys = ['EMAIL_API_URL', 'EMAIL_API_KEY', 'EMAIL_FROM'] as const
+  const givenEmail = emailKeys.filter((k) => raw[k] !== undefined)
+  const mailerKind = raw.MAILER ?? (givenEmail.length > 0 ? 'http' : 'recording')
+  if (mailerKind === 'http') {
+    for (const k of emailKeys) if (raw[k] === undefined) issues.push({ setting: k, message: 'required for the HTTP mailer' })
+  } else if (production && raw.MAILER === undefined) {
+    issues.push({
+      setting: 'EMAIL_API_URL',
+      message: 'required in production (with EMAIL_API_KEY and EMAIL_FROM), or set MAILER=recording to only record emails',
+    })
+  }
+  if (production && raw.PAYMENT_PROVIDER === undefined) {
+    issues.push({
+      setting: 'PAYMENT_PROVIDER',
+      message: 'required in production: choose the provider explicitly (only `simulated` is built in)',
+    })
+  }
+
   if (runtime === 'workers' && raw.PASSWORD_HASH === 'argon2id') {
     issues.push({ setting: 'PASSWORD_HASH', message: 'argon2id is not available on Workers; use pbkdf2-sha256' })
   }
@@ -287,6 +324,19 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     passwordHash: raw.PASSWORD_HASH ?? (runtime === 'workers' ? 'pbkdf2-sha256' : 'argon2id'),
     trustedProxies: raw.TRUSTED_PROXIES ?? 0,
     rateLimitTimeoutMs: raw.RATE_LIMIT_TIMEOUT_MS ?? 300,
+    mailer:
+      mailerKind === 'http'
+        ? {
+            kind: 'http',
+            url: raw.EMAIL_API_URL!,
+            apiKey: raw.EMAIL_API_KEY!,
+            from: raw.EMAIL_FROM!,
+            timeoutMs: raw.EMAIL_TIMEOUT_MS ?? 5000,
+            circuitOpenMs: raw.EMAIL_CIRCUIT_OPEN_MS ?? 30_000,
+          }
+        : { kind: 'recording' },
+    payments: { provider: raw.PAYMENT_PROVIDER ?? 'simulated' },
+    jobs: { concurrency: raw.JOB_CONCURRENCY ?? 2, pollMs: raw.JOB_POLL_MS ?? 500, backoffBaseMs: raw.JOB_BACKOFF_BASE_MS ?? 1000 },
     cache: {
       l1MaxEntries: raw.CACHE_L1_MAX_ENTRIES ?? 10_000,
       l1TtlMs: raw.CACHE_L1_TTL_MS ?? 2000,

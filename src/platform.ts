@@ -4,8 +4,13 @@ import type { Config } from './config.ts'
 import type { DatabaseHandle } from './db/database.ts'
 import type { PasswordHasher } from './features/accounts/password.ts'
 import { type AccessTokens, createAccessTokens } from './features/accounts/tokens.ts'
+import { type OrderJobDeps, orderJobHandlers } from './features/orders/jobs.ts'
 import type { Deps } from './http/context.ts'
 import { type Cache, createCache } from './infra/cache.ts'
+import { createQstashDispatcher, inlineDispatcher, type JobDispatcher } from './infra/jobs/dispatch.ts'
+import { type JobRef, type JobRuntime, runJobById } from './infra/jobs/jobs.ts'
+import { createHttpMailer, createRecordingMailer, type Mailer } from './infra/mailer.ts'
+import { createSimulatedPaymentProvider, type PaymentProvider } from './infra/payments.ts'
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './infra/ratelimit.ts'
 import type { Logger } from './observability/logger.ts'
 import type { Metrics } from './observability/metrics.ts'
@@ -38,6 +43,14 @@ export interface Platform {
   readonly limiter: RateLimiter
   /** The catalog's two-tier cache. */
   readonly cache: Cache
+  readonly payments: PaymentProvider
+  readonly mailer: Mailer
+  /** Hands committed jobs over: QStash, the embedded runner, or (Workers without QStash) a run after the response. */
+  readonly dispatcher: JobDispatcher
+  /** Everything a job run needs, over the given request's (or process's) database. */
+  jobRuntime(deps: Deps): JobRuntime<OrderJobDeps>
+  /** Hands jobs created by a committed transaction to the dispatcher. */
+  dispatch(deps: Deps, jobs: JobRef[]): void
   /** The dependencies of one request. */
   deps(ctx?: ExecutionContextLike): Deps
   /** The peer's address as the runtime's socket reports it; never taken from a header a client controls. */
@@ -58,6 +71,8 @@ export interface PlatformParts {
   peerAddress: (c: Context) => string | undefined
   /** Runtime-specific: argon2id on Bun and Node, PBKDF2 on Workers. */
   passwords: PasswordHasher
+  /** Runs jobs when QStash is not configured: the embedded runner on Bun and Node. Default: run due jobs after the response. */
+  embeddedDispatcher?: JobDispatcher
 }
 
 /**
@@ -117,6 +132,33 @@ export function createPlatform(parts: PlatformParts): Platform {
     throw new Error('createPlatform needs a database or a databaseFor')
   }
 
+  const cache = createCache({
+    l1MaxEntries: config.cache.l1MaxEntries,
+    l1TtlMs: config.cache.l1TtlMs,
+    redis: cacheRedis,
+    l2TtlSeconds: config.cache.l2TtlSeconds,
+    l2TimeoutMs: config.cache.l2TimeoutMs,
+    metrics,
+    logger,
+  })
+  const payments = createSimulatedPaymentProvider()
+  const mailer = config.mailer.kind === 'http' ? createHttpMailer(config.mailer) : createRecordingMailer()
+  const dispatcher = config.qstash
+    ? createQstashDispatcher({ url: config.qstash.url, token: config.qstash.token, publicUrl: config.publicUrl, logger })
+    : (parts.embeddedDispatcher ?? inlineDispatcher)
+  const jobRuntime = (d: Deps): JobRuntime<OrderJobDeps> => {
+    const rt: JobRuntime<OrderJobDeps> = {
+      db: d.db,
+      handlers: orderJobHandlers,
+      deps: { payments, mailer, cache, logger },
+      logger,
+      dispatch: (list) => dispatcher.dispatch(list, { db: d.db, waitUntil: d.waitUntil, runNow: (id) => runJobById(rt, id) }),
+      waitUntil: d.waitUntil,
+      backoffBaseMs: config.jobs.backoffBaseMs,
+    }
+    return rt
+  }
+
   if (metrics && parts.database?.stats) {
     const stats = parts.database.stats.bind(parts.database)
     metrics.gauge('edgeshop_db_pool_max', 'Configured size of the Postgres pool', () => stats().max)
@@ -148,15 +190,14 @@ export function createPlatform(parts: PlatformParts): Platform {
       ttlSeconds: config.jwt.accessTtlSeconds,
     }),
     limiter: redis ? createRedisRateLimiter({ redis, timeoutMs: config.rateLimitTimeoutMs }) : createMemoryRateLimiter(),
-    cache: createCache({
-      l1MaxEntries: config.cache.l1MaxEntries,
-      l1TtlMs: config.cache.l1TtlMs,
-      redis: cacheRedis,
-      l2TtlSeconds: config.cache.l2TtlSeconds,
-      l2TimeoutMs: config.cache.l2TimeoutMs,
-      metrics,
-      logger,
-    }),
+    cache,
+    payments,
+    mailer,
+    dispatcher,
+    jobRuntime,
+    dispatch: (d, list) => {
+      if (list.length > 0) jobRuntime(d).dispatch(list)
+    },
     deps,
     peerAddress: parts.peerAddress,
     async close() {

@@ -47,6 +47,9 @@ const CONNECTION_CODES = new Set([
   'CONNECT_TIMEOUT',
 ])
 
+const WORKERS_SOCKET_ERRORS =
+  /connection attempt failed|network connection lost|socket (has been|was) closed|connection (terminated|refused|reset)/i
+
 /**
  * True when an error means "the database is not there or not answering"
  * rather than "this query is wrong": connection failures, the server
@@ -61,8 +64,9 @@ export function isDatabaseUnavailable(err: unknown): boolean {
       if (CONNECTION_CODES.has(code)) return true
       if (/^(08...|57P0.|53...|57014)$/.test(code)) return true
     }
+    // Workers' sockets (cloudflare:sockets, Hyperdrive) fail with bare messages and no code.
     const msg = (e as { message?: unknown }).message
-    if (typeof msg === 'string' && /socket has been closed|network connection lost|connection terminated/i.test(msg)) return true
+    if (typeof msg === 'string' && WORKERS_SOCKET_ERRORS.test(msg)) return true
   }
   return false
 }
@@ -83,4 +87,30 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
     if (x.code === '23505') return constraint === undefined || x.constraint_name === constraint || x.constraint === constraint
   }
   return false
+}
+
+/** The rows of a raw `db.execute(sql…)`: postgres.js answers an array, PGlite `{ rows }`. */
+export function rowsOf<T>(result: unknown): T[] {
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[]
+}
+
+/** A transaction inside `db.transaction()`; it has the same query API as the database. */
+export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0]
+
+/** True for the errors a retried transaction can succeed after: serialization failures and deadlocks. */
+export function isRetryableConflict(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (code === '40001' || code === '40P01') return true
+  }
+  return false
+}
+
+/**
+ * A Postgres array literal (`{"a","b"}`) for a `$n::type[]` parameter. Sent
+ * as text, it needs no array type information from the driver: postgres.js
+ * without `fetch_types` (Workers, Hyperdrive) cannot serialise JS arrays.
+ */
+export function pgArray(values: readonly (string | number)[]): string {
+  return `{${values.map((v) => (typeof v === 'number' ? String(v) : `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`)).join(',')}}`
 }

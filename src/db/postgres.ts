@@ -61,7 +61,7 @@ export function createPostgresDatabase(opts: PostgresOptions): DatabaseHandle & 
   }
 }
 
-type Tracked = { resolve: (x: unknown) => void; reject: (x: unknown) => void; cancel(): unknown }
+type Tracked = { resolve: (x: unknown) => void; reject: (x: unknown) => void; cancel(): Promise<void> | undefined }
 
 function instrument(raw: postgres.Sql, stats: PoolStats, acquireMs: number, queryMs: number): postgres.Sql {
   const track = <T extends object>(query: T): T => {
@@ -73,7 +73,8 @@ function instrument(raw: postgres.Sql, stats: PoolStats, acquireMs: number, quer
     const timer = setTimeout(() => {
       if (done) return
       stats.timeouts++
-      tracked.cancel()
+      // Cancelling sends a request on a new connection; with the database gone that fails too, and must not go unhandled.
+      tracked.cancel()?.catch(() => {})
     }, queryMs)
     const finish = () => {
       if (done) return

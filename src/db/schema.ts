@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { boolean, check, index, integer, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { boolean, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 
 /*
  * The database schema. drizzle-kit generates the SQL migrations in
@@ -97,4 +97,155 @@ export const products = pgTable(
     check('products_price_check', sql`${t.priceCents} >= 0`),
     check('products_version_check', sql`${t.version} >= 1`),
   ],
+)
+
+export const ORDER_STATUSES = [
+  'pending_payment',
+  'payment_processing',
+  'paid',
+  'fulfilled',
+  'payment_failed',
+  'cancelled',
+  'expired',
+] as const
+
+/**
+ * Orders. Every change of `status` is one conditional UPDATE (`… WHERE
+ * status IN (…)`), so of two racing transitions one wins, and the stock an
+ * order reserved is released by the one transition that leaves a holding
+ * status.
+ */
+export const orders = pgTable(
+  'orders',
+  {
+    id: uuid('id').primaryKey(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id),
+    status: text('status', { enum: ORDER_STATUSES }).notNull(),
+    totalCents: integer('total_cents').notNull(),
+    currency: text('currency').notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+  },
+  (t) => [
+    index('orders_user_id_idx').on(t.userId, t.id.desc()),
+    index('orders_unpaid_expires_idx').on(t.expiresAt).where(sql`${t.status} in ('pending_payment', 'payment_failed')`),
+    check(
+      'orders_status_check',
+      sql`${t.status} in ('pending_payment', 'payment_processing', 'paid', 'fulfilled', 'payment_failed', 'cancelled', 'expired')`,
+    ),
+    check('orders_total_check', sql`${t.totalCents} >= 0`),
+  ],
+)
+
+/** The lines of an order, with the price and name the product had when it was ordered. */
+export const orderItems = pgTable(
+  'order_items',
+  {
+    orderId: uuid('order_id')
+      .notNull()
+      .references(() => orders.id, { onDelete: 'cascade' }),
+    productId: uuid('product_id')
+      .notNull()
+      .references(() => products.id),
+    sku: text('sku').notNull(),
+    name: text('name').notNull(),
+    unitPriceCents: integer('unit_price_cents').notNull(),
+    quantity: integer('quantity').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.orderId, t.productId] }), check('order_items_quantity_check', sql`${t.quantity} between 1 and 100`)],
+)
+
+/**
+ * Stored answers of idempotent requests, per user and key, kept at least
+ * 24 h. The row is written in the same transaction as the request's effect,
+ * so an answer exists exactly when the effect does.
+ */
+export const idempotencyKeys = pgTable(
+  'idempotency_keys',
+  {
+    userId: uuid('user_id').notNull(),
+    key: text('key').notNull(),
+    fingerprint: text('fingerprint').notNull(),
+    status: integer('status').notNull(),
+    body: text('body').notNull(),
+    headers: jsonb('headers').$type<Record<string, string>>().notNull(),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.key] }), index('idempotency_keys_expires_idx').on(t.expiresAt)],
+)
+
+export const JOB_STATUSES = ['pending', 'running', 'succeeded', 'dead'] as const
+
+/**
+ * The outbox: a job is inserted in the transaction that causes it, then
+ * delivered at least once (QStash, or the embedded runner). `dispatched_at`
+ * records the hand-over to QStash.
+ */
+export const jobs = pgTable(
+  'jobs',
+  {
+    id: uuid('id').primaryKey(),
+    name: text('name').notNull(),
+    payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
+    status: text('status', { enum: JOB_STATUSES }).notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    maxAttempts: integer('max_attempts').notNull(),
+    /** Bumped when an admin queues a dead job again: part of its QStash deduplication id, so the new run is not dropped as a duplicate. */
+    generation: integer('generation').notNull().default(0),
+    lastError: text('last_error'),
+    runAt: timestamp('run_at', { withTimezone: true, mode: 'date' }).notNull(),
+    dispatchedAt: timestamp('dispatched_at', { withTimezone: true, mode: 'date' }),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index('jobs_due_idx').on(t.runAt).where(sql`${t.status} = 'pending'`),
+    index('jobs_status_id_idx').on(t.status, t.id.desc()),
+    check('jobs_status_check', sql`${t.status} in ('pending', 'running', 'succeeded', 'dead')`),
+  ],
+)
+
+/** Every email the mailer sent; one per idempotency key (the job that sent it). */
+export const emails = pgTable(
+  'emails',
+  {
+    id: uuid('id').primaryKey(),
+    idempotencyKey: text('idempotency_key').notNull(),
+    to: text('to').notNull(),
+    subject: text('subject').notNull(),
+    template: text('template').notNull(),
+    orderId: uuid('order_id'),
+    providerId: text('provider_id'),
+    sentAt: timestamp('sent_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('emails_idempotency_key').on(t.idempotencyKey), index('emails_order_idx').on(t.orderId)],
+)
+
+/**
+ * The ledger of the simulated payment provider: what a real provider keeps
+ * on its side. One capture per idempotency key.
+ */
+export const simulatedCharges = pgTable('simulated_charges', {
+  idempotencyKey: text('idempotency_key').primaryKey(),
+  reference: text('reference').notNull(),
+  token: text('token').notNull(),
+  amountCents: integer('amount_cents').notNull(),
+  currency: text('currency').notNull(),
+  status: text('status', { enum: ['captured', 'declined'] }).notNull(),
+  createdAt: createdAt(),
+})
+
+/** One row per schedule slot that ran: a tick of a schedule runs once, however many instances tick. */
+export const scheduleRuns = pgTable(
+  'schedule_runs',
+  {
+    schedule: text('schedule').notNull(),
+    slot: timestamp('slot', { withTimezone: true, mode: 'date' }).notNull(),
+    startedAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.schedule, t.slot] })],
 )

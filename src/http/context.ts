@@ -1,5 +1,5 @@
 import type { Config } from '../config.ts'
-import type { Database, DatabaseHandle } from '../db/database.ts'
+import type { Database, DatabaseHandle, Transaction } from '../db/database.ts'
 import type { Principal } from '../features/accounts/tokens.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Metrics } from '../observability/metrics.ts'
@@ -20,6 +20,10 @@ export interface AppEnv {
     deps: Deps
     /** Set by `authenticate()`. */
     principal: Principal
+    /** Set by `idempotency()`: the transaction the request's effects and its stored answer share. */
+    tx: Transaction
+    /** Set by `idempotency()`: work to start once that transaction has committed (job hand-over, cache invalidation). */
+    afterCommit: (work: () => void) => void
   }
 }
 

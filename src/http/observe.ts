@@ -36,13 +36,20 @@ export function observe(opts: { logger: Logger; metrics?: Metrics | undefined })
     'status',
   ])
   const latency = metrics?.histogram('edgeshop_http_request_duration_seconds', 'HTTP request latency by route', ['route'], LATENCY_BUCKETS)
+  let inFlight = 0
+  metrics?.gauge('edgeshop_http_requests_in_flight', 'Requests received and not yet answered', () => inFlight)
 
   return async function observeRequest(c, next) {
     const start = performance.now()
     const given = c.req.header('x-request-id')
     const requestId = given !== undefined && SANE_ID.test(given) ? given : crypto.randomUUID()
     c.set('requestId', requestId)
-    await next()
+    inFlight++
+    try {
+      await next()
+    } finally {
+      inFlight--
+    }
     c.res.headers.set('X-Request-Id', requestId)
     if (!logRequests && !metrics) return
     const durationMs = performance.now() - start

@@ -6,10 +6,12 @@ import { type Config, ConfigError, loadConfig, type RuntimeName } from '../confi
 import type { DatabaseHandle } from '../db/database.ts'
 import { migrate } from '../db/migrate.ts'
 import { ensureAdmin } from '../features/accounts/service.ts'
+import { createEmbeddedRunner } from '../infra/jobs/runner.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
 import { createMetrics } from '../observability/metrics.ts'
 import { createPlatform, type Platform } from '../platform.ts'
 import { processPasswordHasher } from './argon2.ts'
+import { startScheduler } from './scheduler.ts'
 
 /*
  * What Bun and Node share: a long-lived process that owns its database pool
@@ -198,6 +200,15 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   const { database, unlock } = await openDatabase(config, logger)
 
   const metrics = createMetrics()
+  let platformRef: Platform | undefined
+  const runner = config.qstash
+    ? undefined
+    : createEmbeddedRunner({
+        runtime: () => platformRef!.jobRuntime(platformRef!.deps()),
+        concurrency: config.jobs.concurrency,
+        pollMs: config.jobs.pollMs,
+        logger,
+      })
   const platform = createPlatform({
     config,
     logger,
@@ -206,7 +217,9 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     databaseKind: database.kind,
     peerAddress: adapter.peerAddress,
     passwords: processPasswordHasher(config.passwordHash),
+    embeddedDispatcher: runner?.dispatcher,
   })
+  platformRef = platform
   const app = createApp(platform)
   await bootstrapAdmin(platform, database)
   let draining = false
@@ -219,6 +232,8 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   const listener = await adapter.listen(fetch, { port: config.port, host: config.host })
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${listener.port}`
   logger.info(`listening on ${url}`, { port: listener.port })
+  runner?.start()
+  const scheduler = startScheduler(platform)
 
   let stopping: Promise<void> | undefined
   const stop = () =>
@@ -226,6 +241,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       logger.info('shutting down: finishing in-flight requests')
       draining = true
       await listener.stop(10_000)
+      await Promise.all([scheduler.stop(), runner?.stop()])
       await platform.close()
       unlock?.()
       logger.info('stopped cleanly')
@@ -266,4 +282,8 @@ export async function main(adapter: HttpAdapter): Promise<void> {
   }
   process.on('SIGTERM', () => onSignal('SIGTERM'))
   process.on('SIGINT', () => onSignal('SIGINT'))
+  // A promise nobody awaited failed: log it loudly and keep serving, rather than drop every in-flight request.
+  process.on('unhandledRejection', (reason) => {
+    server.logger.error('unhandled rejection', { error: reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason) })
+  })
 }

@@ -1,12 +1,14 @@
-import type { ExecutionContext, ExportedHandler, Hyperdrive } from '@cloudflare/workers-types'
+import type { ExecutionContext, ExportedHandler, Hyperdrive, ScheduledController } from '@cloudflare/workers-types'
 import { createApp } from '../app.ts'
 import { type ConfigIssue, parseConfig } from '../config.ts'
 import { createPostgresDatabase } from '../db/postgres.ts'
 import { createPasswordHasher, workersPasswordAlgorithm } from '../features/accounts/password.ts'
 import { ensureAdmin } from '../features/accounts/service.ts'
 import { AppError, toProblem } from '../http/problem.ts'
+import { drainDueJobs } from '../infra/jobs/jobs.ts'
 import { createLogger } from '../observability/logger.ts'
 import { createPlatform, type Platform } from '../platform.ts'
+import { runSchedule } from '../schedule.ts'
 
 /*
  * The Workers entry. Bindings arrive with each request, so the platform is
@@ -100,5 +102,29 @@ export default {
     }
     ensureAdminOnce(s.platform, ctx)
     return s.app.fetch(request as unknown as Request, env, ctx as ExecutionContext) as never
+  },
+
+  /**
+   * Cron triggers (wrangler.toml): the schedule of this cron, then — without
+   * QStash — the jobs that came due (delayed ones; immediate ones ran right
+   * after the request that made them).
+   */
+  async scheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext) {
+    const s = init(env)
+    if (!s.ok) {
+      console.error(JSON.stringify({ level: 'error', msg: 'bad configuration', settings: s.issues.map((i) => i.setting) }))
+      return
+    }
+    const { platform } = s
+    ensureAdminOnce(platform, ctx)
+    const deps = platform.deps(ctx)
+    await runSchedule(controller.cron, new Date(controller.scheduledTime), {
+      db: deps.db,
+      cache: platform.cache,
+      dispatcher: platform.dispatcher,
+      logger: platform.logger,
+      waitUntil: deps.waitUntil,
+    })
+    if (platform.dispatcher.kind === 'embedded') await drainDueJobs(platform.jobRuntime(deps), 50)
   },
 } satisfies ExportedHandler<Env>

@@ -1,6 +1,15 @@
 import { describe, expect, inject, it } from 'vitest'
 import { CONTRACT_ADMIN } from '../support/contract-setup.ts'
-import { client, decodeJwt, expectProblem, forgeJwt, type SessionBody, signupCustomer, uniqueEmail } from './helpers.ts'
+import {
+  awayFromWindowBoundary,
+  client,
+  decodeJwt,
+  expectProblem,
+  forgeJwt,
+  type SessionBody,
+  signupCustomer,
+  uniqueEmail,
+} from './helpers.ts'
 
 /*
  * Accounts (API.md § Accounts), black-box over HTTP on every target.
@@ -160,7 +169,7 @@ describe('accounts: security', () => {
     const unknown: number[] = []
     let a: Awaited<ReturnType<typeof time>> | undefined
     let b: Awaited<ReturnType<typeof time>> | undefined
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 7; i++) {
       a = await time(s.user.email)
       b = await time(uniqueEmail('nobody'))
       wrong.push(a.ms)
@@ -171,8 +180,9 @@ describe('accounts: security', () => {
     const strip = ({ requestId: _, ...rest }: Record<string, unknown>) => rest
     expect(strip(a!.body)).toEqual(strip(b!.body))
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!
-    // Both pay for one password hash; without the decoy hash the unknown email would answer many times faster.
-    expect(median(unknown)).toBeGreaterThan(median(wrong) * 0.5)
+    // Both pay for one password hash. Without the decoy hash an unknown email answers some 30 times faster (no hash at
+    // all); a third leaves room for the noise of a shared, loaded test server while still catching that.
+    expect(median(unknown)).toBeGreaterThan(median(wrong) / 3)
   })
 
   it('token attacks: tampered, unsigned, other algorithms, wrong key, expired, missing exp, wrong aud or iss — all 401, nothing leaks', async () => {
@@ -239,6 +249,7 @@ describe('accounts: security', () => {
   it('rate limits login per email: 429 with Retry-After and RateLimit headers once the allowance is used', async () => {
     const c = client(base)
     const s = await signupCustomer(c)
+    await awayFromWindowBoundary()
     let last: Response | undefined
     const remaining: string[] = []
     for (let i = 0; i < 10; i++) {
@@ -257,6 +268,7 @@ describe('accounts: security', () => {
 
   it('rate limits per client IP across emails, and other clients are not affected', async () => {
     const c = client(base)
+    await awayFromWindowBoundary()
     for (let i = 0; i < 10; i++) {
       const res = await c.post('/v1/auth/login', { email: uniqueEmail('spray'), password: 'guess-number-one' })
       expect(res.status).toBe(401)

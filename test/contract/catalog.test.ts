@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, inject, it } from 'vitest'
 import { CONTRACT_ADMIN } from '../support/contract-setup.ts'
-import { client, expectProblem, type SessionBody, signupCustomer } from './helpers.ts'
+import { client, expectProblem, loginAdmin, signupCustomer } from './helpers.ts'
 
 /*
  * The catalog (API.md § Catalog), black-box over HTTP on every target:
@@ -32,12 +32,7 @@ let adminToken: string
 const unique = () => `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 7)}`
 
 beforeAll(async () => {
-  let res = await client(base).post('/v1/auth/login', CONTRACT_ADMIN)
-  for (let i = 0; i < 20 && res.status !== 200; i++) {
-    await new Promise((r) => setTimeout(r, 250))
-    res = await client(base).post('/v1/auth/login', CONTRACT_ADMIN)
-  }
-  adminToken = ((await res.json()) as SessionBody).accessToken
+  adminToken = await loginAdmin(base, CONTRACT_ADMIN)
 })
 
 const admin = () => {

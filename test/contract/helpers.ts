@@ -86,3 +86,26 @@ export function decodeJwt(token: string): { header: Record<string, unknown>; pay
   const [h, p] = token.split('.') as [string, string]
   return { header: JSON.parse(Buffer.from(h, 'base64url').toString()), payload: JSON.parse(Buffer.from(p, 'base64url').toString()) }
 }
+
+/**
+ * Waits until the current rate-limit window has at least `marginMs` left.
+ * Windows are aligned to the epoch; a sliding window weights the previous
+ * window by how much of it still overlaps, so a burst that straddles a
+ * boundary may get one more request through than the limit.
+ */
+export async function awayFromWindowBoundary(windowSeconds = 60, marginMs = 4000): Promise<void> {
+  const windowMs = windowSeconds * 1000
+  const left = windowMs - (Date.now() % windowMs)
+  if (left < marginMs) await new Promise((r) => setTimeout(r, left + 50))
+}
+
+/** Logs in as the configured admin. Workers create it after their first request, so this waits a little for it. */
+export async function loginAdmin(base: string, admin: { email: string; password: string }): Promise<string> {
+  let res = await client(base).post('/v1/auth/login', admin)
+  for (let i = 0; i < 20 && res.status !== 200; i++) {
+    await new Promise((r) => setTimeout(r, 250))
+    res = await client(base).post('/v1/auth/login', admin)
+  }
+  if (res.status !== 200) throw new Error(`admin login failed: ${res.status} ${await res.text()}`)
+  return ((await res.json()) as SessionBody).accessToken
+}

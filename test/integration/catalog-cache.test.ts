@@ -200,6 +200,8 @@ describe('two app processes sharing PostgreSQL and Redis', () => {
     const url = await migratedDatabase('catalog_two')
     const env = {
       NODE_ENV: 'production',
+      PAYMENT_PROVIDER: 'simulated',
+      MAILER: 'recording',
       DATABASE_URL: url,
       JWT_SECRET: 'two-instances-secret-0123456789abcdef',
       UPSTASH_REDIS_REST_URL: rest.url,

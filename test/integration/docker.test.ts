@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { ROOT } from '../support/app-server.ts'
 import { buildDockerfile, inStage, type Stage } from '../support/dockerfile.ts'
 import { freePort } from '../support/free-port.ts'
+import { groupListensOn } from '../support/listener.ts'
 
 /*
  * No Docker engine runs here, so this performs the Dockerfile's build and
@@ -54,6 +55,7 @@ function runAsImage(stage: Stage, argv: string[], env: Record<string, string>): 
     cwd: inStage(stage, stage.workdir),
     env: { ...stage.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   })
 }
 
@@ -76,7 +78,10 @@ async function waitFor(url: string, child: ChildProcess, output: () => string, t
     if (child.exitCode !== null) throw new Error(`the image's CMD exited with ${child.exitCode}:\n${output()}`)
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) })
-      if (res.status === 200) return res
+      if (res.status === 200) {
+        if (groupListensOn(child.pid!, Number(new URL(url).port)) === false) throw new Error(`another process answers on ${url}`)
+        return res
+      }
     } catch {}
     await new Promise((r) => setTimeout(r, 200))
   }
@@ -114,7 +119,14 @@ describe('Dockerfile', () => {
   /** Runs the image's CMD as its user and waits for /readyz to answer 200. */
   async function startImage(settings: Record<string, string>) {
     const port = await freePort()
-    const env = { PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: 'docker-image-secret-0123456789abcdef', ...settings }
+    const env = {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      JWT_SECRET: 'docker-image-secret-0123456789abcdef',
+      PAYMENT_PROVIDER: 'simulated',
+      MAILER: 'recording',
+      ...settings,
+    }
     const server = runAsImage(image, image.cmd!, env)
     let out = ''
     server.stdout!.on('data', (d) => (out += d))

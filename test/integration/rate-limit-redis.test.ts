@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { expectProblem } from '../contract/helpers.ts'
+import { awayFromWindowBoundary, expectProblem } from '../contract/helpers.ts'
 import { type RedisServerHandle, startRedisServer } from '../support/redis-server.ts'
 import { createTestApp, type TestApp } from '../support/test-app.ts'
 import { startUpstashRest, type UpstashRestHandle } from '../support/upstash-rest.ts'
@@ -42,6 +42,7 @@ const login = (t: TestApp, email: string) =>
 
 describe('rate limits on Redis', () => {
   it('are one allowance across instances', async () => {
+    await awayFromWindowBoundary()
     const email = `shared-${Date.now()}@example.test`
     const statuses = []
     for (let i = 0; i < 4; i++) statuses.push((await login(i % 2 ? a : b, email)).status)

@@ -73,7 +73,14 @@ describe('graceful shutdown', () => {
           body: JSON.stringify({ email, password: 'survive the restart', name: 'S' }),
         }).then((r) => r.status),
       )
-      await new Promise((r) => setTimeout(r, 60))
+      // SIGTERM once the server holds all of them (the gauge counts the /metrics request too).
+      const deadline = Date.now() + 10_000
+      for (;;) {
+        const text = await (await fetch(`${server.url}/metrics`)).text()
+        const held = Number(text.match(/^edgeshop_http_requests_in_flight (\d+)$/m)?.[1] ?? 0)
+        if (held >= emails.length + 1 || Date.now() > deadline) break
+        await new Promise((r) => setTimeout(r, 5))
+      }
       const stopping = server.stop()
       const statuses = await Promise.all(inFlight)
       expect(await stopping).toBe(0)

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { freePort } from './free-port.ts'
+import { groupListensOn } from './listener.ts'
 
 /*
  * Starts edgeshop as a user would — `bun src/runtime/bun.ts`,
@@ -72,7 +73,8 @@ function command(
         '--inspector-port',
         '0',
         '--log-level',
-        'warn',
+        // WRANGLER_LOG_LEVEL=log shows the worker's own log lines when debugging a test.
+        process.env.WRANGLER_LOG_LEVEL ?? 'warn',
       ]
       for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`)
       const procEnv: Record<string, string> = { WRANGLER_SEND_METRICS: 'false', WRANGLER_LOG_PATH: stateDir, CI: '1' }
@@ -80,6 +82,14 @@ function command(
       return [bin('wrangler'), args, procEnv]
     }
   }
+}
+
+export interface StartOptions {
+  timeoutMs?: number
+  /** A fixed port; otherwise a free one, and another if it turns out taken. */
+  port?: number
+  /** Any HTTP answer counts as up (for a server expected to answer errors). */
+  anyAnswer?: boolean
 }
 
 /**
@@ -92,14 +102,25 @@ function command(
  */
 export async function startAppServer(
   runtime: Runtime,
-  env: Record<string, string>,
-  opts: {
-    timeoutMs?: number
-    port?: number
-    /** Any HTTP answer counts as up (for a server expected to answer errors). */
-    anyAnswer?: boolean
-  } = {},
+  /** Settings, or settings that depend on the port (for PUBLIC_URL). */
+  settings: Record<string, string> | ((port: number) => Record<string, string>),
+  opts: StartOptions = {},
 ): Promise<AppServer> {
+  // A port picked free can be taken by another server starting at the same moment: then try another
+  // (unless the caller fixed the port, e.g. because PUBLIC_URL names it).
+  for (let attempt = 1; ; attempt++) {
+    const port = opts.port ?? (await freePort())
+    try {
+      return await startOnce(runtime, typeof settings === 'function' ? settings(port) : settings, { ...opts, port })
+    } catch (err) {
+      if (!(err instanceof PortTaken) || opts.port !== undefined || attempt === 3) throw err
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startOnce(runtime: Runtime, env: Record<string, string>, opts: StartOptions = {}): Promise<AppServer> {
   const timeoutMs = opts.timeoutMs ?? 90_000
   const port = opts.port ?? (await freePort())
   const stateDir = mkdtempSync(join(tmpdir(), `edgeshop-${runtime}-`))
@@ -140,12 +161,21 @@ export async function startAppServer(
   for (;;) {
     if (child.exitCode !== null) {
       cleanup()
+      if (/EADDRINUSE|address already in use/i.test(out)) throw new PortTaken(`port ${port} is in use`)
       throw new Error(`${runtime} server exited with ${child.exitCode} before it was ready:\n${out}`)
     }
     try {
       const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })
-      if (res.status === 200 || opts.anyAnswer) break
-    } catch {}
+      if (res.status === 200 || opts.anyAnswer) {
+        // Make sure the answer came from the process we started, not from another server on a reused port.
+        if (groupListensOn(child.pid!, port) !== false) break
+        killGroup('SIGKILL')
+        cleanup()
+        throw new PortTaken(`port ${port} is held by another process`)
+      }
+    } catch (err) {
+      if (err instanceof PortTaken) throw err
+    }
     if (Date.now() > deadline) {
       killGroup('SIGKILL')
       cleanup()

@@ -56,13 +56,15 @@ function ownerIds(): { uid: number; gid: number } | undefined {
   return { uid: id('-u'), gid: id('-g') }
 }
 
-async function waitReady(url: string, child: ChildProcess, log: () => string, timeoutMs: number): Promise<void> {
+async function waitReady(url: string, dataDir: string, child: ChildProcess, log: () => string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     if (child.exitCode !== null) throw new Error(`postgres exited with ${child.exitCode}:\n${log()}`)
     const sql = postgres(url, { max: 1, connect_timeout: 1, onnotice: () => {} })
     try {
-      await sql`select 1`
+      // Another test run's server may hold this port for a moment: only ours has our data directory.
+      const [row] = await sql`select current_setting('data_directory') as dir`
+      if (row?.dir !== dataDir) throw new Error(`port is held by another PostgreSQL (${row?.dir})`)
       return
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`postgres did not become ready in ${timeoutMs} ms: ${(err as Error).message}\n${log()}`)
@@ -133,7 +135,7 @@ export async function startPostgres(opts: { timeoutMs?: number; durable?: boolea
     child = proc
     proc.stdout!.on('data', (d) => (output = (output + d).slice(-8000)))
     proc.stderr!.on('data', (d) => (output = (output + d).slice(-8000)))
-    await waitReady(url(), proc, () => output, timeoutMs)
+    await waitReady(url(), data, proc, () => output, timeoutMs)
   }
 
   const halt = async () => {

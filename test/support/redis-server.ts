@@ -74,7 +74,7 @@ function installExitHook(): void {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 function defaultBinary(): string {
-  return process.env['REDIS_SERVER_BIN'] ?? 'redis-server'
+  return process.env.REDIS_SERVER_BIN ?? 'redis-server'
 }
 
 interface Running {

@@ -64,6 +64,10 @@ describe('configuration', () => {
         RATE_LIMIT_AUTH: '5/120',
         CORS_ORIGINS: 'https://shop.example, https://admin.shop.example',
         METRICS_TOKEN: 'metrics-token-0123456789',
+        EMAIL_API_URL: 'https://mail.example/emails',
+        EMAIL_API_KEY: 'mk',
+        EMAIL_FROM: 'shop@shop.example',
+        PAYMENT_PROVIDER: 'simulated',
         NODE_ENV: 'production',
       },
       { runtime: 'node' },
@@ -78,6 +82,15 @@ describe('configuration', () => {
     expect(config.rateLimitAuth).toEqual({ limit: 5, windowSeconds: 120 })
     expect(config.corsOrigins).toEqual(['https://shop.example', 'https://admin.shop.example'])
     expect(config.production).toBe(true)
+    expect(config.mailer).toEqual({
+      kind: 'http',
+      url: 'https://mail.example/emails',
+      apiKey: 'mk',
+      from: 'shop@shop.example',
+      timeoutMs: 5000,
+      circuitOpenMs: 30_000,
+    })
+    expect(config.payments).toEqual({ provider: 'simulated' })
   })
 
   it('treats empty values as unset', () => {
@@ -119,10 +132,20 @@ describe('configuration', () => {
 
   it('turns every dev default into an error in production', () => {
     const list = issues({ NODE_ENV: 'production' })
-    expect(list.map((i) => i.setting).sort()).toEqual(['DATABASE_URL', 'JWT_SECRET'])
-    expect(issues({ NODE_ENV: 'production', JWT_SECRET: DEV_JWT_SECRET, DATA_DIR: '/data' }).map((i) => i.setting)).toEqual(['JWT_SECRET'])
+    expect(list.map((i) => i.setting).sort()).toEqual(['DATABASE_URL', 'EMAIL_API_URL', 'JWT_SECRET', 'PAYMENT_PROVIDER'])
+    expect(
+      issues({
+        NODE_ENV: 'production',
+        JWT_SECRET: DEV_JWT_SECRET,
+        DATA_DIR: '/data',
+        MAILER: 'recording',
+        PAYMENT_PROVIDER: 'simulated',
+      }).map((i) => i.setting),
+    ).toEqual(['JWT_SECRET'])
     const withQstash = issues({
       NODE_ENV: 'production',
+      MAILER: 'recording',
+      PAYMENT_PROVIDER: 'simulated',
       JWT_SECRET: SECRET,
       DATABASE_URL: 'postgres://db/x',
       QSTASH_TOKEN: 't',
@@ -133,15 +156,32 @@ describe('configuration', () => {
   })
 
   it('accepts the embedded database in production only when DATA_DIR is chosen explicitly', () => {
-    expect(parseConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, DATA_DIR: '/data' }, { runtime: 'node' }).ok).toBe(true)
+    expect(
+      parseConfig(
+        { NODE_ENV: 'production', JWT_SECRET: SECRET, DATA_DIR: '/data', MAILER: 'recording', PAYMENT_PROVIDER: 'simulated' },
+        { runtime: 'node' },
+      ).ok,
+    ).toBe(true)
   })
 
   it('hashes passwords with PBKDF2 on Workers, where argon2id is not available', () => {
-    const r = parseConfig({ JWT_SECRET: SECRET, DATABASE_URL: 'postgres://h/db' }, { runtime: 'workers' })
+    const base = { JWT_SECRET: SECRET, DATABASE_URL: 'postgres://h/db', MAILER: 'recording', PAYMENT_PROVIDER: 'simulated' }
+    const r = parseConfig(base, { runtime: 'workers' })
     expect(r.ok && r.config.passwordHash).toBe('pbkdf2-sha256')
+    expect(issues({ ...base, PASSWORD_HASH: 'argon2id' }, 'workers').map((i) => i.setting)).toEqual(['PASSWORD_HASH'])
+  })
+
+  it('asks for the whole HTTP mailer, and accepts an explicit recording mailer in production', () => {
     expect(
-      issues({ JWT_SECRET: SECRET, DATABASE_URL: 'postgres://h/db', PASSWORD_HASH: 'argon2id' }, 'workers').map((i) => i.setting),
-    ).toEqual(['PASSWORD_HASH'])
+      issues({ EMAIL_API_URL: 'https://mail.example' })
+        .map((i) => i.setting)
+        .sort(),
+    ).toEqual(['EMAIL_API_KEY', 'EMAIL_FROM'])
+    const r = parseConfig(
+      { NODE_ENV: 'production', JWT_SECRET: SECRET, DATA_DIR: '/d', MAILER: 'recording', PAYMENT_PROVIDER: 'simulated' },
+      { runtime: 'bun' },
+    )
+    expect(r.ok && r.config.mailer).toEqual({ kind: 'recording' })
   })
 
   it('refuses a previous signing secret equal to the current one', () => {
@@ -153,9 +193,14 @@ describe('configuration', () => {
       issues({}, 'workers')
         .map((i) => i.setting)
         .sort(),
-    ).toEqual(['DATABASE_URL', 'JWT_SECRET'])
+    ).toEqual(['DATABASE_URL', 'EMAIL_API_URL', 'JWT_SECRET', 'PAYMENT_PROVIDER'])
     expect(issues({ NODE_ENV: 'development' }, 'workers').map((i) => i.setting)).toEqual(['DATABASE_URL'])
-    expect(parseConfig({ JWT_SECRET: SECRET, DATABASE_URL: 'postgres://h/db' }, { runtime: 'workers' }).ok).toBe(true)
+    expect(
+      parseConfig(
+        { JWT_SECRET: SECRET, DATABASE_URL: 'postgres://h/db', MAILER: 'recording', PAYMENT_PROVIDER: 'simulated' },
+        { runtime: 'workers' },
+      ).ok,
+    ).toBe(true)
   })
 
   it('never repeats a setting value in its message', () => {

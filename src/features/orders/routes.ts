@@ -1,0 +1,141 @@
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
+import type { Context } from 'hono'
+import { authenticate, requireRole } from '../../http/auth.ts'
+import type { AppEnv } from '../../http/context.ts'
+import { idempotency } from '../../http/idempotency.ts'
+import { json, jsonBody, problems } from '../../http/openapi.ts'
+import type { Platform } from '../../platform.ts'
+import { PRODUCTS, productKey } from '../catalog/service.ts'
+import { CreateOrder, IdempotencyHeaders, Order, OrderId, OrderPage, PageQuery, PayOrder } from './schemas.ts'
+import { type ChangedProduct, cancelOrder, checkout, fulfilOrder, getOrder, listOrders, payOrder } from './service.ts'
+
+const bearer = [{ bearerAuth: [] }]
+const authProblems = ['unauthorized', 'service_unavailable'] as const
+const bodyProblems = ['validation_failed', 'invalid_json', 'unsupported_media_type'] as const
+const idempotencyProblems = ['idempotency_key_missing', 'idempotency_key_reused', 'idempotency_request_in_progress'] as const
+const replayed = z.object({
+  'Idempotent-Replayed': z
+    .string()
+    .optional()
+    .openapi({ description: '`true` when this is the stored answer of an earlier request with the same key.' }),
+})
+
+const createOrderRoute = createRoute({
+  method: 'post',
+  path: '/v1/orders',
+  tags: ['Orders'],
+  summary: 'Check out',
+  description:
+    'Reserves stock for every line atomically, all or nothing, and creates the order in `pending_payment`; unpaid, it expires after `ORDER_TTL_SECONDS`. Idempotent per user and `Idempotency-Key`: the same key and body replay the first answer; the same key with another body is 422; the same key while the first request runs is 409.',
+  security: bearer,
+  request: { headers: IdempotencyHeaders, body: jsonBody(CreateOrder) },
+  responses: {
+    201: {
+      ...json(Order, 'The order, in pending_payment'),
+      headers: replayed.extend({ Location: z.string().openapi({ description: 'The order’s URL' }) }),
+    },
+    ...problems('insufficient_stock', 'unknown_product', ...idempotencyProblems, ...bodyProblems, ...authProblems),
+  },
+})
+
+const listRoute = createRoute({
+  method: 'get',
+  path: '/v1/orders',
+  tags: ['Orders'],
+  summary: 'The caller’s orders, newest first (an admin: all orders)',
+  security: bearer,
+  request: { query: PageQuery },
+  responses: { 200: json(OrderPage, 'A page of orders'), ...problems('validation_failed', ...authProblems) },
+})
+
+const getRoute = createRoute({
+  method: 'get',
+  path: '/v1/orders/{id}',
+  tags: ['Orders'],
+  summary: 'One order (its owner or an admin)',
+  description: 'Someone else’s order is a 404: its existence is not revealed.',
+  security: bearer,
+  request: { params: OrderId },
+  responses: { 200: json(Order, 'The order'), ...problems('not_found', ...authProblems) },
+})
+
+const payRoute = createRoute({
+  method: 'post',
+  path: '/v1/orders/{id}/pay',
+  tags: ['Orders'],
+  summary: 'Pay an order (its owner)',
+  description:
+    'Moves the order to `payment_processing` and queues the capture, which runs in a background job: the order becomes `paid` (and a confirmation email is sent) or `payment_failed` (payable again). Idempotent like checkout.',
+  security: bearer,
+  request: { params: OrderId, headers: IdempotencyHeaders, body: jsonBody(PayOrder) },
+  responses: {
+    202: { ...json(Order, 'The order, in payment_processing'), headers: replayed },
+    ...problems('not_found', 'invalid_state', ...idempotencyProblems, ...bodyProblems, ...authProblems),
+  },
+})
+
+const cancelRoute = createRoute({
+  method: 'post',
+  path: '/v1/orders/{id}/cancel',
+  tags: ['Orders'],
+  summary: 'Cancel an unpaid order (its owner or an admin)',
+  description: 'From `pending_payment` or `payment_failed`; the reserved stock is released, once.',
+  security: bearer,
+  request: { params: OrderId },
+  responses: { 200: json(Order, 'The order, cancelled'), ...problems('not_found', 'invalid_state', ...authProblems) },
+})
+
+const fulfilRoute = createRoute({
+  method: 'post',
+  path: '/v1/orders/{id}/fulfil',
+  tags: ['Orders'],
+  summary: 'Mark a paid order fulfilled (admin)',
+  security: bearer,
+  request: { params: OrderId },
+  responses: { 200: json(Order, 'The order, fulfilled'), ...problems('not_found', 'invalid_state', 'forbidden', ...authProblems) },
+})
+
+/** Checkout, the order state machine and the caller's orders. */
+export function orderRoutes(platform: Platform) {
+  const { config, cache } = platform
+  const signedIn = authenticate(platform)
+  const invalidate = (c: Context<AppEnv>, changed: ChangedProduct[]) => {
+    if (changed.length === 0) return
+    c.var.deps.waitUntil(
+      Promise.all([...changed.map((p) => cache.invalidateEntity(productKey(p.id), p.version)), cache.invalidateCollection(PRODUCTS)]),
+    )
+  }
+
+  return new OpenAPIHono<AppEnv>()
+    .openapi({ ...createOrderRoute, middleware: [signedIn, idempotency()] }, async (c) => {
+      const { order, jobs, changed } = await checkout(
+        c.var.tx,
+        { userId: c.var.principal.userId, items: c.req.valid('json').items },
+        { currency: config.storeCurrency, ttlSeconds: config.orderTtlSeconds },
+      )
+      c.var.afterCommit(() => {
+        platform.dispatch(c.var.deps, jobs)
+        invalidate(c, changed)
+      })
+      return c.json(order, 201, { Location: `/v1/orders/${order.id}` })
+    })
+    .openapi({ ...listRoute, middleware: [signedIn] }, async (c) =>
+      c.json(await listOrders(c.var.deps.db, c.var.principal, c.req.valid('query')), 200),
+    )
+    .openapi({ ...getRoute, middleware: [signedIn] }, async (c) =>
+      c.json(await getOrder(c.var.deps.db, c.req.valid('param').id, c.var.principal), 200),
+    )
+    .openapi({ ...payRoute, middleware: [signedIn, idempotency()] }, async (c) => {
+      const { order, jobs } = await payOrder(c.var.tx, c.req.valid('param').id, c.var.principal, c.req.valid('json').paymentToken)
+      c.var.afterCommit(() => platform.dispatch(c.var.deps, jobs))
+      return c.json(order, 202)
+    })
+    .openapi({ ...cancelRoute, middleware: [signedIn] }, async (c) => {
+      const { order, changed } = await cancelOrder(c.var.deps.db, c.req.valid('param').id, c.var.principal)
+      invalidate(c, changed)
+      return c.json(order, 200)
+    })
+    .openapi({ ...fulfilRoute, middleware: [signedIn, requireRole('admin')] }, async (c) =>
+      c.json(await fulfilOrder(c.var.deps.db, c.req.valid('param').id, c.var.principal), 200),
+    )
+}

@@ -1,0 +1,64 @@
+import { z } from '@hono/zod-openapi'
+
+export const OrderItem = z.object({
+  productId: z.uuid(),
+  sku: z.string(),
+  name: z.string(),
+  unitPriceCents: z.number().int(),
+  quantity: z.number().int(),
+  lineTotalCents: z.number().int(),
+})
+
+export const Order = z
+  .object({
+    id: z.uuid(),
+    status: z.enum(['pending_payment', 'payment_processing', 'paid', 'fulfilled', 'payment_failed', 'cancelled', 'expired']),
+    items: z.array(OrderItem),
+    totalCents: z.number().int(),
+    currency: z.string(),
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+    expiresAt: z.iso.datetime().openapi({ description: 'An unpaid order expires then, and its stock is released.' }),
+  })
+  .openapi('Order')
+
+export const OrderPage = z.object({ items: z.array(Order), nextCursor: z.string().nullable() }).openapi('OrderPage')
+
+export const CreateOrder = z
+  .strictObject({
+    items: z
+      .array(
+        z.strictObject({
+          productId: z.uuid({ error: 'must be a product id' }),
+          quantity: z.number().int('must be a whole number').min(1, 'must be at least 1').max(100, 'must be at most 100'),
+        }),
+      )
+      .min(1, 'must hold at least one line')
+      .max(50, 'must hold at most 50 lines')
+      .refine((lines) => new Set(lines.map((l) => l.productId)).size === lines.length, 'each product may appear once'),
+  })
+  .openapi('CreateOrder', { description: 'Prices come from the catalog, never from the request.' })
+
+export const PayOrder = z
+  .strictObject({
+    paymentToken: z
+      .string()
+      .min(1)
+      .max(200)
+      .openapi({ description: 'From the payment provider. The `simulated` provider takes `tok_ok`, `tok_declined` and `tok_flaky`.' }),
+  })
+  .openapi('PayOrder')
+
+export const IdempotencyHeaders = z.object({
+  'idempotency-key': z
+    .string()
+    .optional()
+    .openapi({ description: 'Required: 1 to 255 characters, unique per intended operation (400 `idempotency_key_missing`).' }),
+})
+
+export const OrderId = z.object({ id: z.string().openapi({ format: 'uuid' }) })
+
+export const PageQuery = z.object({
+  limit: z.coerce.number().int('must be a whole number').min(1).max(100).default(20),
+  cursor: z.string().max(64).optional(),
+})

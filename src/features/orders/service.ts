@@ -1,0 +1,295 @@
+import { and, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm'
+import { type Database, pgArray, rowsOf, type Transaction } from '../../db/database.ts'
+import { orderItems, orders, products } from '../../db/schema.ts'
+import { AppError, type FieldError } from '../../http/problem.ts'
+import { enqueueJob, type JobRef } from '../../infra/jobs/jobs.ts'
+import { isUuid, uuidv7 } from '../../lib/uuid.ts'
+import type { Principal } from '../accounts/tokens.ts'
+import { decodeCursor, encodeCursor } from '../catalog/service.ts'
+
+/*
+ * Orders. Checkout is one short transaction; every later change of status is
+ * one conditional UPDATE, so two racing transitions cannot both win, and the
+ * stock an order holds is released by exactly the one transition that leaves
+ * a holding status (pending_payment, payment_processing, payment_failed).
+ */
+
+type OrderRow = typeof orders.$inferSelect
+type ItemRow = typeof orderItems.$inferSelect
+export type OrderStatus = OrderRow['status']
+
+/** A product whose stock or version changed; its cache entries must go. */
+export interface ChangedProduct {
+  id: string
+  version: number
+}
+
+export const HOLDING: OrderStatus[] = ['pending_payment', 'payment_processing', 'payment_failed']
+const PAYABLE: OrderStatus[] = ['pending_payment', 'payment_failed']
+const CANCELLABLE: OrderStatus[] = ['pending_payment', 'payment_failed']
+
+export function orderJson(order: OrderRow, items: ItemRow[]) {
+  return {
+    id: order.id,
+    status: order.status,
+    items: items.map((i) => ({
+      productId: i.productId,
+      sku: i.sku,
+      name: i.name,
+      unitPriceCents: i.unitPriceCents,
+      quantity: i.quantity,
+      lineTotalCents: i.unitPriceCents * i.quantity,
+    })),
+    totalCents: order.totalCents,
+    currency: order.currency,
+    createdAt: order.createdAt.toISOString(),
+    updatedAt: order.updatedAt.toISOString(),
+    expiresAt: order.expiresAt.toISOString(),
+  }
+}
+export type OrderJson = ReturnType<typeof orderJson>
+
+/**
+ * Checkout: takes stock for every line with one conditional UPDATE
+ * (`stock >= quantity`, all lines or none: the caller's transaction rolls
+ * back on any shortfall), then inserts the order, its items and its expiry
+ * job. Prices and names come from the database, never from the client.
+ * Lines are locked in id order, so concurrent multi-line orders cannot
+ * deadlock each other.
+ */
+export async function checkout(
+  tx: Transaction,
+  input: { userId: string; items: { productId: string; quantity: number }[] },
+  opts: { currency: string; ttlSeconds: number; now?: Date },
+): Promise<{ order: OrderJson; jobs: JobRef[]; changed: ChangedProduct[] }> {
+  const now = opts.now ?? new Date()
+  const ids = input.items.map((i) => i.productId)
+  const quantities = input.items.map((i) => i.quantity)
+  const taken = rowsOf<{ id: string; sku: string; name: string; price_cents: number; version: number }>(
+    await tx.execute(sql`
+      update products p
+      set stock = p.stock - l.qty, version = p.version + 1, updated_at = ${now.toISOString()}::timestamptz
+      from (select * from unnest(${pgArray(ids)}::uuid[], ${pgArray(quantities)}::int[]) as t(id, qty) order by id) l
+      where p.id = l.id and p.active and p.stock >= l.qty
+      returning p.id, p.sku, p.name, p.price_cents, p.version`),
+  )
+  if (taken.length < input.items.length) await refuse(tx, input.items, new Set(taken.map((t) => t.id)))
+
+  const byId = new Map(taken.map((t) => [t.id, t]))
+  const orderId = uuidv7(now.getTime())
+  const items: ItemRow[] = input.items.map((line) => {
+    const p = byId.get(line.productId)!
+    return { orderId, productId: p.id, sku: p.sku, name: p.name, unitPriceCents: p.price_cents, quantity: line.quantity }
+  })
+  const order: OrderRow = {
+    id: orderId,
+    userId: input.userId,
+    status: 'pending_payment',
+    totalCents: items.reduce((sum, i) => sum + i.unitPriceCents * i.quantity, 0),
+    currency: opts.currency,
+    createdAt: now,
+    updatedAt: now,
+    expiresAt: new Date(now.getTime() + opts.ttlSeconds * 1000),
+  }
+  await tx.insert(orders).values(order)
+  await tx.insert(orderItems).values(items)
+  const job = await enqueueJob(tx, { name: 'order.expire', payload: { orderId }, runAt: order.expiresAt, maxAttempts: 10 }, now)
+  return { order: orderJson(order, items), jobs: [job], changed: taken.map((t) => ({ id: t.id, version: t.version })) }
+}
+
+/** Explains why some lines could not be taken: unknown or archived products (422) before shortfalls (409). */
+async function refuse(tx: Transaction, lines: { productId: string; quantity: number }[], taken: Set<string>): Promise<never> {
+  const missing = lines.filter((l) => !taken.has(l.productId))
+  const found = await tx
+    .select({ id: products.id, sku: products.sku, stock: products.stock, active: products.active })
+    .from(products)
+    .where(
+      inArray(
+        products.id,
+        missing.map((m) => m.productId),
+      ),
+    )
+  const state = new Map(found.map((f) => [f.id, f]))
+  const unknown: FieldError[] = []
+  const short: FieldError[] = []
+  lines.forEach((line, index) => {
+    if (taken.has(line.productId)) return
+    const p = state.get(line.productId)
+    if (!p?.active)
+      unknown.push({ path: `body.items.${index}.productId`, message: `product ${line.productId} does not exist or is archived` })
+    else short.push({ path: `body.items.${index}.quantity`, message: `only ${p.stock} of ${p.sku} (${p.id}) left` })
+  })
+  if (unknown.length > 0) throw new AppError('unknown_product', 'Some products cannot be ordered', { errors: unknown })
+  throw new AppError('insufficient_stock', 'Not enough stock for some products; nothing was reserved', { errors: short })
+}
+
+/** An id that is not a UUID is simply unknown. */
+function knownId(id: string): void {
+  if (!isUuid(id)) throw new AppError('not_found', 'No order with this id')
+}
+
+async function itemsOf(db: Database | Transaction, orderIds: string[]): Promise<Map<string, ItemRow[]>> {
+  const rows = orderIds.length === 0 ? [] : await db.select().from(orderItems).where(inArray(orderItems.orderId, orderIds))
+  const map = new Map<string, ItemRow[]>()
+  for (const r of rows) {
+    const list = map.get(r.orderId) ?? []
+    list.push(r)
+    map.set(r.orderId, list)
+  }
+  return map
+}
+
+/** The order when the principal may see it (its owner, or an admin); otherwise 404, which does not reveal that it exists. */
+export async function getOrder(db: Database | Transaction, id: string, principal: Principal): Promise<OrderJson> {
+  knownId(id)
+  const [order] = await db.select().from(orders).where(eq(orders.id, id)).limit(1)
+  if (!order || (order.userId !== principal.userId && principal.role !== 'admin')) throw new AppError('not_found', 'No order with this id')
+  return orderJson(order, (await itemsOf(db, [id])).get(id) ?? [])
+}
+
+/** A page of the caller's orders (an admin's: everybody's), newest first: two queries, whatever the page size. */
+export async function listOrders(db: Database, principal: Principal, query: { limit: number; cursor?: string | undefined }) {
+  const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+  if (query.cursor !== undefined && after === undefined) {
+    throw new AppError('validation_failed', 'The cursor is not valid', {
+      errors: [{ path: 'query.cursor', message: 'is not a cursor from this API' }],
+    })
+  }
+  const rows = await db
+    .select()
+    .from(orders)
+    .where(
+      and(
+        principal.role === 'admin' ? undefined : eq(orders.userId, principal.userId),
+        after === undefined ? undefined : lt(orders.id, after),
+      ),
+    )
+    .orderBy(desc(orders.id))
+    .limit(query.limit + 1)
+  const more = rows.length > query.limit
+  const page = more ? rows.slice(0, query.limit) : rows
+  const items = await itemsOf(
+    db,
+    page.map((o) => o.id),
+  )
+  return { items: page.map((o) => orderJson(o, items.get(o.id) ?? [])), nextCursor: more ? encodeCursor(page.at(-1)!.id) : null }
+}
+
+/** Why a transition found nothing to change: 404 for an order the principal cannot see, 409 otherwise. */
+async function refuseTransition(db: Database | Transaction, id: string, principal: Principal, wanted: string): Promise<never> {
+  const [order] = await db
+    .select({ userId: orders.userId, status: orders.status, expiresAt: orders.expiresAt })
+    .from(orders)
+    .where(eq(orders.id, id))
+    .limit(1)
+  if (!order || (order.userId !== principal.userId && principal.role !== 'admin')) throw new AppError('not_found', 'No order with this id')
+  const expired = PAYABLE.includes(order.status) && order.expiresAt.getTime() <= Date.now()
+  throw new AppError(
+    'invalid_state',
+    `Cannot ${wanted} an order that is ${expired ? 'past its payment deadline' : order.status.replace('_', ' ')}`,
+  )
+}
+
+/** Starts payment: the order moves to payment_processing and the capture is queued (202; it happens in a job). Owner only. */
+export async function payOrder(
+  tx: Transaction,
+  id: string,
+  principal: Principal,
+  paymentToken: string,
+): Promise<{ order: OrderJson; jobs: JobRef[] }> {
+  knownId(id)
+  const now = new Date()
+  const [order] = await tx
+    .update(orders)
+    .set({ status: 'payment_processing', updatedAt: now })
+    .where(and(eq(orders.id, id), eq(orders.userId, principal.userId), inArray(orders.status, PAYABLE), gt(orders.expiresAt, now)))
+    .returning()
+  if (!order) {
+    const [other] = await tx.select({ userId: orders.userId }).from(orders).where(eq(orders.id, id)).limit(1)
+    if (other && other.userId !== principal.userId) throw new AppError('not_found', 'No order with this id')
+    return refuseTransition(tx, id, principal, 'pay')
+  }
+  const job = await enqueueJob(tx, { name: 'payment.capture', payload: { orderId: id, paymentToken }, maxAttempts: 5 }, now)
+  return { order: orderJson(order, (await itemsOf(tx, [id])).get(id) ?? []), jobs: [job] }
+}
+
+/** Gives back the stock of orders that just left a holding status; in their transaction. */
+export async function releaseStock(tx: Transaction, orderIds: string[]): Promise<ChangedProduct[]> {
+  if (orderIds.length === 0) return []
+  return rowsOf<ChangedProduct>(
+    await tx.execute(sql`
+      update products p
+      set stock = p.stock + x.qty, version = p.version + 1, updated_at = now()
+      from (
+        select product_id, sum(quantity)::int as qty from order_items
+        where order_id = any(${pgArray(orderIds)}::uuid[]) group by product_id order by product_id
+      ) x
+      where p.id = x.product_id
+      returning p.id, p.version`),
+  )
+}
+
+/** Cancels an unpaid order (its owner or an admin) and releases its stock, once. */
+export async function cancelOrder(
+  db: Database,
+  id: string,
+  principal: Principal,
+): Promise<{ order: OrderJson; changed: ChangedProduct[] }> {
+  knownId(id)
+  return db.transaction(async (tx) => {
+    const [order] = await tx
+      .update(orders)
+      .set({ status: 'cancelled', updatedAt: new Date() })
+      .where(
+        and(
+          eq(orders.id, id),
+          principal.role === 'admin' ? undefined : eq(orders.userId, principal.userId),
+          inArray(orders.status, CANCELLABLE),
+        ),
+      )
+      .returning()
+    if (!order) return refuseTransition(tx as Transaction, id, principal, 'cancel')
+    const changed = await releaseStock(tx as Transaction, [id])
+    return { order: orderJson(order, (await itemsOf(tx as Transaction, [id])).get(id) ?? []), changed }
+  })
+}
+
+/** Marks a paid order fulfilled (admin). */
+export async function fulfilOrder(db: Database, id: string, principal: Principal): Promise<OrderJson> {
+  knownId(id)
+  const [order] = await db
+    .update(orders)
+    .set({ status: 'fulfilled', updatedAt: new Date() })
+    .where(and(eq(orders.id, id), eq(orders.status, 'paid')))
+    .returning()
+  if (!order) return refuseTransition(db, id, principal, 'fulfil')
+  return orderJson(order, (await itemsOf(db, [id])).get(id) ?? [])
+}
+
+/**
+ * Expires unpaid orders past their deadline — one order (its expiry job) or
+ * a batch of the oldest (the minute schedule) — and releases their stock, in
+ * the caller's transaction. Concurrent runs take disjoint rows (`SKIP
+ * LOCKED`), and the conditional UPDATE expires each order once.
+ */
+export async function expireOrders(
+  tx: Transaction,
+  opts: { orderId?: string; limit?: number; now?: Date },
+): Promise<{ expired: string[]; changed: ChangedProduct[] }> {
+  const now = opts.now ?? new Date()
+  const expired = rowsOf<{ id: string }>(
+    await tx.execute(sql`
+      with due as (
+        select id from orders
+        where status in ('pending_payment', 'payment_failed') and expires_at <= ${now.toISOString()}::timestamptz
+          ${opts.orderId ? sql`and id = ${opts.orderId}` : sql``}
+        order by expires_at
+        limit ${opts.limit ?? 500}
+        for update skip locked
+      )
+      update orders o set status = 'expired', updated_at = ${now.toISOString()}::timestamptz
+      from due where o.id = due.id and o.status in ('pending_payment', 'payment_failed')
+      returning o.id`),
+  ).map((r) => r.id)
+  return { expired, changed: await releaseStock(tx, expired) }
+}

@@ -1,0 +1,115 @@
+import { and, eq, sql } from 'drizzle-orm'
+import type { MiddlewareHandler } from 'hono'
+import { rowsOf, type Transaction } from '../db/database.ts'
+import { idempotencyKeys } from '../db/schema.ts'
+import { sha256Hex } from '../lib/base64.ts'
+import { canonicalJson } from '../lib/canonical-json.ts'
+import type { AppEnv } from './context.ts'
+import { AppError } from './problem.ts'
+
+/** How long a stored answer is kept (the API promises at least 24 h; the daily purge removes older ones). */
+export const IDEMPOTENCY_TTL_MS = 25 * 3600 * 1000
+
+const KEY = /^[\x21-\x7e]{1,255}$/
+const KEPT_HEADERS = ['content-type', 'location', 'etag'] as const
+/** Answers that are outcomes of the request and are replayed; validation, auth and server errors are not. */
+const STORED_ERRORS = new Set([404, 409, 412, 422])
+
+const rollback = Symbol('rollback')
+
+/**
+ * Makes a POST idempotent per user and `Idempotency-Key` (API.md § Orders).
+ *
+ * The request runs in one transaction that this middleware opens and hands
+ * to the handler as `c.var.tx`:
+ * 1. a transaction-scoped advisory lock on (user, key): a concurrent request
+ *    with the same key does not wait, it answers 409
+ *    `idempotency_request_in_progress`;
+ * 2. a stored answer for the key: the same request (method, path and body,
+ *    compared as canonical JSON) gets it again with `Idempotent-Replayed:
+ *    true`; a different one gets 422 `idempotency_key_reused`;
+ * 3. otherwise the handler runs, and its answer is stored in the same
+ *    transaction as its effects: either both are committed or neither is.
+ * Business refusals (404, 409, 412, 422) are stored too, after the rollback
+ * of their effects; 5xx answers are not, so a retry runs again.
+ *
+ * @example
+ * ```ts
+ * createRoute({ ..., middleware: [authenticate(platform), idempotency()] })
+ * ```
+ */
+export function idempotency(): MiddlewareHandler<AppEnv> {
+  return async function idempotency(c, next) {
+    const key = c.req.header('idempotency-key')
+    if (key === undefined || key === '')
+      throw new AppError('idempotency_key_missing', 'Send an Idempotency-Key header (1 to 255 characters)')
+    if (!KEY.test(key)) {
+      throw new AppError('validation_failed', 'The Idempotency-Key is not valid', {
+        errors: [{ path: 'headers.idempotency-key', message: 'must be 1 to 255 visible ASCII characters' }],
+      })
+    }
+    const userId = c.var.principal.userId
+    const fingerprint = await sha256Hex(`${c.req.method} ${c.req.path}\n${canonicalJson(await c.req.text())}`)
+    const db = c.var.deps.db
+    const afterCommit: (() => void)[] = []
+    c.set('afterCommit', (work) => afterCommit.push(work))
+    let outcome: 'busy' | 'reused' | { status: number; body: string; headers: Record<string, string> } | undefined
+
+    try {
+      await db.transaction(async (tx) => {
+        const [lock] = rowsOf<{ locked: boolean }>(
+          await tx.execute(sql`select pg_try_advisory_xact_lock(hashtextextended(${`${userId}:${key}`}, 7172616102)) as locked`),
+        )
+        if (!lock?.locked) {
+          outcome = 'busy'
+          throw rollback
+        }
+        const [stored] = await tx
+          .select()
+          .from(idempotencyKeys)
+          .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key)))
+          .limit(1)
+        if (stored && stored.expiresAt.getTime() > Date.now()) {
+          outcome = stored.fingerprint === fingerprint ? stored : 'reused'
+          throw rollback
+        }
+        c.set('tx', tx as Transaction)
+        await next()
+        if (c.error || c.res.status >= 400) throw rollback
+        await store(tx as Transaction, userId, key, fingerprint, c.res)
+      })
+    } catch (err) {
+      if (err !== rollback) throw err
+    }
+
+    if (outcome === 'busy') throw new AppError('idempotency_request_in_progress', 'A request with this Idempotency-Key is still running')
+    if (outcome === 'reused') throw new AppError('idempotency_key_reused', 'This Idempotency-Key was used with a different request')
+    if (outcome) {
+      c.res = new Response(outcome.body, { status: outcome.status, headers: { ...outcome.headers, 'Idempotent-Replayed': 'true' } })
+      return
+    }
+    if (c.error || c.res.status >= 400) {
+      if (STORED_ERRORS.has(c.res.status)) await store(db, userId, key, fingerprint, c.res).catch(() => {})
+      return
+    }
+    for (const work of afterCommit) work()
+  }
+}
+
+async function store(db: Pick<Transaction, 'insert'>, userId: string, key: string, fingerprint: string, res: Response) {
+  const headers: Record<string, string> = {}
+  for (const name of KEPT_HEADERS) {
+    const value = res.headers.get(name)
+    if (value !== null) headers[name] = value
+  }
+  const body = await res.clone().text()
+  const expiresAt = new Date(Date.now() + IDEMPOTENCY_TTL_MS)
+  await db
+    .insert(idempotencyKeys)
+    .values({ userId, key, fingerprint, status: res.status, body, headers, expiresAt })
+    .onConflictDoUpdate({
+      target: [idempotencyKeys.userId, idempotencyKeys.key],
+      set: { fingerprint, status: res.status, body, headers, expiresAt, createdAt: new Date() },
+      where: sql`${idempotencyKeys.expiresAt} <= now()`,
+    })
+}

@@ -1,0 +1,116 @@
+import { and, eq, lt, sql } from 'drizzle-orm'
+import { type Database, rowsOf, type Transaction } from './db/database.ts'
+import { idempotencyKeys, jobs, scheduleRuns } from './db/schema.ts'
+import { purgeRefreshTokens } from './features/accounts/service.ts'
+import { PRODUCTS, productKey } from './features/catalog/service.ts'
+import { expireOrders } from './features/orders/service.ts'
+import type { Cache } from './infra/cache.ts'
+import { type JobDispatcher, undispatchedJobs } from './infra/jobs/dispatch.ts'
+import type { Logger } from './observability/logger.ts'
+
+/*
+ * What every cron tick does, whoever ticks: Workers cron triggers, the
+ * in-process scheduler of Bun and Node, or a QStash schedule.
+ *
+ *   * * * * *   expire unpaid orders past their deadline (releasing their
+ *               stock); hand QStash the jobs it never got
+ *   0 3 * * *   purge expired idempotency records and refresh tokens, old
+ *               finished jobs and old schedule records
+ *
+ * A tick runs once per slot (its minute, or its day) however many instances
+ * tick: the first to insert the slot's row in `schedule_runs` runs it, under
+ * a transaction-scoped advisory lock so two runs never overlap.
+ */
+
+export const MINUTELY = '* * * * *'
+export const DAILY = '0 3 * * *'
+export const SCHEDULES = [MINUTELY, DAILY] as const
+
+export interface ScheduleEnv {
+  db: Database
+  cache: Cache
+  dispatcher: JobDispatcher
+  logger: Logger
+  waitUntil(work: Promise<unknown>): void
+  /** Jobs not handed over within this are published again (QStash). */
+  handoverBoundMs?: number
+}
+
+export type ScheduleReport =
+  | { ran: false; reason: 'not due' | 'already ran' | 'busy' }
+  | { ran: true; schedule: string; slot: string; [k: string]: unknown }
+
+/** The slot a tick at `now` belongs to, or undefined when the schedule is not due (the daily one before 03:00 UTC). */
+export function slotOf(cron: string, now: Date): Date | undefined {
+  if (cron === MINUTELY) return new Date(Math.floor(now.getTime() / 60_000) * 60_000)
+  if (cron === DAILY) {
+    const slot = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate(), 3))
+    return now >= slot ? slot : undefined
+  }
+  throw new Error(`unknown schedule ${cron}`)
+}
+
+async function claimSlot(tx: Transaction, cron: string, slot: Date): Promise<'claimed' | 'already ran' | 'busy'> {
+  const [lock] = rowsOf<{ locked: boolean }>(
+    await tx.execute(sql`select pg_try_advisory_xact_lock(hashtextextended(${`schedule:${cron}`}, 0)) as locked`),
+  )
+  if (!lock?.locked) return 'busy'
+  const claimed = await tx
+    .insert(scheduleRuns)
+    .values({ schedule: cron, slot })
+    .onConflictDoNothing()
+    .returning({ slot: scheduleRuns.slot })
+  return claimed.length > 0 ? 'claimed' : 'already ran'
+}
+
+/** Runs the schedule `cron` for the tick at `now`, if this slot has not run yet anywhere. */
+export async function runSchedule(cron: string, now: Date, env: ScheduleEnv): Promise<ScheduleReport> {
+  const slot = slotOf(cron, now)
+  if (!slot) return { ran: false, reason: 'not due' }
+  return env.db.transaction(async (tx) => {
+    const claim = await claimSlot(tx as Transaction, cron, slot)
+    if (claim !== 'claimed') return { ran: false, reason: claim }
+    const report = cron === MINUTELY ? await minutely(tx as Transaction, now, env) : await daily(tx as Transaction, now)
+    env.logger.info('schedule ran', { schedule: cron, slot: slot.toISOString(), ...report })
+    return { ran: true, schedule: cron, slot: slot.toISOString(), ...report }
+  })
+}
+
+async function minutely(tx: Transaction, now: Date, env: ScheduleEnv) {
+  let expired = 0
+  const changed = new Map<string, number>()
+  for (;;) {
+    const batch = await expireOrders(tx, { now, limit: 500 })
+    expired += batch.expired.length
+    for (const p of batch.changed) changed.set(p.id, Math.max(p.version, changed.get(p.id) ?? 0))
+    if (batch.expired.length < 500) break
+  }
+  if (changed.size > 0) {
+    env.waitUntil(
+      Promise.all([
+        ...[...changed].map(([id, version]) => env.cache.invalidateEntity(productKey(id), version)),
+        env.cache.invalidateCollection(PRODUCTS),
+      ]),
+    )
+  }
+  let redispatched = 0
+  if (env.dispatcher.kind === 'qstash') {
+    const stuck = await undispatchedJobs(env.db, new Date(now.getTime() - (env.handoverBoundMs ?? 30_000)))
+    redispatched = stuck.length
+    if (stuck.length > 0) env.dispatcher.dispatch(stuck, { db: env.db, waitUntil: env.waitUntil, runNow: async () => {} })
+  }
+  return { expiredOrders: expired, redispatchedJobs: redispatched }
+}
+
+async function daily(tx: Transaction, now: Date) {
+  const purgedKeys = await tx.delete(idempotencyKeys).where(lt(idempotencyKeys.expiresAt, now)).returning({ key: idempotencyKeys.key })
+  const purgedTokens = await purgeRefreshTokens(tx as unknown as Database, now)
+  const weekAgo = new Date(now.getTime() - 7 * 24 * 3600 * 1000)
+  const monthAgo = new Date(now.getTime() - 30 * 24 * 3600 * 1000)
+  const purgedJobs = await tx
+    .delete(jobs)
+    .where(and(eq(jobs.status, 'succeeded'), lt(jobs.updatedAt, monthAgo)))
+    .returning({ id: jobs.id })
+  await tx.delete(scheduleRuns).where(lt(scheduleRuns.slot, weekAgo))
+  return { purgedIdempotencyKeys: purgedKeys.length, purgedRefreshTokens: purgedTokens, purgedJobs: purgedJobs.length }
+}
