@@ -1,5 +1,6 @@
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
+import { TrieRouter } from 'hono/router/trie-router'
 import { isDatabaseUnavailable } from '../db/database.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { AppEnv } from './context.ts'
@@ -63,6 +64,36 @@ function describe(err: unknown): string {
   return parts.join(' <- ')
 }
 
-/** Unknown routes: 404 `not_found` as problem details. */
-export const notFoundHandler: NotFoundHandler<AppEnv> = (c) =>
-  problemResponse(c as Context, new AppError('not_found', `No route for ${c.req.method} ${c.req.path}`))
+/**
+ * Requests no route answers: 405 `method_not_allowed` with `Allow` when the
+ * path exists for other methods, else 404 `not_found`, as problem details.
+ * Here rather than in a middleware, so that only requests that miss pay for it.
+ */
+export function notFoundHandler(app: { routes: readonly { method: string; path: string }[] }): NotFoundHandler<AppEnv> {
+  let byPath: TrieRouter<string[]> | undefined
+  const allowed = (path: string): Set<string> => {
+    if (!byPath) {
+      const methods = new Map<string, Set<string>>()
+      for (const r of app.routes) {
+        if (r.method === 'ALL' || r.method === 'HEAD') continue
+        const set = methods.get(r.path) ?? new Set<string>()
+        set.add(r.method)
+        if (r.method === 'GET') set.add('HEAD')
+        methods.set(r.path, set)
+      }
+      byPath = new TrieRouter<string[]>()
+      for (const [p, set] of methods) byPath.add('ALL', p, [...set])
+    }
+    const out = new Set<string>()
+    for (const [methods] of byPath.match('ALL', path)[0]) for (const m of methods) out.add(m)
+    return out
+  }
+  return (c) => {
+    const methods = allowed(c.req.path)
+    if (methods.size > 0 && !methods.has(c.req.method)) {
+      const allow = [...methods].join(', ')
+      return problemResponse(c as Context, new AppError('method_not_allowed', `Use ${allow}`, { headers: { Allow: allow } }))
+    }
+    return problemResponse(c as Context, new AppError('not_found', `No route for ${c.req.method} ${c.req.path}`))
+  }
+}

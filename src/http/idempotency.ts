@@ -21,7 +21,7 @@ const rollback = Symbol('rollback')
  * Makes a POST idempotent per user and `Idempotency-Key` (API.md § Orders).
  *
  * The request runs in one transaction that this middleware opens and hands
- * to the handler as `c.var.tx`:
+ * to the handler as `c.get('tx')`:
  * 1. a transaction-scoped advisory lock on (user, key): a concurrent request
  *    with the same key does not wait, it answers 409
  *    `idempotency_request_in_progress`;
@@ -48,9 +48,9 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
         errors: [{ path: 'headers.idempotency-key', message: 'must be 1 to 255 visible ASCII characters' }],
       })
     }
-    const userId = c.var.principal.userId
+    const userId = c.get('principal').userId
     const fingerprint = await sha256Hex(`${c.req.method} ${c.req.path}\n${canonicalJson(await c.req.text())}`)
-    const db = c.var.deps.db
+    const db = c.get('deps').db
     const afterCommit: (() => void)[] = []
     c.set('afterCommit', (work) => afterCommit.push(work))
     let outcome: 'busy' | 'reused' | { status: number; body: string; headers: Record<string, string> } | undefined

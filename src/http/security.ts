@@ -1,26 +1,19 @@
 import type { MiddlewareHandler } from 'hono'
 import { cors } from 'hono/cors'
 
-const API_HEADERS: [string, string][] = [
-  ['X-Content-Type-Options', 'nosniff'],
-  ['X-Frame-Options', 'DENY'],
-  ['Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'"],
-  ['Referrer-Policy', 'no-referrer'],
-  ['Cross-Origin-Opener-Policy', 'same-origin'],
-  ['Strict-Transport-Security', 'max-age=31536000; includeSubDomains'],
-]
-
 /**
- * The security headers an API answer needs (OWASP REST cheat sheet): no
- * sniffing, no framing, no referrer, a CSP that loads nothing. A route that
- * serves a page (`/docs`) sets its own CSP, which is kept.
+ * The security headers every API answer carries (OWASP REST cheat sheet): no
+ * sniffing, no framing, no referrer, a CSP that loads nothing. The edge
+ * middleware adds them; a route that serves a page (`/docs`) sets its own CSP,
+ * which is kept.
  */
-export function securityHeaders(): MiddlewareHandler {
-  return async function securityHeaders(c, next) {
-    await next()
-    const headers = c.res.headers
-    for (const [name, value] of API_HEADERS) if (!headers.has(name)) headers.set(name, value)
-  }
+export const API_HEADERS: Readonly<Record<string, string>> = {
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+  'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
+  'Referrer-Policy': 'no-referrer',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Strict-Transport-Security': 'max-age=31536000; includeSubDomains',
 }
 
 /** CORS for the configured origins only; other origins get no CORS headers. */

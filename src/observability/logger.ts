@@ -27,25 +27,51 @@ export type LogSink = (line: string) => void
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 }
 const SECRET_KEY = /pass(word)?|secret|token|authorization|cookie|connection_?string|database_?url|signing_?key|api_?key/i
 
+const RESERVED = new Set(['time', 'level', 'msg'])
+const secretKeys = new Map<string, boolean>()
+
+/** Whether a field name suggests a secret; remembered, since the names come from a bounded set of call sites. */
+function isSecretKey(key: string): boolean {
+  let secret = secretKeys.get(key)
+  if (secret === undefined) {
+    secret = SECRET_KEY.test(key)
+    if (secretKeys.size < 1024) secretKeys.set(key, secret)
+  }
+  return secret
+}
+
 function scrub(value: unknown, depth: number): unknown {
   if (value === null || typeof value !== 'object') return value
   if (value instanceof Error) return { name: value.name, message: value.message }
   if (depth > 4) return '[depth]'
   if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1))
   const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEY.test(k) ? '[redacted]' : scrub(v, depth + 1)
+  for (const k in value) {
+    if (depth === 0 && RESERVED.has(k)) continue
+    const v = (value as Record<string, unknown>)[k]
+    out[k] = isSecretKey(k) ? '[redacted]' : scrub(v, depth + 1)
+  }
   return out
 }
 
 export function createLogger(opts: { level: LogLevel; sink?: LogSink; base?: LogFields }): Logger {
   const min = RANK[opts.level]
   const sink = opts.sink ?? ((line: string) => console.log(line))
-  const base = opts.base ?? {}
+  // The line is assembled as text: `time`, `level`, `msg`, the base fields, then the call's fields.
+  const base = opts.base && Object.keys(opts.base).length > 0 ? `,${JSON.stringify(scrub(opts.base, 0)).slice(1, -1)}` : ''
+  let lastMs = Number.NaN
+  let lastTime = ''
   const write = (level: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields) => {
     if (RANK[level] < min) return
-    const line: LogFields = { time: new Date().toISOString(), level, msg, ...base }
-    if (fields) Object.assign(line, scrub(fields, 0) as LogFields)
-    sink(JSON.stringify(line))
+    const ms = Date.now()
+    if (ms !== lastMs) {
+      lastMs = ms
+      lastTime = new Date(ms).toISOString()
+    }
+    let line = `{"time":"${lastTime}","level":"${level}","msg":${JSON.stringify(msg)}${base}`
+    const rest = fields ? JSON.stringify(scrub(fields, 0)) : '{}'
+    line += rest.length > 2 ? `,${rest.slice(1)}` : '}'
+    sink(line)
   }
   return {
     debug: (msg, fields) => write('debug', msg, fields),

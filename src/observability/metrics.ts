@@ -50,12 +50,26 @@ const fmt = (n: number) => (Number.isFinite(n) ? String(n) : n > 0 ? '+Inf' : n 
 /** Latency buckets in seconds, from 0.5 ms to 10 s. */
 export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const
 
+/** The series key of a label set: the values in label order. */
+function keyOf(names: readonly string[]): (labels: Record<string, string | number>) => string {
+  if (names.length === 1) {
+    const only = names[0]!
+    return (labels) => String(labels[only])
+  }
+  return (labels) => {
+    let key = ''
+    for (const n of names) key += `${labels[n]}\u0001`
+    return key
+  }
+}
+
 export function createMetrics(): Metrics {
   const renderers: (() => string)[] = []
 
   return {
     counter<L extends string>(name: string, help: string, names: readonly L[]): Counter<L> {
       const series = new Map<string, Series>()
+      const seriesKey = keyOf(names)
       renderers.push(() => {
         let out = `# HELP ${name} ${help}\n# TYPE ${name} counter\n`
         for (const s of series.values()) out += `${name}${s.labels ? `{${s.labels}}` : ''} ${fmt(s.value)}\n`
@@ -63,7 +77,7 @@ export function createMetrics(): Metrics {
       })
       return {
         inc(labels, by = 1) {
-          const key = names.length === 1 ? String(labels[names[0]!]) : names.map((n) => labels[n]).join('\u0001')
+          const key = seriesKey(labels)
           let s = series.get(key)
           if (!s) series.set(key, (s = { labels: renderLabels(names, labels), value: 0 }))
           s.value += by
@@ -73,6 +87,7 @@ export function createMetrics(): Metrics {
 
     histogram<L extends string>(name: string, help: string, names: readonly L[], buckets: readonly number[]): Histogram<L> {
       const series = new Map<string, HistogramSeries>()
+      const seriesKey = keyOf(names)
       renderers.push(() => {
         let out = `# HELP ${name} ${help}\n# TYPE ${name} histogram\n`
         for (const s of series.values()) {
@@ -90,7 +105,7 @@ export function createMetrics(): Metrics {
       })
       return {
         observe(labels, value) {
-          const key = names.length === 1 ? String(labels[names[0]!]) : names.map((n) => labels[n]).join('\u0001')
+          const key = seriesKey(labels)
           let s = series.get(key)
           if (!s) series.set(key, (s = { labels: renderLabels(names, labels), counts: new Float64Array(buckets.length), sum: 0, count: 0 }))
           let i = 0

@@ -27,6 +27,17 @@ describe('logger', () => {
     expect(JSON.parse(text).user.email).toBe('a@b.c')
     expect(JSON.parse(text).err).toEqual({ name: 'Error', message: 'boom' })
   })
+
+  it('keeps its own time, level and msg when a call passes fields of the same names', () => {
+    const lines: string[] = []
+    const log = createLogger({ level: 'info', sink: (l) => lines.push(l) })
+    log.info('real', { time: 'forged', level: 'error', msg: 'forged', nested: { msg: 'kept' } })
+    expect(lines[0]!.match(/"msg":/g)).toHaveLength(2)
+    expect(lines[0]!.match(/"level":/g)).toHaveLength(1)
+    const line = JSON.parse(lines[0]!)
+    expect(line).toMatchObject({ level: 'info', msg: 'real', nested: { msg: 'kept' } })
+    expect(Date.parse(line.time)).not.toBeNaN()
+  })
 })
 
 describe('metrics', () => {

@@ -86,7 +86,7 @@ export function accountsRoutes(platform: Platform) {
     return token ? [ipKey(c), `token:${(await sha256Hex(token)).slice(0, 32)}`] : [ipKey(c)]
   }
   const deps = (c: Context<AppEnv>): AccountsDeps => ({
-    db: c.var.deps.db,
+    db: c.get('deps').db,
     passwords: platform.passwords,
     tokens: platform.tokens,
     refreshTtlSeconds: config.jwt.refreshTtlSeconds,
@@ -108,10 +108,10 @@ export function accountsRoutes(platform: Platform) {
       async (c) => c.json(await refresh(deps(c), c.req.valid('json').refreshToken), 200, noStore),
     )
     .openapi(logoutRoute, async (c) => {
-      await logout({ db: c.var.deps.db }, c.req.valid('json').refreshToken)
+      await logout({ db: c.get('deps').db }, c.req.valid('json').refreshToken)
       return c.body(null, 204)
     })
     .openapi({ ...meRoute, middleware: [authenticate(platform)] }, async (c) =>
-      c.json(await me(c.var.deps.db, c.var.principal.userId), 200, { 'Cache-Control': 'private, no-store' }),
+      c.json(await me(c.get('deps').db, c.get('principal').userId), 200, { 'Cache-Control': 'private, no-store' }),
     )
 }

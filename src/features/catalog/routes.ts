@@ -2,6 +2,7 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv } from '../../http/context.ts'
+import { finalAnswer } from '../../http/edge.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
 import { AppError } from '../../http/problem.ts'
 import type { Cached } from '../../infra/cache.ts'
@@ -91,20 +92,21 @@ const archiveRoute = createRoute({
   responses: { 204: { description: 'Archived' }, ...problems('not_found', ...adminProblems) },
 })
 
-/** Answers cached bytes: 304 when the client's tag is current. */
+/** Answers cached bytes, headers final (the hot path): 304 when the client's tag is current. */
 function answer(c: Context<AppEnv>, cached: Cached): Response {
-  const headers = { ETag: cached.etag, 'Cache-Control': PUBLIC_CACHE_CONTROL }
-  if (noneMatch(c.req.header('if-none-match'), cached.etag)) return c.body(null, 304, headers)
-  return c.body(cached.body, 200, { ...headers, 'Content-Type': 'application/json' })
+  if (noneMatch(c.req.header('if-none-match'), cached.etag)) {
+    return finalAnswer(c, null, 304, { ETag: cached.etag, 'Cache-Control': PUBLIC_CACHE_CONTROL })
+  }
+  return finalAnswer(c, cached.body, 200, { 'Content-Type': 'application/json', ETag: cached.etag, 'Cache-Control': PUBLIC_CACHE_CONTROL })
 }
 
 /** The public catalog and its admin routes. */
 export function catalogRoutes(platform: Platform) {
   const deps = (c: Context<AppEnv>): CatalogDeps => ({
-    db: c.var.deps.db,
+    db: c.get('deps').db,
     cache: platform.cache,
     currency: platform.config.storeCurrency,
-    waitUntil: c.var.deps.waitUntil,
+    waitUntil: c.get('deps').waitUntil,
   })
   const adminOnly = [authenticate(platform), requireRole('admin')]
 

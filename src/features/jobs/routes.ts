@@ -166,9 +166,9 @@ export function jobRoutes(platform: Platform) {
         jobId = (JSON.parse(body) as { jobId?: unknown }).jobId
       } catch {}
       if (typeof jobId !== 'string' || !isUuid(jobId)) throw new AppError('validation_failed', 'The body must be { "jobId": "<uuid>" }')
-      const [job] = await c.var.deps.db.select({ name: jobs.name }).from(jobs).where(eq(jobs.id, jobId)).limit(1)
+      const [job] = await c.get('deps').db.select({ name: jobs.name }).from(jobs).where(eq(jobs.id, jobId)).limit(1)
       if (!job || jobPath(job.name) !== c.req.path) throw new AppError('validation_failed', 'No such job at this path')
-      const outcome = await runJobById(platform.jobRuntime(c.var.deps), jobId)
+      const outcome = await runJobById(platform.jobRuntime(c.get('deps')), jobId)
       if (outcome.kind === 'failed') throw new AppError('service_unavailable', 'The job failed; retry')
       return c.json({ status: outcome.kind === 'done' ? ('done' as const) : ('already finished' as const) }, 200)
     })
@@ -180,14 +180,14 @@ export function jobRoutes(platform: Platform) {
         source = JSON.parse(atob(payload.sourceBody ?? '')).jobId
       } catch {}
       if (typeof source !== 'string') throw new AppError('validation_failed', 'Not a QStash failure callback for a job')
-      const dead = await markDead(c.var.deps.db, [source], 'QStash gave up delivering this job')
+      const dead = await markDead(c.get('deps').db, [source], 'QStash gave up delivering this job')
       platform.logger.warn('job dead after its last delivery', { jobId: source })
       return c.json({ dead }, 200)
     })
     .openapi(scheduleRoute, async (c) => {
       await verified(c)
       const cron = c.req.valid('param').schedule === 'minutely' ? MINUTELY : DAILY
-      const deps = c.var.deps
+      const deps = c.get('deps')
       const report = await runSchedule(cron, new Date(), {
         db: deps.db,
         cache: platform.cache,
@@ -200,8 +200,9 @@ export function jobRoutes(platform: Platform) {
     .openapi({ ...listJobsRoute, middleware: admin }, async (c) => {
       const q = c.req.valid('query')
       const after = cursorOf(q.cursor)
-      const rows = await c.var.deps.db
-        .select()
+      const rows = await c
+        .get('deps')
+        .db.select()
         .from(jobs)
         .where(and(q.status ? eq(jobs.status, q.status) : undefined, after ? lt(jobs.id, after) : undefined))
         .orderBy(desc(jobs.id))
@@ -212,7 +213,7 @@ export function jobRoutes(platform: Platform) {
     .openapi({ ...retryRoute, middleware: admin }, async (c) => {
       const id = c.req.valid('param').id
       if (!isUuid(id)) throw new AppError('not_found', 'No job with this id')
-      const db = c.var.deps.db
+      const db = c.get('deps').db
       const [job] = await db
         .update(jobs)
         .set({
@@ -230,7 +231,7 @@ export function jobRoutes(platform: Platform) {
         if (!exists) throw new AppError('not_found', 'No job with this id')
         throw new AppError('invalid_state', `Only dead jobs can be queued again; this one is ${exists.status}`)
       }
-      platform.dispatch(c.var.deps, [
+      platform.dispatch(c.get('deps'), [
         { id: job.id, name: job.name, runAt: job.runAt, maxAttempts: job.maxAttempts, generation: job.generation },
       ])
       return c.json(jobJson(job), 202)
@@ -238,8 +239,9 @@ export function jobRoutes(platform: Platform) {
     .openapi({ ...emailsRoute, middleware: admin }, async (c) => {
       const q = c.req.valid('query')
       const after = cursorOf(q.cursor)
-      const rows = await c.var.deps.db
-        .select()
+      const rows = await c
+        .get('deps')
+        .db.select()
         .from(emails)
         .where(after ? lt(emails.id, after) : undefined)
         .orderBy(desc(emails.id))

@@ -101,7 +101,7 @@ export function orderRoutes(platform: Platform) {
   const signedIn = authenticate(platform)
   const invalidate = (c: Context<AppEnv>, changed: ChangedProduct[]) => {
     if (changed.length === 0) return
-    c.var.deps.waitUntil(
+    c.get('deps').waitUntil(
       Promise.all([...changed.map((p) => cache.invalidateEntity(productKey(p.id), p.version)), cache.invalidateCollection(PRODUCTS)]),
     )
   }
@@ -109,33 +109,33 @@ export function orderRoutes(platform: Platform) {
   return new OpenAPIHono<AppEnv>()
     .openapi({ ...createOrderRoute, middleware: [signedIn, idempotency()] }, async (c) => {
       const { order, jobs, changed } = await checkout(
-        c.var.tx,
-        { userId: c.var.principal.userId, items: c.req.valid('json').items },
+        c.get('tx'),
+        { userId: c.get('principal').userId, items: c.req.valid('json').items },
         { currency: config.storeCurrency, ttlSeconds: config.orderTtlSeconds },
       )
-      c.var.afterCommit(() => {
-        platform.dispatch(c.var.deps, jobs)
+      c.get('afterCommit')(() => {
+        platform.dispatch(c.get('deps'), jobs)
         invalidate(c, changed)
       })
       return c.json(order, 201, { Location: `/v1/orders/${order.id}` })
     })
     .openapi({ ...listRoute, middleware: [signedIn] }, async (c) =>
-      c.json(await listOrders(c.var.deps.db, c.var.principal, c.req.valid('query')), 200),
+      c.json(await listOrders(c.get('deps').db, c.get('principal'), c.req.valid('query')), 200),
     )
     .openapi({ ...getRoute, middleware: [signedIn] }, async (c) =>
-      c.json(await getOrder(c.var.deps.db, c.req.valid('param').id, c.var.principal), 200),
+      c.json(await getOrder(c.get('deps').db, c.req.valid('param').id, c.get('principal')), 200),
     )
     .openapi({ ...payRoute, middleware: [signedIn, idempotency()] }, async (c) => {
-      const { order, jobs } = await payOrder(c.var.tx, c.req.valid('param').id, c.var.principal, c.req.valid('json').paymentToken)
-      c.var.afterCommit(() => platform.dispatch(c.var.deps, jobs))
+      const { order, jobs } = await payOrder(c.get('tx'), c.req.valid('param').id, c.get('principal'), c.req.valid('json').paymentToken)
+      c.get('afterCommit')(() => platform.dispatch(c.get('deps'), jobs))
       return c.json(order, 202)
     })
     .openapi({ ...cancelRoute, middleware: [signedIn] }, async (c) => {
-      const { order, changed } = await cancelOrder(c.var.deps.db, c.req.valid('param').id, c.var.principal)
+      const { order, changed } = await cancelOrder(c.get('deps').db, c.req.valid('param').id, c.get('principal'))
       invalidate(c, changed)
       return c.json(order, 200)
     })
     .openapi({ ...fulfilRoute, middleware: [signedIn, requireRole('admin')] }, async (c) =>
-      c.json(await fulfilOrder(c.var.deps.db, c.req.valid('param').id, c.var.principal), 200),
+      c.json(await fulfilOrder(c.get('deps').db, c.req.valid('param').id, c.get('principal')), 200),
     )
 }

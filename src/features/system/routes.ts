@@ -81,7 +81,7 @@ export function systemRoutes(platform: Platform) {
       return c.json({ status: 'ok' as const }, 200)
     })
     .openapi(readyz, async (c) => {
-      const deps = c.var.deps
+      const deps = c.get('deps')
       const [db, cache] = await Promise.all([
         check(() => deps.database.ping(DB_CHECK_MS), DB_CHECK_MS + 100),
         redis ? check(() => redis.ping(), CACHE_CHECK_MS) : Promise.resolve(undefined),

@@ -1,0 +1,118 @@
+import type { Context, MiddlewareHandler } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
+import { matchedRoutes } from 'hono/route'
+import type { Logger } from '../observability/logger.ts'
+import { LATENCY_BUCKETS, type Metrics } from '../observability/metrics.ts'
+import type { AppEnv, Deps } from './context.ts'
+import { AppError, problemResponse } from './problem.ts'
+import { API_HEADERS } from './security.ts'
+
+const SANE_ID = /^[\w\-=.:]{1,128}$/
+
+/** The route pattern that answered (`/v1/products/:id`), or `unmatched`. Patterns, never raw paths: bounded label sets, no ids or query strings in logs. */
+export function routeOf(c: Context): string {
+  const routes = matchedRoutes(c)
+  for (let i = routes.length - 1; i >= 0; i--) {
+    const r = routes[i]!
+    if (r.method !== 'ALL') return r.path
+  }
+  return 'unmatched'
+}
+
+const complete = new WeakSet<Response>()
+
+/**
+ * An answer whose headers are final when it is made: the API headers and the
+ * request id are in its record already, so {@link edge} adds nothing
+ * afterwards. On Node this keeps the answer a plain header record that is
+ * written as it is, instead of a `Headers` object converted back per request;
+ * on every runtime it saves the per-header checks. The hot read paths answer
+ * this way; everything else may use Hono's helpers and gets the same headers
+ * added by {@link edge}.
+ *
+ * @example
+ * ```ts
+ * return finalAnswer(c, cached.body, 200, { 'Content-Type': 'application/json', ETag: cached.etag })
+ * ```
+ */
+export function finalAnswer(c: Context<AppEnv>, body: string | null, status: number, headers: Record<string, string>): Response {
+  const res = new Response(body, { status, headers: { ...API_HEADERS, ...headers, 'X-Request-Id': c.get('requestId') } })
+  complete.add(res)
+  return res
+}
+
+export interface EdgeOptions {
+  logger: Logger
+  metrics?: Metrics | undefined
+  /** The largest request body accepted; larger ones are 413 `payload_too_large` before any handler reads them. */
+  bodyLimitBytes: number
+  /** The request's dependencies (shared on Bun and Node, per request on Workers). */
+  deps: (c: Context<AppEnv>) => Deps
+}
+
+/**
+ * The one middleware every request passes through, outermost: it gives the
+ * request its id (the caller's `X-Request-Id` when it is sane, else a new
+ * UUID) and its dependencies, enforces the body limit on requests that carry
+ * one, adds the API's security headers and the request id to the answer, and
+ * writes one log line and the request metrics. One layer instead of five,
+ * because each layer is a closure, a promise and a context switch on every
+ * request of the hot path (see docs/BENCHMARKS.md).
+ *
+ * @example
+ * ```ts
+ * app.use(edge({ logger, metrics, bodyLimitBytes: 65536, deps: () => shared }))
+ * ```
+ */
+export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
+  const { logger, metrics, deps, bodyLimitBytes } = opts
+  const logRequests = logger.enabled('info')
+  const requests = metrics?.counter('edgeshop_http_requests_total', 'HTTP requests by method, route and status', [
+    'method',
+    'route',
+    'status',
+  ])
+  const latency = metrics?.histogram('edgeshop_http_request_duration_seconds', 'HTTP request latency by route', ['route'], LATENCY_BUCKETS)
+  let inFlight = 0
+  metrics?.gauge('edgeshop_http_requests_in_flight', 'Requests received and not yet answered', () => inFlight)
+  const limitBody = bodyLimit({
+    maxSize: bodyLimitBytes,
+    // Answered here rather than thrown: this layer is outside the error handler's reach.
+    onError: (c) => problemResponse(c, new AppError('payload_too_large', `The body may be at most ${bodyLimitBytes} bytes`)),
+  })
+
+  return async function edge(c, next) {
+    const start = performance.now()
+    const given = c.req.header('x-request-id')
+    const requestId = given !== undefined && SANE_ID.test(given) ? given : crypto.randomUUID()
+    c.set('requestId', requestId)
+    c.set('deps', deps(c))
+    const method = c.req.method
+    inFlight++
+    try {
+      // GET and HEAD carry no body; reading `raw.body` to find out would make Node build a full Request.
+      if (method === 'GET' || method === 'HEAD') await next()
+      else {
+        const refused = await limitBody(c, next)
+        if (refused instanceof Response) c.res = refused
+      }
+    } finally {
+      inFlight--
+    }
+    const res = c.res
+    if (!complete.has(res)) {
+      const headers = res.headers
+      for (const name in API_HEADERS) if (!headers.has(name)) headers.set(name, API_HEADERS[name]!)
+      headers.set('X-Request-Id', requestId)
+    }
+    if (!logRequests && !metrics) return
+    const durationMs = performance.now() - start
+    const route = routeOf(c)
+    const status = res.status
+    if (requests) {
+      requests.inc({ method, route, status })
+      latency!.observe({ route }, durationMs / 1000)
+    }
+    if (logRequests) logger.info('request', { method, route, status, durationMs: Math.round(durationMs * 100) / 100, requestId })
+  }
+}
