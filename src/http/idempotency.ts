@@ -28,8 +28,11 @@ const rollback = Symbol('rollback')
  * 2. a stored answer for the key: the same request (method, path and body,
  *    compared as canonical JSON) gets it again with `Idempotent-Replayed:
  *    true`; a different one gets 422 `idempotency_key_reused`;
- * 3. otherwise the handler runs, and its answer is stored in the same
- *    transaction as its effects: either both are committed or neither is.
+ * 3. otherwise the handler's answer is stored in the same transaction as
+ *    its effects: either both are committed or neither is.
+ * Steps 1 and 2 are pipelined with the handler (one round trip for all
+ * three), so the handler may run and be rolled back: handlers behind this
+ * middleware have effects only through `tx` and `afterCommit`.
  * Business refusals (404, 409, 412, 422) are stored too, after the rollback
  * of their effects; 5xx answers are not, so a retry runs again.
  *
@@ -57,24 +60,33 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
 
     try {
       await db.transaction(async (tx) => {
-        const [lock] = rowsOf<{ locked: boolean }>(
-          await tx.execute(sql`select pg_try_advisory_xact_lock(hashtextextended(${`${userId}:${key}`}, 7172616102)) as locked`),
-        )
-        if (!lock?.locked) {
+        // The lock, the lookup and the handler's first statement leave in one
+        // round trip: the lookup is its own statement, so its snapshot is
+        // taken once the lock is held, and the handler runs speculatively —
+        // when the key turns out busy or answered, its effects roll back with
+        // the transaction. Hence the rule for handlers behind this
+        // middleware: effects only through `tx` and `afterCommit`.
+        const checks = Promise.all([
+          tx.execute(sql`select pg_try_advisory_xact_lock(hashtextextended(${`${userId}:${key}`}, 7172616102)) as locked`),
+          tx
+            .select()
+            .from(idempotencyKeys)
+            .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key)))
+            .limit(1)
+            .execute(),
+        ])
+        checks.catch(() => {}) // awaited below, after the handler; this only keeps a failure from counting as unhandled meanwhile
+        c.set('tx', tx as Transaction)
+        await next()
+        const [locks, [stored]] = await checks
+        if (!rowsOf<{ locked: boolean }>(locks)[0]?.locked) {
           outcome = 'busy'
           throw rollback
         }
-        const [stored] = await tx
-          .select()
-          .from(idempotencyKeys)
-          .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key)))
-          .limit(1)
         if (stored && stored.expiresAt.getTime() > Date.now()) {
           outcome = stored.fingerprint === fingerprint ? stored : 'reused'
           throw rollback
         }
-        c.set('tx', tx as Transaction)
-        await next()
         if (c.error || c.res.status >= 400) throw rollback
         await store(tx as Transaction, userId, key, fingerprint, c.res)
       })
@@ -82,6 +94,11 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
       if (err !== rollback) throw err
     }
 
+    if (outcome) {
+      // The speculative answer is dropped whole: none of its headers (a Location) may leak into the one given instead.
+      c.res = undefined
+      c.error = undefined
+    }
     if (outcome === 'busy') throw new AppError('idempotency_request_in_progress', 'A request with this Idempotency-Key is still running')
     if (outcome === 'reused') throw new AppError('idempotency_key_reused', 'This Idempotency-Key was used with a different request')
     if (outcome) {

@@ -50,12 +50,14 @@ export function orderJson(order: OrderRow, items: ItemRow[]) {
 export type OrderJson = ReturnType<typeof orderJson>
 
 /**
- * Checkout: takes stock for every line with one conditional UPDATE
- * (`stock >= quantity`, all lines or none: the caller's transaction rolls
- * back on any shortfall), then inserts the order, its items and its expiry
- * job. Prices and names come from the database, never from the client.
- * Lines are locked in id order, so concurrent multi-line orders cannot
- * deadlock each other.
+ * Checkout in one statement, one round trip: a data-modifying CTE takes
+ * stock for every line with one conditional UPDATE (`stock >= quantity`),
+ * and only when every line was taken inserts the order, its items and its
+ * expiry job. When a line is short the statement inserts nothing, and the
+ * caller's transaction rolls the partial stock changes back (see
+ * {@link refuse}). Prices and names come from the database, never from the
+ * client. Lines are locked in id order, so concurrent multi-line orders
+ * cannot deadlock each other.
  */
 export async function checkout(
   tx: Transaction,
@@ -63,20 +65,42 @@ export async function checkout(
   opts: { currency: string; ttlSeconds: number; now?: Date },
 ): Promise<{ order: OrderJson; jobs: JobRef[]; changed: ChangedProduct[] }> {
   const now = opts.now ?? new Date()
-  const ids = input.items.map((i) => i.productId)
-  const quantities = input.items.map((i) => i.quantity)
+  const orderId = uuidv7(now.getTime())
+  const expiresAt = new Date(now.getTime() + opts.ttlSeconds * 1000)
+  const job: JobRef = { id: uuidv7(now.getTime()), name: 'order.expire', runAt: expiresAt, maxAttempts: 10, generation: 0 }
+  const at = now.toISOString()
   const taken = rowsOf<{ id: string; sku: string; name: string; price_cents: number; version: number }>(
     await tx.execute(sql`
-      update products p
-      set stock = p.stock - l.qty, version = p.version + 1, updated_at = ${now.toISOString()}::timestamptz
-      from (select * from unnest(${pgArray(ids)}::uuid[], ${pgArray(quantities)}::int[]) as t(id, qty) order by id) l
-      where p.id = l.id and p.active and p.stock >= l.qty
-      returning p.id, p.sku, p.name, p.price_cents, p.version`),
+      with lines as (
+        select * from unnest(${pgArray(input.items.map((i) => i.productId))}::uuid[], ${pgArray(input.items.map((i) => i.quantity))}::int[]) as t(id, qty)
+      ),
+      taken as (
+        update products p
+        set stock = p.stock - l.qty, version = p.version + 1, updated_at = ${at}::timestamptz
+        from (select * from lines order by id) l
+        where p.id = l.id and p.active and p.stock >= l.qty
+        returning p.id, p.sku, p.name, p.price_cents, p.version, l.qty
+      ),
+      placed as (
+        insert into orders (id, user_id, status, total_cents, currency, created_at, updated_at, expires_at)
+        select ${orderId}::uuid, ${input.userId}::uuid, 'pending_payment', sum(price_cents * qty), ${opts.currency}, ${at}::timestamptz, ${at}::timestamptz, ${expiresAt.toISOString()}::timestamptz
+        from taken having count(*) = ${input.items.length}
+        returning id
+      ),
+      items as (
+        insert into order_items (order_id, product_id, sku, name, unit_price_cents, quantity)
+        select placed.id, t.id, t.sku, t.name, t.price_cents, t.qty from placed, taken t
+      ),
+      expiry as (
+        insert into jobs (id, name, payload, max_attempts, run_at, created_at, updated_at)
+        select ${job.id}::uuid, ${job.name}, ${JSON.stringify({ orderId })}::jsonb, ${job.maxAttempts}, ${expiresAt.toISOString()}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
+        from placed
+      )
+      select id, sku, name, price_cents, version from taken`),
   )
   if (taken.length < input.items.length) await refuse(tx, input.items, new Set(taken.map((t) => t.id)))
 
   const byId = new Map(taken.map((t) => [t.id, t]))
-  const orderId = uuidv7(now.getTime())
   const items: ItemRow[] = input.items.map((line) => {
     const p = byId.get(line.productId)!
     return { orderId, productId: p.id, sku: p.sku, name: p.name, unitPriceCents: p.price_cents, quantity: line.quantity }
@@ -89,11 +113,8 @@ export async function checkout(
     currency: opts.currency,
     createdAt: now,
     updatedAt: now,
-    expiresAt: new Date(now.getTime() + opts.ttlSeconds * 1000),
+    expiresAt,
   }
-  await tx.insert(orders).values(order)
-  await tx.insert(orderItems).values(items)
-  const job = await enqueueJob(tx, { name: 'order.expire', payload: { orderId }, runAt: order.expiresAt, maxAttempts: 10 }, now)
   return { order: orderJson(order, items), jobs: [job], changed: taken.map((t) => ({ id: t.id, version: t.version })) }
 }
 

@@ -1,0 +1,256 @@
+/**
+ * Turns a results file into the figures of docs/BENCHMARKS.md: the targets
+ * with their ratios, a table and an SVG bar chart per scenario, versions and
+ * method. Only the part between the `results` markers is rewritten; the prose
+ * around it is kept.
+ *
+ *   node bench/report.ts bench/results/<date>.json
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { BenchResults, CaseResult } from './results.ts'
+
+const ROOT = join(import.meta.dirname, '..')
+const DOC = join(ROOT, 'docs/BENCHMARKS.md')
+const CHARTS = join(ROOT, 'docs/bench')
+const START = '<!-- results:start -->'
+const END = '<!-- results:end -->'
+
+interface Target {
+  what: string
+  measured: string
+  target: string
+  met: boolean | null
+}
+
+const fmt = (n: number, digits = 0) =>
+  Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–'
+const ratio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '–')
+
+function find(r: BenchResults, scenario: string, name: string): CaseResult | undefined {
+  return r.cases.find((c) => c.scenario === scenario && c.name === name)
+}
+const rps = (r: BenchResults, scenario: string, name: string) => find(r, scenario, name)?.median.rps ?? Number.NaN
+
+/** What each case is compared with: the runtime's limit, pgbench, or the same query at 1k rows. */
+function referenceOf(r: BenchResults, c: CaseResult): { name: string; value: number } | undefined {
+  const bunish = /Bun|Elysia/.test(c.name)
+  switch (c.scenario) {
+    case 'hot':
+    case 'peers':
+    case 'miss':
+    case 'list':
+      return bunish
+        ? { name: 'Bun.serve', value: rps(r, 'limit', 'Bun.serve') }
+        : { name: 'node:http', value: rps(r, 'limit', 'node:http') }
+    case 'checkout':
+      return c.name.startsWith('pgbench') ? undefined : { name: 'pgbench', value: rps(r, 'checkout', 'pgbench, same SQL') }
+    case 'scale': {
+      if (c.name.startsWith('orders')) return { name: 'orders, 10', value: rps(r, 'scale', 'orders, 10') }
+      return { name: 'page 1, 1k', value: rps(r, 'scale', 'page 1, 1k') }
+    }
+    default:
+      return undefined
+  }
+}
+
+export function targets(r: BenchResults): Target[] {
+  const out: Target[] = []
+  const big = r.cases.filter((c) => c.scenario === 'scale' && !c.name.endsWith(', 1k') && !c.name.startsWith('orders'))
+  for (const [runtime, limit] of [
+    ['Bun', 'Bun.serve'],
+    ['Node', 'node:http'],
+  ] as const) {
+    const hot = find(r, 'hot', `edgeshop ${runtime}`)
+    const x = (hot?.median.rps ?? Number.NaN) / rps(r, 'limit', limit)
+    out.push({
+      what: `Hot read on ${runtime} vs ${limit}`,
+      measured: ratio(x),
+      target: '≥ 0.60×',
+      met: Number.isFinite(x) ? x >= 0.6 : null,
+    })
+    const p99 = hot?.median.p99 ?? Number.NaN
+    out.push({
+      what: `Hot read p99 on ${runtime}, ${r.plan.hotConnections} connections`,
+      measured: `${fmt(p99, 2)} ms`,
+      target: '≤ 3 ms',
+      met: Number.isFinite(p99) ? p99 <= 3 : null,
+    })
+  }
+  for (const runtime of ['Bun', 'Node']) {
+    const x = rps(r, 'checkout', `edgeshop ${runtime}`) / rps(r, 'checkout', 'pgbench, same SQL')
+    out.push({
+      what: `Checkout on ${runtime} vs pgbench`,
+      measured: ratio(x),
+      target: '≥ 0.60×',
+      met: Number.isFinite(x) ? x >= 0.6 : null,
+    })
+  }
+  for (const c of big) {
+    const slower = rps(r, 'scale', 'page 1, 1k') / c.median.rps
+    out.push({
+      what: `${c.name} vs page 1 at 1k (time per request)`,
+      measured: ratio(slower),
+      target: '≤ 1.50×',
+      met: Number.isFinite(slower) ? slower <= 1.5 : null,
+    })
+  }
+  const many = r.cases.find((c) => c.scenario === 'scale' && c.name.startsWith('orders') && c.name !== 'orders, 10')
+  if (many) {
+    const slower = rps(r, 'scale', 'orders, 10') / many.median.rps
+    out.push({
+      what: `${many.name} vs 10 orders (time per request)`,
+      measured: ratio(slower),
+      target: '≤ 1.50×',
+      met: Number.isFinite(slower) ? slower <= 1.5 : null,
+    })
+  }
+  for (const name of ['edgeshop Bun', 'edgeshop Node']) {
+    const mb = r.memoryMb[name] ?? Number.NaN
+    out.push({
+      what: `Peak RSS under load, ${name}`,
+      measured: `${fmt(mb)} MB`,
+      target: '≤ 150 MB',
+      met: Number.isFinite(mb) ? mb <= 150 : null,
+    })
+  }
+  const kib = r.worker.gzipBytes / 1024
+  out.push({ what: 'Worker bundle, minified + gzip', measured: `${fmt(kib)} KiB`, target: '≤ 1024 KiB', met: kib <= 1024 })
+  return out
+}
+
+function chart(r: BenchResults, title: string, cases: CaseResult[]): string {
+  const rowH = 26
+  const labelW = 190
+  const barW = 420
+  const width = labelW + barW + 150
+  const height = 40 + cases.length * rowH + 10
+  const max = Math.max(...cases.map((c) => c.median.rps).filter(Number.isFinite), 1)
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;')
+  const rows = cases.map((c, i) => {
+    const y = 34 + i * rowH
+    const w = Number.isFinite(c.median.rps) ? Math.max(1, (c.median.rps / max) * barW) : 0
+    const ref = referenceOf(r, c)
+    const x = ref ? c.median.rps / ref.value : Number.NaN
+    const edgeshop = c.name.startsWith('edgeshop') || !/Bun\.serve|node:http|Elysia|Fastify|Express|pgbench/.test(c.name)
+    const fill = /Bun\.serve|node:http|pgbench/.test(c.name) ? '#9aa5b1' : edgeshop ? '#2f6fdf' : '#e0913a'
+    const note = `${fmt(c.median.rps)}/s${Number.isFinite(x) ? ` · ${x.toFixed(2)}× ${esc(ref!.name)}` : ''}`
+    return `<text x="${labelW - 8}" y="${y + 16}" text-anchor="end">${esc(c.name)}</text><rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 8}" fill="${fill}"/><text x="${labelW + w + 6}" y="${y + 16}">${note}</text>`
+  })
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="#fff"/>
+<text x="8" y="20" font-size="14" font-weight="bold">${esc(title)}</text>
+${rows.join('\n')}
+</svg>
+`
+}
+
+const TITLES: Record<string, string> = {
+  limit: '1. The runtime’s limit: the cached answer’s bytes, nothing else',
+  hot: '2. Hot read: GET /v1/products/{id} from L1, production stack',
+  peers: '6. Peers: the same read, cache-aside in Redis',
+  miss: '3. Miss paths: L1 off, Redis hit (Upstash REST) / Postgres',
+  list: '4a. List page: GET /v1/products?limit=20',
+  login: '4b. Login: POST /v1/auth/login (password hash)',
+  checkout: '5. Checkout: POST /v1/orders vs pgbench with the same SQL',
+  scale: '7. Scale: caching off, small vs large tables',
+}
+
+export function render(r: BenchResults, chartDir = 'bench'): string {
+  const lines: string[] = []
+  const t = targets(r)
+  lines.push(
+    `Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC, \`${r.command}\`, ${r.durationSeconds} s; results in \`bench/results/${r.date.slice(0, 10)}.json\`.`,
+  )
+  lines.push('')
+  lines.push('### Targets')
+  lines.push('')
+  lines.push('| | measured | target | |')
+  lines.push('|---|---:|---:|---|')
+  for (const x of t) lines.push(`| ${x.what} | ${x.measured} | ${x.target} | ${x.met === null ? '–' : x.met ? 'met' : '**missed**'} |`)
+  lines.push('')
+  const scenarios = [...new Set(r.cases.map((c) => c.scenario))]
+  const order = ['limit', 'hot', 'peers', 'miss', 'list', 'login', 'checkout', 'scale'].filter((s) => scenarios.includes(s))
+  for (const s of order) {
+    let cases = r.cases.filter((c) => c.scenario === s)
+    if (s === 'hot' || s === 'peers') cases = [...r.cases.filter((c) => c.scenario === 'limit'), ...cases]
+    lines.push(`### ${TITLES[s] ?? s}`)
+    lines.push('')
+    if (s !== 'limit') lines.push(`![${TITLES[s] ?? s}](${chartDir}/${s}.svg)`)
+    lines.push('')
+    lines.push('| case | req/s (median) | p50 ms | p99 ms | ratio | not 2xx/3xx | socket errors | runs (req/s) |')
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---|')
+    for (const c of cases) {
+      const ref = referenceOf(r, c)
+      const x = ref ? `${ratio(c.median.rps / ref.value)} ${ref.name}` : ''
+      lines.push(
+        `| ${c.name} | ${fmt(c.median.rps)} | ${fmt(c.median.p50, 2)} | ${fmt(c.median.p99, 2)} | ${x} | ${c.median.non2xx} | ${c.median.errors} | ${c.runs.map((m) => fmt(m.rps)).join(', ')} |`,
+      )
+    }
+    lines.push('')
+  }
+  lines.push('### Memory: peak RSS (VmHWM) after the whole run')
+  lines.push('')
+  lines.push('| process | MB |')
+  lines.push('|---|---:|')
+  for (const [name, mb] of Object.entries(r.memoryMb)) lines.push(`| ${name} | ${mb ?? '–'} |`)
+  lines.push('')
+  lines.push('### 8. Workers')
+  lines.push('')
+  lines.push('| | |')
+  lines.push('|---|---:|')
+  lines.push(`| bundle, minified | ${fmt(r.worker.bytes / 1024)} KiB |`)
+  lines.push(`| bundle, minified + gzip -9 | ${fmt(r.worker.gzipBytes / 1024)} KiB |`)
+  lines.push(`| cold start in workerd (Miniflare), to the first answer | ${r.worker.coldStartMs} ms |`)
+  lines.push(`| the same for an empty worker | ${r.worker.emptyWorkerColdStartMs} ms |`)
+  lines.push('')
+  lines.push('### Versions and plan')
+  lines.push('')
+  lines.push(
+    `${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.pinned ? 'servers pinned to CPU 1 and load to CPU 0' : 'not pinned'}. Answer: ${r.answerBytes} bytes.`,
+  )
+  lines.push('')
+  lines.push(
+    Object.entries(r.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(' · '),
+  )
+  lines.push('')
+  lines.push(
+    Object.entries(r.plan)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(' · '),
+  )
+  return lines.join('\n')
+}
+
+/** Writes the charts and the results section of docs/BENCHMARKS.md (unless `write` is false); returns the targets as text. */
+export function writeReport(r: BenchResults, opts: { write: boolean }): string {
+  if (opts.write) {
+    mkdirSync(CHARTS, { recursive: true })
+    for (const s of [...new Set(r.cases.map((c) => c.scenario))]) {
+      if (s === 'limit') continue
+      let cases = r.cases.filter((c) => c.scenario === s)
+      if (s === 'hot' || s === 'peers') cases = [...r.cases.filter((c) => c.scenario === 'limit'), ...cases]
+      writeFileSync(join(CHARTS, `${s}.svg`), chart(r, TITLES[s] ?? s, cases))
+    }
+    const doc = existsSync(DOC) ? readFileSync(DOC, 'utf8') : `# Benchmarks\n\n${START}\n${END}\n`
+    const a = doc.indexOf(START)
+    const b = doc.indexOf(END)
+    if (a < 0 || b < a) throw new Error(`docs/BENCHMARKS.md lacks the ${START} … ${END} markers`)
+    writeFileSync(DOC, `${doc.slice(0, a + START.length)}\n${render(r)}\n${doc.slice(b)}`)
+  }
+  return `${targets(r)
+    .map((x) => `${x.met === null ? '  ?   ' : x.met ? '  met ' : ' MISSED'} ${x.what}: ${x.measured} (target ${x.target})`)
+    .join('\n')}\n`
+}
+
+if (import.meta.main || process.argv[1] === import.meta.filename) {
+  const file = process.argv[2]
+  if (!file) {
+    process.stderr.write('usage: node bench/report.ts bench/results/<date>.json\n')
+    process.exit(2)
+  }
+  const r = JSON.parse(readFileSync(file, 'utf8')) as BenchResults
+  process.stdout.write(writeReport(r, { write: true }))
+}

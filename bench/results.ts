@@ -1,0 +1,34 @@
+/** The shape of bench/results/<date>.json, written by bench/run.ts and read by bench/report.ts. */
+
+/** One load run: requests (or, for pgbench, transactions) per second, latency percentiles in ms, failures. */
+export interface Measurement {
+  rps: number
+  p50: number
+  p99: number
+  /** Answers that were neither 2xx nor 3xx (pgbench: failed transactions). */
+  non2xx: number
+  /** Socket errors: connect, read, write, timeout. */
+  errors: number
+}
+
+export interface CaseResult {
+  scenario: string
+  name: string
+  runs: Measurement[]
+  /** Medians of the runs (failures summed). */
+  median: Measurement
+}
+
+export interface BenchResults {
+  date: string
+  quick: boolean
+  durationSeconds: number
+  command: string
+  machine: { cpu: string; cores: number; pinned: boolean }
+  versions: Record<string, string>
+  plan: Record<string, number>
+  answerBytes: number
+  cases: CaseResult[]
+  memoryMb: Record<string, number | null>
+  worker: { bytes: number; gzipBytes: number; coldStartMs: number; emptyWorkerColdStartMs: number }
+}
