@@ -29,6 +29,9 @@ export interface BenchResults {
   plan: Record<string, number>
   answerBytes: number
   cases: CaseResult[]
+  /** Peak RSS (VmHWM) of each server over the whole run. */
   memoryMb: Record<string, number | null>
+  /** RSS of the main edgeshop servers right after each scenario (`edgeshop Bun, after hot`). */
+  rssAfterMb: Record<string, number>
   worker: { bytes: number; gzipBytes: number; coldStartMs: number; emptyWorkerColdStartMs: number }
 }

@@ -111,6 +111,16 @@ async function serve(name: string, cmd: string[], env: Record<string, string>, o
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** Resident memory of a process now (VmRSS), in MB. */
+function rssMb(pid: number): number | null {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Math.round(Number(m[1]) / 1024) : null
+  } catch {
+    return null
+  }
+}
+
 /** Peak resident memory of a process so far (VmHWM), in MB. */
 function peakRssMb(pid: number): number | null {
   try {
@@ -209,7 +219,11 @@ async function main(): Promise<void> {
   }
   const upstash = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: rest.token }
   const noL1 = { CACHE_L1_MAX_ENTRIES: '0' }
-  const edgeshop = (runtime: 'bun' | 'node') => [runtime === 'bun' ? bunBin : nodeBin, `src/runtime/${runtime}.ts`]
+  // Each runtime as production runs it: Bun runs the sources, Node the bundle (`bun run build:node`, as in the Docker image).
+  const edgeshop = (runtime: 'bun' | 'node') =>
+    runtime === 'bun' ? [bunBin, 'src/runtime/bun.ts'] : [nodeBin, '--enable-source-maps', 'dist/runtime/node.mjs']
+  const builtNode = spawnSync(bunBin, ['run', 'build:node'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
+  if (builtNode.status !== 0) throw new Error('bun run build:node failed')
 
   say('starting servers')
   const servers = {
@@ -367,6 +381,8 @@ async function main(): Promise<void> {
   // A warm-up is the same load for a shorter time (JIT, pools, caches); its figures are thrown away.
   for (const c of cases) await c.run(plan.warmSeconds)
   const samples = new Map<Case, Measurement[]>(cases.map((c) => [c, []]))
+  /** Resident memory of the two main edgeshop servers after each scenario's runs (the largest seen), in MB. */
+  const rssAfter: Record<string, number> = {}
   for (let round = 1; round <= plan.rounds; round++) {
     say(`round ${round} of ${plan.rounds}`)
     // Interleaved: each round visits every case once, so a drift of the machine spreads over all of them.
@@ -374,6 +390,14 @@ async function main(): Promise<void> {
     for (const c of order) {
       const m = await c.run(plan.seconds)
       samples.get(c)!.push(m)
+      for (const [name, server] of [
+        ['edgeshop Bun', servers.bun],
+        ['edgeshop Node', servers.node],
+      ] as const) {
+        const mb = rssMb(server.pid)
+        const key = `${name}, after ${c.scenario}`
+        if (mb !== null) rssAfter[key] = Math.max(rssAfter[key] ?? 0, mb)
+      }
       say(`  ${c.scenario.padEnd(8)} ${c.name.padEnd(24)} ${Math.round(m.rps).toString().padStart(7)} req/s  p99 ${m.p99.toFixed(2)} ms`)
     }
   }
@@ -408,6 +432,7 @@ async function main(): Promise<void> {
       return { scenario: c.scenario, name: c.name, runs, median: medianOf(runs) }
     }),
     memoryMb: memory,
+    rssAfterMb: rssAfter,
     worker,
   }
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })

@@ -1,4 +1,4 @@
-import { and, eq, sql } from 'drizzle-orm'
+import { sql } from 'drizzle-orm'
 import type { MiddlewareHandler } from 'hono'
 import { rowsOf, type Transaction } from '../db/database.ts'
 import { idempotencyKeys } from '../db/schema.ts'
@@ -56,44 +56,62 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
     const db = c.get('deps').db
     const afterCommit: (() => void)[] = []
     c.set('afterCommit', (work) => afterCommit.push(work))
-    let outcome: 'busy' | 'reused' | { status: number; body: string; headers: Record<string, string> } | undefined
+    let outcome: 'busy' | 'reused' | 'answered' | StoredAnswer | undefined
 
     try {
       await db.transaction(async (tx) => {
-        // The lock, the lookup and the handler's first statement leave in one
-        // round trip: the lookup is its own statement, so its snapshot is
-        // taken once the lock is held, and the handler runs speculatively —
-        // when the key turns out busy or answered, its effects roll back with
-        // the transaction. Hence the rule for handlers behind this
-        // middleware: effects only through `tx` and `afterCommit`.
-        const checks = Promise.all([
-          tx.execute(sql`select pg_try_advisory_xact_lock(hashtextextended(${`${userId}:${key}`}, 7172616102)) as locked`),
-          tx
-            .select()
-            .from(idempotencyKeys)
-            .where(and(eq(idempotencyKeys.userId, userId), eq(idempotencyKeys.key, key)))
-            .limit(1)
-            .execute(),
-        ])
-        checks.catch(() => {}) // awaited below, after the handler; this only keeps a failure from counting as unhandled meanwhile
+        // The lock and the lookup (one statement) and the handler's first
+        // statement leave in one round trip: the handler runs speculatively,
+        // and when the key turns out busy or answered its effects roll back
+        // with the transaction. Hence the rule for handlers behind this
+        // middleware: effects only through `tx` and `afterCommit`. The
+        // lookup's snapshot may predate the lock, so an answer committed in
+        // between can be missed here; `store` finds it then (see below).
+        const lookup = tx.execute(sql`
+          select l.locked, k.fingerprint, k.status, k.body, k.headers::text as headers
+          from (select pg_try_advisory_xact_lock(hashtextextended(${`${userId}:${key}`}, 7172616102)) as locked) l
+          left join idempotency_keys k on l.locked and k.user_id = ${userId} and k.key = ${key} and k.expires_at > now()`)
+        lookup.catch(() => {}) // awaited below, after the handler; this only keeps a failure from counting as unhandled meanwhile
         c.set('tx', tx as Transaction)
         await next()
-        const [locks, [stored]] = await checks
-        if (!rowsOf<{ locked: boolean }>(locks)[0]?.locked) {
+        // A statement of the handler that failed (a timeout, a value out of range) aborts the transaction, and a
+        // lookup that had not run by then fails with it (25P02): the handler's own error is the answer then.
+        const looked = await lookup.then(
+          (result) => rowsOf<LookupRow>(result),
+          (err: unknown) => {
+            if (c.error) return undefined
+            throw err
+          },
+        )
+        if (looked === undefined) throw rollback
+        const [found] = looked
+        if (!found?.locked) {
           outcome = 'busy'
           throw rollback
         }
-        if (stored && stored.expiresAt.getTime() > Date.now()) {
-          outcome = stored.fingerprint === fingerprint ? stored : 'reused'
+        if (found.fingerprint !== null) {
+          outcome = answerOf(found, fingerprint)
           throw rollback
         }
         if (c.error || c.res.status >= 400) throw rollback
-        await store(tx as Transaction, userId, key, fingerprint, c.res)
+        // A live answer already stored means another request with this key committed between our snapshot and our lock: roll back, replay that one.
+        if (!(await store(tx as Transaction, userId, key, fingerprint, c.res))) {
+          outcome = 'answered'
+          throw rollback
+        }
       })
     } catch (err) {
       if (err !== rollback) throw err
     }
 
+    if (outcome === 'answered') {
+      const [found] = rowsOf<LookupRow>(
+        await db.execute(sql`
+          select true as locked, fingerprint, status, body, headers::text as headers from idempotency_keys
+          where user_id = ${userId} and key = ${key} and expires_at > now()`),
+      )
+      outcome = found ? answerOf(found, fingerprint) : 'busy'
+    }
     if (outcome) {
       // The speculative answer is dropped whole: none of its headers (a Location) may leak into the one given instead.
       c.res = undefined
@@ -113,7 +131,28 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
   }
 }
 
-async function store(db: Pick<Transaction, 'insert'>, userId: string, key: string, fingerprint: string, res: Response) {
+interface StoredAnswer {
+  status: number
+  body: string
+  headers: Record<string, string>
+}
+
+interface LookupRow {
+  locked: boolean
+  fingerprint: string | null
+  status: number | null
+  body: string | null
+  headers: string | null
+}
+
+/** The stored answer when this is the same request again, else `reused`. */
+function answerOf(row: LookupRow, fingerprint: string): StoredAnswer | 'reused' {
+  if (row.fingerprint !== fingerprint) return 'reused'
+  return { status: Number(row.status), body: row.body ?? '', headers: JSON.parse(row.headers ?? '{}') as Record<string, string> }
+}
+
+/** Stores the answer; false when a live answer for the key is there already (the insert then changes nothing). */
+async function store(db: Pick<Transaction, 'insert'>, userId: string, key: string, fingerprint: string, res: Response): Promise<boolean> {
   const headers: Record<string, string> = {}
   for (const name of KEPT_HEADERS) {
     const value = res.headers.get(name)
@@ -121,7 +160,7 @@ async function store(db: Pick<Transaction, 'insert'>, userId: string, key: strin
   }
   const body = await res.clone().text()
   const expiresAt = new Date(Date.now() + IDEMPOTENCY_TTL_MS)
-  await db
+  const written = await db
     .insert(idempotencyKeys)
     .values({ userId, key, fingerprint, status: res.status, body, headers, expiresAt })
     .onConflictDoUpdate({
@@ -129,4 +168,6 @@ async function store(db: Pick<Transaction, 'insert'>, userId: string, key: strin
       set: { fingerprint, status: res.status, body, headers, expiresAt, createdAt: new Date() },
       where: sql`${idempotencyKeys.expiresAt} <= now()`,
     })
+    .returning({ key: idempotencyKeys.key })
+  return written.length > 0
 }

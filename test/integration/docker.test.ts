@@ -142,10 +142,10 @@ describe('Dockerfile', () => {
     }
   }
 
-  it('is multi-stage and ships only production dependencies, the sources and the migrations', () => {
+  it('is multi-stage and ships only production dependencies, the bundle, the sources and the migrations', () => {
     expect(image.name).toBe('runtime')
     const app = inStage(image, '/app')
-    expect(readdirSync(app).sort()).toEqual(['drizzle', 'node_modules', 'package.json', 'scripts', 'src'])
+    expect(readdirSync(app).sort()).toEqual(['dist', 'drizzle', 'node_modules', 'package.json', 'scripts', 'src'])
     const modules = readdirSync(join(app, 'node_modules'))
     for (const dev of ['vitest', 'wrangler', 'drizzle-kit', 'typescript', '@biomejs', 'vite']) expect(modules).not.toContain(dev)
     for (const prod of ['hono', 'drizzle-orm', 'postgres', 'zod', '@electric-sql']) expect(modules).toContain(prod)

@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { freePort } from './free-port.ts'
@@ -44,6 +44,26 @@ function watch(pid: number) {
   })
 }
 
+let bundled: string | undefined
+
+/**
+ * The Node bundle production runs (`bun run build:node`), built once per
+ * test process from the current sources; written under a private name and
+ * renamed, so parallel test files never run a half-written bundle.
+ */
+export function nodeBundle(): string {
+  if (bundled) return bundled
+  const out = join(ROOT, 'dist/runtime/node.mjs')
+  const tmp = join(ROOT, `dist/runtime/.${process.pid}`)
+  const args = ['build', 'src/runtime/node.ts', '--target=node', '--format=esm', '--external', '@electric-sql/pglite', '--outdir', tmp]
+  const res = spawnSync(process.env.BUN_BIN ?? 'bun', args, { cwd: ROOT, encoding: 'utf8' })
+  if (res.status !== 0) throw new Error(`bun build of the Node bundle failed: ${res.stderr}`)
+  renameSync(join(tmp, 'node.js'), out)
+  rmSync(tmp, { recursive: true, force: true })
+  bundled = out
+  return out
+}
+
 function bin(name: string): string {
   const local = join(ROOT, 'node_modules/.bin', name)
   return existsSync(local) ? local : name
@@ -59,7 +79,7 @@ function command(
     case 'bun':
       return [process.env.BUN_BIN ?? 'bun', ['src/runtime/bun.ts'], { ...env, PORT: String(port), HOST: '127.0.0.1' }]
     case 'node':
-      return [process.execPath, ['src/runtime/node.ts'], { ...env, PORT: String(port), HOST: '127.0.0.1' }]
+      return [process.execPath, ['--enable-source-maps', nodeBundle()], { ...env, PORT: String(port), HOST: '127.0.0.1' }]
     case 'workerd': {
       const { DATABASE_URL, ...vars } = env
       const args = [
@@ -90,6 +110,8 @@ export interface StartOptions {
   port?: number
   /** Any HTTP answer counts as up (for a server expected to answer errors). */
   anyAnswer?: boolean
+  /** Sees everything the process prints, as it arrives (`output()` keeps only the end). */
+  onOutput?: (text: string) => void
 }
 
 /**
@@ -136,7 +158,11 @@ async function startOnce(runtime: Runtime, env: Record<string, string>, opts: St
     detached: true,
   })
   let out = ''
-  const keep = (d: Buffer) => (out = (out + d.toString()).slice(-20_000))
+  const keep = (d: Buffer) => {
+    const text = d.toString()
+    out = (out + text).slice(-20_000)
+    opts.onOutput?.(text)
+  }
   child.stdout!.on('data', keep)
   child.stderr!.on('data', keep)
   watch(child.pid!)
