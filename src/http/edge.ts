@@ -9,6 +9,20 @@ import { API_HEADERS } from './security.ts'
 
 const SANE_ID = /^[\w\-=.:]{1,128}$/
 
+/**
+ * New request ids, shaped like UUIDs: the first four groups are random per
+ * isolate, the last counts requests (`6f1c…-8a41-000000000b2f`). Unique
+ * across processes without a random draw per request, which showed up at ~2%
+ * of the hot read's CPU time. Made lazily: Workers forbid random values at
+ * module scope.
+ */
+let idPrefix = ''
+let idCounter = 0
+function newRequestId(): string {
+  if (idPrefix === '') idPrefix = crypto.randomUUID().slice(0, 24)
+  return idPrefix + (++idCounter).toString(16).padStart(12, '0')
+}
+
 /** The route pattern that answered (`/v1/products/:id`), or `unmatched`. Patterns, never raw paths: bounded label sets, no ids or query strings in logs. */
 export function routeOf(c: Context): string {
   const routes = matchedRoutes(c)
@@ -53,7 +67,7 @@ export interface EdgeOptions {
 /**
  * The one middleware every request passes through, outermost: it gives the
  * request its id (the caller's `X-Request-Id` when it is sane, else a new
- * UUID) and its dependencies, enforces the body limit on requests that carry
+ * id) and its dependencies, enforces the body limit on requests that carry
  * one, adds the API's security headers and the request id to the answer, and
  * writes one log line and the request metrics. One layer instead of five,
  * because each layer is a closure, a promise and a context switch on every
@@ -84,7 +98,7 @@ export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
   return async function edge(c, next) {
     const start = performance.now()
     const given = c.req.header('x-request-id')
-    const requestId = given !== undefined && SANE_ID.test(given) ? given : crypto.randomUUID()
+    const requestId = given !== undefined && SANE_ID.test(given) ? given : newRequestId()
     c.set('requestId', requestId)
     c.set('deps', deps(c))
     const method = c.req.method

@@ -41,7 +41,17 @@ const getRoute = createRoute({
   tags: ['Catalog'],
   summary: 'One product',
   description: 'Unknown and archived products are 404. Served from the cache.',
-  request: { params: ProductId },
+  // The hottest route: the id is checked by hand (`productAnswer` treats a non-UUID as unknown)
+  // instead of by a validator layer, which cost ~7% of its CPU time (docs/BENCHMARKS.md).
+  parameters: [
+    {
+      name: 'id',
+      in: 'path',
+      required: true,
+      description: 'An id that is not a UUID is simply unknown (404).',
+      schema: { type: 'string', format: 'uuid' },
+    },
+  ],
   responses: {
     200: { ...json(Product, 'The product'), headers: cacheable },
     304: notModified,
@@ -113,7 +123,7 @@ export function catalogRoutes(platform: Platform) {
   return new OpenAPIHono<AppEnv>()
     .openapi(listRoute, async (c) => answer(c, await listPage(deps(c), c.req.valid('query'))) as never)
     .openapi(getRoute, async (c) => {
-      const cached = await productAnswer(deps(c), c.req.valid('param').id)
+      const cached = await productAnswer(deps(c), c.req.param('id') ?? '')
       if (!cached) throw new AppError('not_found', 'No product with this id')
       return answer(c, cached) as never
     })
