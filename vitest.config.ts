@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config'
  *   integration   real PostgreSQL (and Redis) started for the run
  *   contract:*    the black-box HTTP suite, unchanged, against every target:
  *                 embedded (Bun + PGlite), bun, node and workerd (each with PostgreSQL)
+ *   security      the OWASP API Top 10 sweeps and the OpenAPI-driven fuzzer (docs/SECURITY.md),
+ *                 on real PostgreSQL and Redis, in-process and against Bun and Node servers
  */
 const targets = ['embedded', 'bun', 'node', 'workerd'] as const
 
@@ -25,6 +27,10 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/support/unit-setup.ts', 'test/support/integration-setup.ts'],
         },
+      },
+      {
+        extends: true,
+        test: { name: 'security', include: ['test/security/**/*.test.ts'], globalSetup: ['test/support/integration-setup.ts'] },
       },
       ...targets.map((target) => ({
         extends: true,

@@ -89,6 +89,18 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   return false
 }
 
+/**
+ * True when PostgreSQL refused a number as out of range for its column or
+ * its arithmetic (SQLSTATE 22003): a value the request led to, such as an
+ * order's total over what an integer column holds.
+ */
+export function isOutOfRange(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === '22003') return true
+  }
+  return false
+}
+
 /** The rows of a raw `db.execute(sql…)`: postgres.js answers an array, PGlite `{ rows }`. */
 export function rowsOf<T>(result: unknown): T[] {
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[]

@@ -1,7 +1,7 @@
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { TrieRouter } from 'hono/router/trie-router'
-import { isDatabaseUnavailable } from '../db/database.ts'
+import { isDatabaseUnavailable, isOutOfRange } from '../db/database.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { AppEnv } from './context.ts'
 import { AppError, problemResponse } from './problem.ts'
@@ -31,6 +31,11 @@ export function toAppError(err: unknown): AppError {
     }
   }
   if (isDatabaseUnavailable(err)) return new AppError('service_unavailable', 'The database is unavailable', { cause: err })
+  // The request asked for more than a column holds (an order's total past 2^31 − 1 minor units): its transaction rolled back.
+  if (isOutOfRange(err))
+    return new AppError('validation_failed', 'A number in the request, or one computed from it such as an order total, is out of range', {
+      cause: err,
+    })
   return new AppError('internal_error', undefined, { cause: err })
 }
 

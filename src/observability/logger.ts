@@ -19,6 +19,12 @@ export interface Logger {
   warn(msg: string, fields?: LogFields): void
   error(msg: string, fields?: LogFields): void
   enabled(level: Exclude<LogLevel, 'silent'>): boolean
+  /**
+   * A line whose fields the caller has already serialised as JSON object
+   * members (`"a":1,"b":"x"`), unscrubbed: for the one line per request, whose
+   * fields are known names and values that need no escaping.
+   */
+  serialized(level: Exclude<LogLevel, 'silent'>, msg: string, members: string): void
 }
 
 /** Where finished lines go. The default is `console.log`; Bun and Node install a batched stdout writer. */
@@ -61,17 +67,18 @@ export function createLogger(opts: { level: LogLevel; sink?: LogSink; base?: Log
   const base = opts.base && Object.keys(opts.base).length > 0 ? `,${JSON.stringify(scrub(opts.base, 0)).slice(1, -1)}` : ''
   let lastMs = Number.NaN
   let lastTime = ''
-  const write = (level: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields) => {
-    if (RANK[level] < min) return
+  const head = (level: Exclude<LogLevel, 'silent'>, msg: string) => {
     const ms = Date.now()
     if (ms !== lastMs) {
       lastMs = ms
       lastTime = new Date(ms).toISOString()
     }
-    let line = `{"time":"${lastTime}","level":"${level}","msg":${JSON.stringify(msg)}${base}`
+    return `{"time":"${lastTime}","level":"${level}","msg":${JSON.stringify(msg)}${base}`
+  }
+  const write = (level: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields) => {
+    if (RANK[level] < min) return
     const rest = fields ? JSON.stringify(scrub(fields, 0)) : '{}'
-    line += rest.length > 2 ? `,${rest.slice(1)}` : '}'
-    sink(line)
+    sink(head(level, msg) + (rest.length > 2 ? `,${rest.slice(1)}` : '}'))
   }
   return {
     debug: (msg, fields) => write('debug', msg, fields),
@@ -79,5 +86,8 @@ export function createLogger(opts: { level: LogLevel; sink?: LogSink; base?: Log
     warn: (msg, fields) => write('warn', msg, fields),
     error: (msg, fields) => write('error', msg, fields),
     enabled: (level) => RANK[level] >= min,
+    serialized: (level, msg, members) => {
+      if (RANK[level] >= min) sink(`${head(level, msg)}${members === '' ? '' : `,${members}`}}`)
+    },
   }
 }

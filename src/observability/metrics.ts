@@ -50,16 +50,33 @@ const fmt = (n: number) => (Number.isFinite(n) ? String(n) : n > 0 ? '+Inf' : n 
 /** Latency buckets in seconds, from 0.5 ms to 10 s. */
 export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const
 
-/** The series key of a label set: the values in label order. */
-function keyOf(names: readonly string[]): (labels: Record<string, string | number>) => string {
-  if (names.length === 1) {
-    const only = names[0]!
-    return (labels) => String(labels[only])
-  }
-  return (labels) => {
-    let key = ''
-    for (const n of names) key += `${labels[n]}\u0001`
-    return key
+/**
+ * Finds (or makes) the series of a label set by walking one map per label,
+ * keyed by the label's value. No key string is built per call: the values are
+ * mostly the same string objects each time (route patterns, methods) or
+ * numbers (statuses), whose hashes the engine keeps, so a lookup is a few
+ * cheap probes. A value's type is part of its identity: pass a label as a
+ * number or as a string, always the same way.
+ */
+function seriesFinder<S>(names: readonly string[], make: (labels: Record<string, string | number>) => S, all: S[]) {
+  const root = new Map<unknown, unknown>()
+  const depth = names.length
+  return (labels: Record<string, string | number>): S => {
+    let level = root
+    for (let i = 0; i < depth - 1; i++) {
+      const value = labels[names[i]!]
+      let next = level.get(value) as Map<unknown, unknown> | undefined
+      if (next === undefined) level.set(value, (next = new Map()))
+      level = next
+    }
+    const last = depth === 0 ? '' : labels[names[depth - 1]!]
+    let series = level.get(last) as S | undefined
+    if (series === undefined) {
+      series = make(labels)
+      level.set(last, series)
+      all.push(series)
+    }
+    return series
   }
 }
 
@@ -68,29 +85,30 @@ export function createMetrics(): Metrics {
 
   return {
     counter<L extends string>(name: string, help: string, names: readonly L[]): Counter<L> {
-      const series = new Map<string, Series>()
-      const seriesKey = keyOf(names)
+      const series: Series[] = []
+      const find = seriesFinder(names, (labels) => ({ labels: renderLabels(names, labels), value: 0 }), series)
       renderers.push(() => {
         let out = `# HELP ${name} ${help}\n# TYPE ${name} counter\n`
-        for (const s of series.values()) out += `${name}${s.labels ? `{${s.labels}}` : ''} ${fmt(s.value)}\n`
+        for (const s of series) out += `${name}${s.labels ? `{${s.labels}}` : ''} ${fmt(s.value)}\n`
         return out
       })
       return {
         inc(labels, by = 1) {
-          const key = seriesKey(labels)
-          let s = series.get(key)
-          if (!s) series.set(key, (s = { labels: renderLabels(names, labels), value: 0 }))
-          s.value += by
+          find(labels).value += by
         },
       }
     },
 
     histogram<L extends string>(name: string, help: string, names: readonly L[], buckets: readonly number[]): Histogram<L> {
-      const series = new Map<string, HistogramSeries>()
-      const seriesKey = keyOf(names)
+      const series: HistogramSeries[] = []
+      const find = seriesFinder(
+        names,
+        (labels) => ({ labels: renderLabels(names, labels), counts: new Float64Array(buckets.length), sum: 0, count: 0 }),
+        series,
+      )
       renderers.push(() => {
         let out = `# HELP ${name} ${help}\n# TYPE ${name} histogram\n`
-        for (const s of series.values()) {
+        for (const s of series) {
           const prefix = s.labels ? `${s.labels},` : ''
           let cumulative = 0
           for (let i = 0; i < buckets.length; i++) {
@@ -105,9 +123,7 @@ export function createMetrics(): Metrics {
       })
       return {
         observe(labels, value) {
-          const key = seriesKey(labels)
-          let s = series.get(key)
-          if (!s) series.set(key, (s = { labels: renderLabels(names, labels), counts: new Float64Array(buckets.length), sum: 0, count: 0 }))
+          const s = find(labels)
           let i = 0
           while (i < buckets.length && value > buckets[i]!) i++
           if (i < buckets.length) s.counts[i]!++

@@ -88,6 +88,40 @@ export function decodeJwt(token: string): { header: Record<string, unknown>; pay
 }
 
 /**
+ * The token-tampering matrix: every way to bend a valid access token that
+ * must be refused with 401. Each entry is made from `accessToken` (a real
+ * customer's) and the target's signing `secret`, so only the named property is
+ * wrong. Used by the accounts contract tests on `/v1/me` and by the security
+ * suite on every protected route.
+ */
+export async function tokenAttacks(accessToken: string, secret: string): Promise<Record<string, string>> {
+  const { header, payload } = decodeJwt(accessToken)
+  const now = Math.floor(Date.now() / 1000)
+  const [h, p, sig] = accessToken.split('.') as [string, string, string]
+  const elevated = Buffer.from(JSON.stringify({ ...payload, role: 'admin' })).toString('base64url')
+  const { exp: _, ...noExp } = payload
+  return {
+    'changed payload, old signature': `${h}.${elevated}.${sig}`,
+    'alg none, no signature': await forgeJwt({ alg: 'none', typ: 'JWT' }, { ...payload, role: 'admin' }, undefined),
+    'alg none with a signature': `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT', kid: header.kid })).toString('base64url')}.${p}.${sig}`,
+    'algorithm switch to HS512': await forgeJwt({ ...header, alg: 'HS512' }, payload, secret),
+    'algorithm switch to RS256': await forgeJwt({ ...header, alg: 'RS256' }, payload, secret),
+    'wrong key': await forgeJwt(header, payload, 'some-other-secret-0123456789abcdef01234'),
+    'unknown kid': await forgeJwt({ ...header, kid: 'deadbeefdeadbeef' }, payload, secret),
+    'no kid': await forgeJwt({ alg: 'HS256', typ: 'JWT' }, payload, secret),
+    expired: await forgeJwt(header, { ...payload, iat: now - 3600, exp: now - 60 }, secret),
+    'missing exp': await forgeJwt(header, noExp, secret),
+    'wrong aud': await forgeJwt(header, { ...payload, aud: 'another-api' }, secret),
+    'wrong iss': await forgeJwt(header, { ...payload, iss: 'https://evil.example' }, secret),
+    'issued in the future': await forgeJwt(header, { ...payload, iat: now + 3600, exp: now + 7200 }, secret),
+    'sub not a uuid': await forgeJwt(header, { ...payload, sub: "1' OR '1'='1" }, secret),
+    'unknown role': await forgeJwt(header, { ...payload, role: 'superuser' }, secret),
+    garbage: 'not.a.jwt',
+    'two parts': `${h}.${p}`,
+  }
+}
+
+/**
  * Waits until the current rate-limit window has at least `marginMs` left.
  * Windows are aligned to the epoch; a sliding window weights the previous
  * window by how much of it still overlaps, so a burst that straddles a

@@ -26,7 +26,8 @@ export interface CatalogDeps {
 type ProductRow = typeof products.$inferSelect
 
 export const PRODUCTS = 'products'
-export const productKey = (id: string) => `product:${id}`
+/** Lower-cased: `/v1/products/{id}` takes any case, and every spelling must hit (and be invalidated as) one entry. */
+export const productKey = (id: string) => `product:${id.toLowerCase()}`
 
 /** The product as the API shows it. */
 export function productJson(row: ProductRow) {

@@ -83,7 +83,10 @@ const scheduleRoute = createRoute({
   description:
     'For deployments that tick with QStash schedules instead of cron triggers: `minutely` (`* * * * *`) and `daily` (`0 3 * * *`). Signed like a delivery. A tick runs once per slot, whoever else ticks.',
   request: { params: z.object({ schedule: z.enum(['minutely', 'daily']) }), headers: signature },
-  responses: { 200: json(z.object({ ran: z.boolean() }).passthrough(), 'The tick’s report'), ...problems('invalid_signature') },
+  responses: {
+    200: json(z.object({ ran: z.boolean() }).passthrough(), 'The tick’s report'),
+    ...problems('invalid_signature', 'validation_failed'),
+  },
 })
 
 const listJobsRoute = createRoute({

@@ -29,7 +29,8 @@ export const CreateOrder = z
     items: z
       .array(
         z.strictObject({
-          productId: z.uuid({ error: 'must be a product id' }),
+          // Lower-cased: the database reads any case, and the lines are matched, deduplicated and cached by this text.
+          productId: z.uuid({ error: 'must be a product id' }).transform((id) => id.toLowerCase()),
           quantity: z.number().int('must be a whole number').min(1, 'must be at least 1').max(100, 'must be at most 100'),
         }),
       )

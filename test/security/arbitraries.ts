@@ -1,0 +1,375 @@
+import fc from 'fast-check'
+import { encodeCursor } from '../../src/features/catalog/service.ts'
+import { type JsonSchema, type OpenApiDocument, type Operation, paramsIn, resolve } from './openapi-model.ts'
+
+/*
+ * fast-check arbitraries for requests, made from the OpenAPI document: valid
+ * values from each schema (so requests reach the routes' logic), and the
+ * values a hostile or broken client sends — wrong types, huge and unicode
+ * strings, NUL, nulls, extra properties, missing fields, bodies that are not
+ * JSON, nested too deep or over the size limit.
+ */
+
+/** Ids and secrets the fuzzer knows; the arrays grow while it runs (new orders, new products), and are read when a value is drawn. */
+export interface Pools {
+  /** Products to order: the fuzzer never archives or edits these. */
+  productIds: string[]
+  /** Products the admin routes are fuzzed on (made by the fuzzer, or for it). */
+  scratchProductIds: string[]
+  orderIds: string[]
+  /** `nextCursor` values seen in answers. */
+  cursors: string[]
+  jobIds: string[]
+  refreshTokens: string[]
+  emails: string[]
+  password: string
+}
+
+/** One generated request, before the actor's token is added. */
+export interface FuzzRequest {
+  actor: Actor
+  path: string
+  headers: Record<string, string>
+  body: string | undefined
+  /** What the body is, for the report. */
+  bodyKind: string
+}
+
+export type Actor = 'anonymous' | 'alice' | 'bob' | 'admin' | 'forged' | 'metrics'
+
+const pick = (pool: () => string[], fallback: fc.Arbitrary<string>) =>
+  fc.nat().chain((i) => {
+    const list = pool()
+    return list.length === 0 ? fallback : fc.constant(list[i % list.length]!)
+  })
+
+/** Strings no schema expects: SQL, traversal, control and non-BMP characters, NUL, very long ones. */
+export const hostileString = fc.oneof(
+  fc.constantFrom(
+    '',
+    ' ',
+    '\u0000',
+    'a\u0000b',
+    "' OR '1'='1",
+    "'; DROP TABLE orders; --",
+    '../../etc/passwd',
+    '%00',
+    '$' + '{7*7}',
+    '{{7*7}}',
+    '<script>alert(1)</script>',
+    '\u202e\u0000\ufeff',
+    '😀'.repeat(40),
+    'null',
+    'undefined',
+    '__proto__',
+    'constructor',
+    '-1',
+    '1e309',
+    'NaN',
+  ),
+  fc.string({ unit: 'binary', maxLength: 40 }),
+  fc.string({ unit: 'grapheme', minLength: 200, maxLength: 400 }),
+  fc.integer({ min: 1000, max: 9000 }).map((n) => 'x'.repeat(n)),
+)
+
+/** Values of the wrong type, or absurd ones of the right type. */
+const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
+  hostileString,
+  fc.constantFrom(null, true, false, 0, -1, 1.5, 2 ** 53, -(2 ** 31) - 1, 1e308, [], {}, [null], { $gt: '' }),
+  fc.integer(),
+  fc.double({ noNaN: true }),
+  fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }),
+  fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }),
+)
+
+/** A value the schema accepts, made to hit the routes' interesting cases. */
+export function validArbitrary(doc: OpenApiDocument, schema: JsonSchema, name: string, pools: Pools, depth = 0): fc.Arbitrary<unknown> {
+  const s = resolve(doc, schema)
+  if (s.enum) return fc.constantFrom(...s.enum)
+  const type = Array.isArray(s.type) ? s.type.find((t) => t !== 'null') : s.type
+  switch (type) {
+    case 'object': {
+      const model: Record<string, fc.Arbitrary<unknown>> = {}
+      for (const [key, prop] of Object.entries(s.properties ?? {})) model[key] = validArbitrary(doc, prop, key, pools, depth + 1)
+      return fc.record(model, { requiredKeys: s.required ?? [] })
+    }
+    case 'array': {
+      const item = validArbitrary(doc, s.items ?? {}, name, pools, depth + 1)
+      // Mostly short; sometimes at the cap. Objects differ in their first property (an order names each product once).
+      const max = Math.min(s.maxItems ?? 5, 60)
+      const key = (v: unknown) => JSON.stringify(v !== null && typeof v === 'object' ? Object.values(v)[0] : v).toLowerCase()
+      return fc.oneof(
+        { weight: 6, arbitrary: fc.uniqueArray(item, { minLength: s.minItems ?? 0, maxLength: Math.min(max, 4), selector: key }) },
+        { weight: 1, arbitrary: fc.array(item, { minLength: max, maxLength: max }) },
+      )
+    }
+    case 'integer': {
+      const min = s.minimum ?? -(2 ** 31)
+      const max = s.maximum ?? 2 ** 31 - 1
+      // Small values reach the business rules (stock, quantities); the bounds reach the validators.
+      return fc.oneof(
+        { weight: 4, arbitrary: fc.integer({ min, max: Math.min(max, min + 5) }) },
+        { weight: 1, arbitrary: fc.constantFrom(min, max) },
+        { weight: 1, arbitrary: fc.integer({ min, max }) },
+      )
+    }
+    case 'number':
+      return fc.double({ min: s.minimum ?? -1e9, max: s.maximum ?? 1e9, noNaN: true })
+    case 'boolean':
+      return fc.boolean()
+    default:
+      return validString(s, name, pools)
+  }
+}
+
+function validString(s: JsonSchema, name: string, pools: Pools): fc.Arbitrary<string> {
+  const min = s.minLength ?? 0
+  const max = s.maxLength ?? 100
+  const fits = (v: string) => v.length >= min && v.length <= max
+  if (name === 'email')
+    return fc.oneof(
+      pick(() => pools.emails, fc.constant('nobody@example.test')),
+      fc.stringMatching(/^[a-z0-9]{1,12}$/).map((local) => `${local}@example.test`),
+    )
+  if (name === 'password')
+    return fc.oneof(fc.constant(pools.password), fc.string({ unit: 'grapheme', minLength: min, maxLength: Math.min(max, 40) }))
+  if (name === 'refreshToken')
+    return fc.oneof(
+      pick(() => pools.refreshTokens, fc.constant('x')),
+      fc.string({ minLength: 1, maxLength: 60 }),
+    )
+  if (name === 'paymentToken')
+    return fc.oneof(
+      { weight: 4, arbitrary: fc.constantFrom('tok_ok', 'tok_declined', 'tok_flaky') },
+      { weight: 1, arbitrary: fc.string({ minLength: 1, maxLength: max }) },
+    )
+  // A cursor the API gave out, or one for any id (a cursor is only a position).
+  if (name === 'cursor')
+    return fc.oneof(
+      pick(() => pools.cursors, fc.uuid().map(encodeCursor)),
+      fc.uuid().map(encodeCursor),
+    )
+  if (s.format === 'uuid')
+    return fc.oneof(
+      { weight: 12, arbitrary: pick(() => pools.productIds, fc.uuid()) },
+      { weight: 1, arbitrary: pick(() => pools.scratchProductIds, fc.uuid()) },
+      { weight: 1, arbitrary: pick(() => pools.orderIds, fc.uuid()) },
+      { weight: 1, arbitrary: fc.uuid() },
+      { weight: 1, arbitrary: pick(() => pools.productIds, fc.uuid()).map((id) => id.toUpperCase()) },
+    )
+  if (s.pattern) return fc.stringMatching(new RegExp(s.pattern)).filter(fits)
+  return fc
+    .oneof(
+      fc.string({ unit: 'grapheme', minLength: min, maxLength: Math.min(max, 30) }),
+      fc.string({ unit: 'grapheme-ascii', minLength: min, maxLength: Math.min(max, 30) }),
+    )
+    .filter((v) => fits(v) && v.trim().length >= Math.min(min, 1))
+}
+
+/** A JSON body: valid, valid but for one field, not an object, not JSON, too deep or too big. */
+function bodyArbitrary(doc: OpenApiDocument, schema: JsonSchema, pools: Pools): fc.Arbitrary<{ body: string; kind: string }> {
+  const valid = validArbitrary(doc, schema, 'body', pools)
+  const s = resolve(doc, schema)
+  const keys = Object.keys(s.properties ?? {})
+  const json = (kind: string) => (v: unknown) => ({ body: JSON.stringify(v), kind })
+  const variants: fc.WeightedArbitrary<{ body: string; kind: string }>[] = [
+    { weight: 10, arbitrary: valid.map(json('valid')) },
+    {
+      weight: 3,
+      arbitrary: fc
+        .tuple(valid, fc.constantFrom(...(keys.length > 0 ? keys : ['x'])), hostileValue)
+        .map(([v, key, bad]) => ({ ...(v as object), [key]: bad }))
+        .map(json('one field hostile')),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(valid, fc.constantFrom('role', 'userId', 'status', 'priceCents', 'stock', '__proto__', 'constructor', 'extra'), hostileValue)
+        .map(
+          ([v, key, extra]) =>
+            `${JSON.stringify(v).slice(0, -1)}${Object.keys(v as object).length > 0 ? ',' : ''}${JSON.stringify(key)}:${JSON.stringify(extra) ?? 'null'}}`,
+        )
+        .map((body) => ({ body, kind: 'extra property' })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(valid, fc.constantFrom(...(keys.length > 0 ? keys : ['x'])))
+        .map(([v, key]) => {
+          const { [key]: _, ...rest } = v as Record<string, unknown>
+          return rest
+        })
+        .map(json('field missing')),
+    },
+    { weight: 1, arbitrary: hostileValue.map(json('not an object')) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .oneof(
+          fc.constantFrom('', '{', '{"a":', '{"a":1,}', "{'a':1}", 'nul', '[1,2', '{"a":"\\x"}', '\uFEFF{}', '{"a":1}{"b":2}'),
+          fc.string({ unit: 'binary', maxLength: 60 }),
+        )
+        .map((body) => ({ body, kind: 'not JSON' })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.tuple(fc.integer({ min: 100, max: 20_000 }), fc.boolean()).map(([n, arrays]) => ({
+        body: arrays ? `${'['.repeat(n)}${']'.repeat(n)}` : `${'{"a":'.repeat(Math.min(n, 5000))}1${'}'.repeat(Math.min(n, 5000))}`,
+        kind: 'deeply nested',
+      })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc
+        .integer({ min: 60 * 1024, max: 80 * 1024 })
+        .chain((size) =>
+          valid.map((v) => ({ body: JSON.stringify({ ...(v as object), pad: 'x'.repeat(size) }), kind: 'near or over the body limit' })),
+        ),
+    },
+  ]
+  return fc.oneof(...variants)
+}
+
+function queryValue(doc: OpenApiDocument, schema: JsonSchema, name: string, pools: Pools): fc.Arbitrary<string> {
+  return fc.oneof(
+    { weight: 4, arbitrary: validArbitrary(doc, schema, name, pools).map(String) },
+    { weight: 2, arbitrary: hostileString },
+    { weight: 1, arbitrary: fc.constantFrom('0', '-1', '101', '1.5', '0x10', '1e3', 'true', '[]') },
+  )
+}
+
+function idValue(op: Operation, pools: Pools): fc.Arbitrary<string> {
+  const own = op.path.startsWith('/v1/orders/')
+    ? () => pools.orderIds
+    : op.path.startsWith('/v1/admin/jobs/')
+      ? () => pools.jobIds
+      : op.method === 'GET'
+        ? () => [...pools.productIds, ...pools.scratchProductIds]
+        : () => pools.scratchProductIds
+  return fc.oneof(
+    { weight: 6, arbitrary: pick(own, fc.uuid()) },
+    // Another kind's id; writes never reach the products that orders are made of.
+    {
+      weight: 1,
+      arbitrary: pick(
+        () => [...pools.orderIds, ...pools.jobIds, ...(op.method === 'GET' ? pools.productIds : pools.scratchProductIds)],
+        fc.uuid(),
+      ),
+    },
+    { weight: 1, arbitrary: pick(own, fc.uuid()).map((id) => id.toUpperCase()) },
+    { weight: 2, arbitrary: fc.uuid() },
+    { weight: 2, arbitrary: hostileString.filter((s) => s.length > 0 && s.length < 2000) },
+  )
+}
+
+/** Requests for one operation: every parameter, header and body drawn as above, from an actor who may or may not be allowed. */
+export function requestArbitrary(doc: OpenApiDocument, op: Operation, pools: Pools): fc.Arbitrary<FuzzRequest> {
+  const actors: fc.WeightedArbitrary<Actor>[] =
+    op.access === 'admin'
+      ? [
+          { weight: 6, arbitrary: fc.constant('admin') },
+          { weight: 1, arbitrary: fc.constantFrom('alice', 'bob', 'anonymous', 'forged') },
+        ]
+      : op.access === 'customer'
+        ? [
+            { weight: 4, arbitrary: fc.constant('alice') },
+            { weight: 3, arbitrary: fc.constant('bob') },
+            { weight: 1, arbitrary: fc.constantFrom('admin', 'anonymous', 'forged') },
+          ]
+        : op.access === 'metrics'
+          ? [
+              { weight: 3, arbitrary: fc.constant('metrics') },
+              { weight: 1, arbitrary: fc.constantFrom<Actor>('anonymous', 'alice', 'admin', 'forged') },
+            ]
+          : [{ weight: 1, arbitrary: fc.constantFrom<Actor>('anonymous', 'alice', 'admin', 'forged') }]
+
+  const pathParams: Record<string, fc.Arbitrary<string>> = {}
+  for (const p of paramsIn(op, 'path')) {
+    if (p.name === 'id') pathParams.id = idValue(op, pools)
+    else if (p.schema.enum)
+      pathParams[p.name] = fc.oneof(
+        { weight: 4, arbitrary: fc.constantFrom(...(p.schema.enum as string[])) },
+        { weight: 1, arbitrary: hostileString.filter((s) => s.length > 0) },
+      )
+    else
+      pathParams[p.name] = fc.oneof(
+        fc.constantFrom('payment.capture', 'email.order_paid', 'order.expire'),
+        hostileString.filter((s) => s.length > 0),
+      )
+  }
+
+  // Mostly a valid query (so the route's logic runs); otherwise one parameter hostile.
+  const queryParams = paramsIn(op, 'query')
+  const validQuery = fc.record(
+    Object.fromEntries(queryParams.map((p) => [p.name, validArbitrary(doc, p.schema, p.name, pools).map(String)])),
+    { requiredKeys: [] },
+  )
+  const query: fc.Arbitrary<Record<string, string>> =
+    queryParams.length === 0
+      ? fc.constant({})
+      : fc.oneof(
+          { weight: 7, arbitrary: validQuery },
+          {
+            weight: 3,
+            arbitrary: fc
+              .tuple(validQuery, fc.constantFrom(...queryParams), fc.nat())
+              .chain(([q, p, _]) => queryValue(doc, p.schema, p.name, pools).map((v) => ({ ...q, [p.name]: v }))),
+          },
+        )
+
+  const headers: Record<string, fc.Arbitrary<string>> = {}
+  for (const p of paramsIn(op, 'header')) {
+    if (p.name === 'idempotency-key')
+      headers['Idempotency-Key'] = fc.oneof(
+        { weight: 6, arbitrary: fc.uuid() },
+        // Keys used again: replays, and the same key for another body.
+        { weight: 2, arbitrary: fc.constantFrom('fuzz-key-1', 'fuzz-key-2', 'fuzz-key-3') },
+        { weight: 1, arbitrary: fc.constantFrom('', ' ', 'k'.repeat(256), 'clé', 'a\tb') },
+      )
+    else if (p.name === 'if-match')
+      headers['If-Match'] = fc.constantFrom('"1"', '"2"', '"3"', '*', 'W/"1"', '"abc"', '"1", "2"', '', '"99999999999999999999"')
+    else headers[p.name] = fc.oneof(fc.constantFrom('not.a.jwt', ''), fc.string({ unit: 'grapheme-ascii', maxLength: 300 }))
+  }
+
+  const body = op.body
+    ? bodyArbitrary(doc, op.body, pools)
+    : op.method === 'GET'
+      ? fc.constant(undefined)
+      : fc.oneof(
+          { weight: 5, arbitrary: fc.constant(undefined) },
+          { weight: 1, arbitrary: hostileValue.map((v) => ({ body: JSON.stringify(v) ?? 'null', kind: 'unexpected body' })) },
+        )
+
+  return fc
+    .record({
+      actor: fc.oneof(...actors),
+      path: fc.record(pathParams),
+      query,
+      unknownQuery: fc.option(fc.constantFrom('debug=1', 'role=admin', 'userId=1', 'limit=1&limit=2', '__proto__[x]=1'), { freq: 10 }),
+      // Each header mostly present: without Idempotency-Key a checkout goes no further than 400.
+      headers: fc.record(Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, fc.option(v, { freq: 7 })]))),
+      body,
+      contentType: fc.oneof(
+        { weight: 12, arbitrary: fc.constant('application/json') },
+        {
+          weight: 1,
+          arbitrary: fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=utf-16', ''),
+        },
+      ),
+    })
+    .map((r) => {
+      const path = op.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(r.path[name] ?? ''))
+      const params = Object.entries(r.query).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+      if (r.unknownQuery) params.push(r.unknownQuery)
+      const headers: Record<string, string> = {}
+      for (const [k, v] of Object.entries(r.headers)) if (v !== null) headers[k] = v
+      if (r.body !== undefined && r.contentType !== '') headers['Content-Type'] = r.contentType
+      return {
+        actor: r.actor,
+        path: params.length > 0 ? `${path}?${params.join('&')}` : path,
+        headers,
+        body: r.body?.body,
+        bodyKind: r.body?.kind ?? 'none',
+      }
+    })
+}
