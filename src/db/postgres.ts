@@ -38,6 +38,9 @@ export function createPostgresDatabase(opts: PostgresOptions): DatabaseHandle & 
     idle_timeout: opts.perRequest ? 0 : 30,
     fetch_types: !opts.perRequest,
     prepare: true,
+    // postgres.js waits before it reconnects after a failed connection, and the wait grows with every failure in
+    // the pool up to 20 s: after an outage the pool would come back that late. Its curve, capped at 1 s.
+    backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, 1),
     onnotice: () => {},
     connection: {
       application_name: 'edgeshop',
@@ -61,7 +64,13 @@ export function createPostgresDatabase(opts: PostgresOptions): DatabaseHandle & 
   }
 }
 
-type Tracked = { resolve: (x: unknown) => void; reject: (x: unknown) => void; cancel(): Promise<void> | undefined }
+type Tracked = {
+  resolve: (x: unknown) => void
+  reject: (x: unknown) => void
+  cancel(): Promise<void> | undefined
+  /** Set by postgres.js once a connection has taken the query. */
+  state?: unknown
+}
 
 function instrument(raw: postgres.Sql, stats: PoolStats, acquireMs: number, queryMs: number): postgres.Sql {
   const track = <T extends object>(query: T): T => {
@@ -76,11 +85,19 @@ function instrument(raw: postgres.Sql, stats: PoolStats, acquireMs: number, quer
       // Cancelling sends a request on a new connection; with the database gone that fails too, and must not go unhandled.
       tracked.cancel()?.catch(() => {})
     }, queryMs)
+    // A query that no connection has taken yet (none free, or none can connect) waits no longer than a transaction
+    // does: cancelling it before it is sent takes it out of the queue and rejects it (57014, so 503).
+    const waiting = setTimeout(() => {
+      if (done || tracked.state) return
+      stats.timeouts++
+      tracked.cancel()?.catch(() => {})
+    }, acquireMs)
     const finish = () => {
       if (done) return
       done = true
       stats.queriesInFlight--
       clearTimeout(timer)
+      clearTimeout(waiting)
     }
     tracked.resolve = (x) => {
       finish()

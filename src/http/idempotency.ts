@@ -1,7 +1,6 @@
 import { sql } from 'drizzle-orm'
 import type { MiddlewareHandler } from 'hono'
-import { rowsOf, type Transaction } from '../db/database.ts'
-import { idempotencyKeys } from '../db/schema.ts'
+import { type Database, rowsOf, runStatement, type Transaction } from '../db/database.ts'
 import { sha256Hex } from '../lib/base64.ts'
 import { canonicalJson } from '../lib/canonical-json.ts'
 import type { AppEnv } from './context.ts'
@@ -16,6 +15,22 @@ const KEPT_HEADERS = ['content-type', 'location', 'etag'] as const
 const STORED_ERRORS = new Set([404, 409, 412, 422])
 
 const rollback = Symbol('rollback')
+
+/** The transaction-scoped lock on (user, key) and, once held, a live stored answer: one statement, prepared once per connection. */
+const LOOKUP = `
+  select l.locked, k.fingerprint, k.status, k.body, k.headers::text as headers
+  from (select pg_try_advisory_xact_lock(hashtextextended($1::text, 7172616102)) as locked) l
+  left join idempotency_keys k on l.locked and k.user_id = $2::uuid and k.key = $3::text and k.expires_at > now()`
+
+/** Stores an answer; a live one already there is left alone (and no row comes back). */
+const STORE = `
+  insert into idempotency_keys (user_id, key, fingerprint, status, body, headers, expires_at, created_at)
+  values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::jsonb, $7::timestamptz, now())
+  on conflict (user_id, key) do update
+  set fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, headers = excluded.headers,
+      expires_at = excluded.expires_at, created_at = now()
+  where idempotency_keys.expires_at <= now()
+  returning key`
 
 /**
  * Makes a POST idempotent per user and `Idempotency-Key` (API.md § Orders).
@@ -67,17 +82,14 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
         // middleware: effects only through `tx` and `afterCommit`. The
         // lookup's snapshot may predate the lock, so an answer committed in
         // between can be missed here; `store` finds it then (see below).
-        const lookup = tx.execute(sql`
-          select l.locked, k.fingerprint, k.status, k.body, k.headers::text as headers
-          from (select pg_try_advisory_xact_lock(hashtextextended(${`${userId}:${key}`}, 7172616102)) as locked) l
-          left join idempotency_keys k on l.locked and k.user_id = ${userId} and k.key = ${key} and k.expires_at > now()`)
+        const lookup = runStatement<LookupRow>(tx, LOOKUP, [`${userId}:${key}`, userId, key])
         lookup.catch(() => {}) // awaited below, after the handler; this only keeps a failure from counting as unhandled meanwhile
         c.set('tx', tx as Transaction)
         await next()
         // A statement of the handler that failed (a timeout, a value out of range) aborts the transaction, and a
         // lookup that had not run by then fails with it (25P02): the handler's own error is the answer then.
         const looked = await lookup.then(
-          (result) => rowsOf<LookupRow>(result),
+          (rows) => rows,
           (err: unknown) => {
             if (c.error) return undefined
             throw err
@@ -152,22 +164,14 @@ function answerOf(row: LookupRow, fingerprint: string): StoredAnswer | 'reused' 
 }
 
 /** Stores the answer; false when a live answer for the key is there already (the insert then changes nothing). */
-async function store(db: Pick<Transaction, 'insert'>, userId: string, key: string, fingerprint: string, res: Response): Promise<boolean> {
+async function store(db: Database | Transaction, userId: string, key: string, fingerprint: string, res: Response): Promise<boolean> {
   const headers: Record<string, string> = {}
   for (const name of KEPT_HEADERS) {
     const value = res.headers.get(name)
     if (value !== null) headers[name] = value
   }
   const body = await res.clone().text()
-  const expiresAt = new Date(Date.now() + IDEMPOTENCY_TTL_MS)
-  const written = await db
-    .insert(idempotencyKeys)
-    .values({ userId, key, fingerprint, status: res.status, body, headers, expiresAt })
-    .onConflictDoUpdate({
-      target: [idempotencyKeys.userId, idempotencyKeys.key],
-      set: { fingerprint, status: res.status, body, headers, expiresAt, createdAt: new Date() },
-      where: sql`${idempotencyKeys.expiresAt} <= now()`,
-    })
-    .returning({ key: idempotencyKeys.key })
+  const expiresAt = new Date(Date.now() + IDEMPOTENCY_TTL_MS).toISOString()
+  const written = await runStatement(db, STORE, [userId, key, fingerprint, res.status, body, JSON.stringify(headers), expiresAt])
   return written.length > 0
 }

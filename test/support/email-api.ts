@@ -12,6 +12,7 @@ import { freePort } from './free-port.ts'
 export async function startEmailApi(opts: { apiKey: string }) {
   const sent: { id: string; idempotencyKey: string; to: string[]; subject: string; text: string; from: string }[] = []
   const byKey = new Map<string, string>()
+  const callsByKey = new Map<string, number>()
   let failures = 0
   let hanging = false
   let calls = 0
@@ -27,6 +28,8 @@ export async function startEmailApi(opts: { apiKey: string }) {
     if (req.method !== 'POST' || req.url !== '/emails') return void res.writeHead(404).end()
     if (req.headers.authorization !== `Bearer ${opts.apiKey}`)
       return void res.writeHead(401, { 'content-type': 'application/json' }).end('{"message":"invalid key"}')
+    const callKey = String(req.headers['idempotency-key'] ?? '')
+    callsByKey.set(callKey, (callsByKey.get(callKey) ?? 0) + 1)
     if (failures > 0) {
       failures--
       return void res.writeHead(503, { 'content-type': 'application/json' }).end('{"message":"try later"}')
@@ -46,6 +49,7 @@ export async function startEmailApi(opts: { apiKey: string }) {
     url: `http://127.0.0.1:${port}/emails`,
     sent,
     calls: () => calls,
+    callsByKey,
     fail(n: number) {
       failures = n
     },

@@ -19,8 +19,13 @@ export interface PostgresServer {
   url(database?: string): string
   /** Creates a fresh, empty database. */
   createDatabase(name: string): Promise<string>
-  /** Stops the server, keeping its data, so that a test can see the database go away. */
-  pause(): Promise<void>
+  /**
+   * Stops the server, keeping its data, so that a test can see the database go
+   * away. `fast` (the default) is a clean shutdown; `immediate` is what
+   * `pg_ctl stop -m immediate` does: every backend is killed at once, there is
+   * no checkpoint, and the next start runs crash recovery.
+   */
+  pause(opts?: { mode?: 'fast' | 'immediate' }): Promise<void>
   /** Starts it again on the same port with the same data. */
   resume(): Promise<void>
   stop(): Promise<void>
@@ -85,7 +90,20 @@ async function waitReady(url: string, dataDir: string, child: ChildProcess, log:
  * await pg.stop()
  * ```
  */
-export async function startPostgres(opts: { timeoutMs?: number; durable?: boolean } = {}): Promise<PostgresServer> {
+export async function startPostgres(
+  opts: {
+    timeoutMs?: number
+    /** fsync, full-page writes and synchronous commits on, as in production (slower). */
+    durable?: boolean
+    /**
+     * Keeps synchronous commits on when not `durable`: a commit is acknowledged
+     * once its WAL is written to the kernel, so a crash of PostgreSQL (not of
+     * the machine) loses no acknowledged commit. Off, the last few hundred
+     * milliseconds of acknowledged commits may be lost.
+     */
+    synchronousCommit?: boolean
+  } = {},
+): Promise<PostgresServer> {
   const bin = findPostgresBin()
   const timeoutMs = opts.timeoutMs ?? 30_000
   const dir = mkdtempSync(join(tmpdir(), 'edgeshop-pg-'))
@@ -128,7 +146,9 @@ export async function startPostgres(opts: { timeoutMs?: number; durable?: boolea
       'max_connections=300',
       '-c',
       'shared_buffers=128MB',
-      ...(opts.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
+      ...(opts.durable
+        ? []
+        : ['-c', 'fsync=off', '-c', `synchronous_commit=${opts.synchronousCommit ? 'on' : 'off'}`, '-c', 'full_page_writes=off']),
     ]
     const [cmd, args] = asPostgresUser(join(bin, 'postgres'), ['-D', data, '-p', String(port), ...settings])
     const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -138,11 +158,12 @@ export async function startPostgres(opts: { timeoutMs?: number; durable?: boolea
     await waitReady(url(), data, proc, () => output, timeoutMs)
   }
 
-  const halt = async () => {
+  const halt = async (mode: 'fast' | 'immediate' = 'fast') => {
     const proc = child
     if (!proc || proc.exitCode !== null) return
     const exited = new Promise<void>((r) => proc.once('exit', () => r()))
-    proc.kill('SIGINT')
+    // The postmaster's shutdown signals: SIGINT is a fast shutdown, SIGQUIT an immediate one.
+    proc.kill(mode === 'immediate' ? 'SIGQUIT' : 'SIGINT')
     const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000)
     await exited
     clearTimeout(timer)
@@ -163,7 +184,7 @@ export async function startPostgres(opts: { timeoutMs?: number; durable?: boolea
       }
       return url(name)
     },
-    pause: halt,
+    pause: (pauseOpts = {}) => halt(pauseOpts.mode),
     resume: start,
     async stop() {
       await halt()

@@ -4,6 +4,8 @@
  *
  *   REDIS_HOST=127.0.0.1 REDIS_PORT=6379 UPSTASH_TOKEN=dev-token PORT=8079 bun test/support/upstash-rest-cli.ts
  *
+ * REDIS_DB selects a Redis database other than 0.
+ *
  * The community image serverless-redis-http cannot run @upstash/ratelimit
  * 2.1+ scripts (their `allow-key-locking` flag; hiett/serverless-redis-http#40);
  * this stand-in strips the flag.
@@ -22,6 +24,7 @@ const rest = await startUpstashRest({
   token,
   host: env.HOST ?? '127.0.0.1',
   port: Number(env.PORT ?? 8079),
+  ...(env.REDIS_DB ? { db: Number(env.REDIS_DB) } : {}),
 })
 process.stdout.write(`${JSON.stringify({ level: 'info', msg: `Upstash REST stand-in on ${rest.url}` })}\n`)
 const stop = () => rest.close().then(() => process.exit(0))

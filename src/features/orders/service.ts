@@ -1,5 +1,5 @@
 import { and, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm'
-import { type Database, pgArray, rowsOf, type Transaction } from '../../db/database.ts'
+import { type Database, pgArray, rowsOf, runStatement, type Transaction } from '../../db/database.ts'
 import { orderItems, orders, products } from '../../db/schema.ts'
 import { AppError, type FieldError } from '../../http/problem.ts'
 import { enqueueJob, type JobRef } from '../../infra/jobs/jobs.ts'
@@ -49,6 +49,35 @@ export function orderJson(order: OrderRow, items: ItemRow[]) {
 }
 export type OrderJson = ReturnType<typeof orderJson>
 
+/** Locks the given products in id order, the one order every transaction here takes product rows in. */
+const LOCK_PRODUCTS = 'select id from products where id = any($1::uuid[]) order by id for update'
+
+/** The checkout statement (see {@link checkout}); fixed text, so it is prepared once per connection. */
+const CHECKOUT = `
+  with lines as (select * from unnest($1::uuid[], $2::int[]) as t(id, qty)),
+  taken as (
+    update products p
+    set stock = p.stock - l.qty, version = p.version + 1, updated_at = $3::timestamptz
+    from lines l
+    where p.id = l.id and p.active and p.stock >= l.qty
+    returning p.id, p.sku, p.name, p.price_cents, p.version, l.qty
+  ),
+  placed as (
+    insert into orders (id, user_id, status, total_cents, currency, created_at, updated_at, expires_at)
+    select $4::uuid, $5::uuid, 'pending_payment', sum(price_cents * qty), $6::text, $3::timestamptz, $3::timestamptz, $7::timestamptz
+    from taken having count(*) = $8::int
+    returning id
+  ),
+  items as (
+    insert into order_items (order_id, product_id, sku, name, unit_price_cents, quantity)
+    select placed.id, t.id, t.sku, t.name, t.price_cents, t.qty from placed, taken t
+  ),
+  expiry as (
+    insert into jobs (id, name, payload, max_attempts, run_at, created_at, updated_at)
+    select $9::uuid, $10::text, $11::jsonb, $12::int, $7::timestamptz, $3::timestamptz, $3::timestamptz from placed
+  )
+  select id, sku, name, price_cents, version from taken`
+
 /**
  * Checkout in one statement, one round trip: a data-modifying CTE takes
  * stock for every line with one conditional UPDATE (`stock >= quantity`),
@@ -56,8 +85,9 @@ export type OrderJson = ReturnType<typeof orderJson>
  * expiry job. When a line is short the statement inserts nothing, and the
  * caller's transaction rolls the partial stock changes back (see
  * {@link refuse}). Prices and names come from the database, never from the
- * client. Lines are locked in id order, so concurrent multi-line orders
- * cannot deadlock each other.
+ * client. The product rows are locked in id order before the UPDATE (see
+ * {@link LOCK_PRODUCTS}), so concurrent multi-line orders cannot deadlock
+ * each other.
  */
 export async function checkout(
   tx: Transaction,
@@ -69,35 +99,27 @@ export async function checkout(
   const expiresAt = new Date(now.getTime() + opts.ttlSeconds * 1000)
   const job: JobRef = { id: uuidv7(now.getTime()), name: 'order.expire', runAt: expiresAt, maxAttempts: 10, generation: 0 }
   const at = now.toISOString()
-  const taken = rowsOf<{ id: string; sku: string; name: string; price_cents: number; version: number }>(
-    await tx.execute(sql`
-      with lines as (
-        select * from unnest(${pgArray(input.items.map((i) => i.productId))}::uuid[], ${pgArray(input.items.map((i) => i.quantity))}::int[]) as t(id, qty)
-      ),
-      taken as (
-        update products p
-        set stock = p.stock - l.qty, version = p.version + 1, updated_at = ${at}::timestamptz
-        from (select * from lines order by id) l
-        where p.id = l.id and p.active and p.stock >= l.qty
-        returning p.id, p.sku, p.name, p.price_cents, p.version, l.qty
-      ),
-      placed as (
-        insert into orders (id, user_id, status, total_cents, currency, created_at, updated_at, expires_at)
-        select ${orderId}::uuid, ${input.userId}::uuid, 'pending_payment', sum(price_cents * qty), ${opts.currency}, ${at}::timestamptz, ${at}::timestamptz, ${expiresAt.toISOString()}::timestamptz
-        from taken having count(*) = ${input.items.length}
-        returning id
-      ),
-      items as (
-        insert into order_items (order_id, product_id, sku, name, unit_price_cents, quantity)
-        select placed.id, t.id, t.sku, t.name, t.price_cents, t.qty from placed, taken t
-      ),
-      expiry as (
-        insert into jobs (id, name, payload, max_attempts, run_at, created_at, updated_at)
-        select ${job.id}::uuid, ${job.name}, ${JSON.stringify({ orderId })}::jsonb, ${job.maxAttempts}, ${expiresAt.toISOString()}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
-        from placed
-      )
-      select id, sku, name, price_cents, version from taken`),
-  )
+  const ids = pgArray(input.items.map((i) => i.productId))
+  // The rows are locked in id order first, by a statement of its own sent in the same round trip: the UPDATE
+  // below may be planned as a hash join over a scan of products, which would lock them in table order, and two
+  // multi-line checkouts taking rows in different orders deadlock (40P01).
+  const locked = runStatement(tx, LOCK_PRODUCTS, [ids])
+  locked.catch(() => {}) // a failure fails the statement after it too; awaited below
+  const taken = await runStatement<{ id: string; sku: string; name: string; price_cents: number; version: number }>(tx, CHECKOUT, [
+    ids,
+    pgArray(input.items.map((i) => i.quantity)),
+    at,
+    orderId,
+    input.userId,
+    opts.currency,
+    expiresAt.toISOString(),
+    input.items.length,
+    job.id,
+    job.name,
+    JSON.stringify({ orderId }),
+    job.maxAttempts,
+  ])
+  await locked
   if (taken.length < input.items.length) await refuse(tx, input.items, new Set(taken.map((t) => t.id)))
 
   const byId = new Map(taken.map((t) => [t.id, t]))
@@ -237,6 +259,11 @@ export async function payOrder(
 /** Gives back the stock of orders that just left a holding status; in their transaction. */
 export async function releaseStock(tx: Transaction, orderIds: string[]): Promise<ChangedProduct[]> {
   if (orderIds.length === 0) return []
+  // In id order first, like checkout: the UPDATE's join may take the rows in table order (see LOCK_PRODUCTS).
+  await tx.execute(sql`
+    select p.id from products p
+    where p.id in (select product_id from order_items where order_id = any(${pgArray(orderIds)}::uuid[]))
+    order by p.id for update`)
   return rowsOf<ChangedProduct>(
     await tx.execute(sql`
       update products p
