@@ -105,7 +105,7 @@ export async function checkout(
   // multi-line checkouts taking rows in different orders deadlock (40P01).
   const locked = runStatement(tx, LOCK_PRODUCTS, [ids])
   locked.catch(() => {}) // a failure fails the statement after it too; awaited below
-  const taken = await runStatement<{ id: string; sku: string; name: string; price_cents: number; version: number }>(tx, CHECKOUT, [
+  const taking = runStatement<{ id: string; sku: string; name: string; price_cents: number; version: number }>(tx, CHECKOUT, [
     ids,
     pgArray(input.items.map((i) => i.quantity)),
     at,
@@ -119,6 +119,12 @@ export async function checkout(
     JSON.stringify({ orderId }),
     job.maxAttempts,
   ])
+  // When the locks fail (a statement timeout, the database gone), the checkout statement fails after them with
+  // "transaction aborted": the locks' error is the one to answer with.
+  const taken = await taking.catch(async (err: unknown) => {
+    await locked
+    throw err
+  })
   await locked
   if (taken.length < input.items.length) await refuse(tx, input.items, new Set(taken.map((t) => t.id)))
 
