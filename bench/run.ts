@@ -288,10 +288,10 @@ async function main(): Promise<void> {
     name: string
     run: (seconds: number) => Promise<Measurement>
   }
-  const get =
-    (server: Server, path: string, connections = HOT_CONNECTIONS) =>
-    async (seconds: number) =>
-      wrk(server.url + path, { connections, seconds })
+  /** A wrk case; `script` (a Lua file, or one made just before each run: tokens expire) sets the request. */
+  const load = (server: Server, path: string, connections: number, script?: string | (() => Promise<string>)) => async (seconds: number) =>
+    wrk(server.url + path, { connections, seconds, script: typeof script === 'function' ? await script() : script })
+  const get = (server: Server, path: string, connections = HOT_CONNECTIONS) => load(server, path, connections)
   const cases: Case[] = [
     { scenario: 'limit', name: 'Bun.serve', run: get(limits.bun, hotPath) },
     { scenario: 'limit', name: 'node:http', run: get(limits.node, hotPath) },
@@ -306,16 +306,8 @@ async function main(): Promise<void> {
     { scenario: 'miss', name: 'Node, Postgres', run: get(servers.nodeDb, hotPath, DB_CONNECTIONS) },
     { scenario: 'list', name: 'Bun, page 1', run: get(servers.bun, '/v1/products?limit=20') },
     { scenario: 'list', name: 'Node, page 1', run: get(servers.node, '/v1/products?limit=20') },
-    {
-      scenario: 'login',
-      name: 'Bun',
-      run: async (seconds) => wrk(`${servers.bunLogin.url}/v1/auth/login`, { connections: DB_CONNECTIONS, seconds, script: loginScript }),
-    },
-    {
-      scenario: 'login',
-      name: 'Node',
-      run: async (seconds) => wrk(`${servers.nodeLogin.url}/v1/auth/login`, { connections: DB_CONNECTIONS, seconds, script: loginScript }),
-    },
+    { scenario: 'login', name: 'Bun', run: load(servers.bunLogin, '/v1/auth/login', DB_CONNECTIONS, loginScript) },
+    { scenario: 'login', name: 'Node', run: load(servers.nodeLogin, '/v1/auth/login', DB_CONNECTIONS, loginScript) },
     {
       scenario: 'checkout',
       name: 'pgbench, same SQL',
@@ -329,22 +321,12 @@ async function main(): Promise<void> {
     {
       scenario: 'checkout',
       name: 'edgeshop Bun',
-      run: async (seconds) =>
-        wrk(`${servers.bun.url}/v1/orders`, {
-          connections: CHECKOUT_CONNECTIONS,
-          seconds,
-          script: await checkoutScript(servers.bun.url),
-        }),
+      run: load(servers.bun, '/v1/orders', CHECKOUT_CONNECTIONS, () => checkoutScript(servers.bun.url)),
     },
     {
       scenario: 'checkout',
       name: 'edgeshop Node',
-      run: async (seconds) =>
-        wrk(`${servers.node.url}/v1/orders`, {
-          connections: CHECKOUT_CONNECTIONS,
-          seconds,
-          script: await checkoutScript(servers.node.url),
-        }),
+      run: load(servers.node, '/v1/orders', CHECKOUT_CONNECTIONS, () => checkoutScript(servers.node.url)),
     },
     { scenario: 'scale', name: 'page 1, 1k', run: get(servers.bunDb, '/v1/products?limit=20', DB_CONNECTIONS) },
     { scenario: 'scale', name: `page 1, ${fmtCount(plan.big)}`, run: get(servers.bunBig, '/v1/products?limit=20', DB_CONNECTIONS) },
@@ -363,22 +345,12 @@ async function main(): Promise<void> {
     {
       scenario: 'scale',
       name: 'orders, 10',
-      run: async (seconds) =>
-        wrk(`${servers.bunDb.url}/v1/orders?limit=20`, {
-          connections: DB_CONNECTIONS,
-          seconds,
-          script: await ordersScript(customers.few.email),
-        }),
+      run: load(servers.bunDb, '/v1/orders?limit=20', DB_CONNECTIONS, () => ordersScript(customers.few.email)),
     },
     {
       scenario: 'scale',
       name: `orders, ${fmtCount(plan.manyOrders)}`,
-      run: async (seconds) =>
-        wrk(`${servers.bunDb.url}/v1/orders?limit=20`, {
-          connections: DB_CONNECTIONS,
-          seconds,
-          script: await ordersScript(customers.many.email),
-        }),
+      run: load(servers.bunDb, '/v1/orders?limit=20', DB_CONNECTIONS, () => ordersScript(customers.many.email)),
     },
   ]
 

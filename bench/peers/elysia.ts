@@ -27,6 +27,7 @@
  */
 import { RedisClient, SQL } from 'bun'
 import { Elysia } from 'elysia'
+import { CACHE_CONTROL, etagOf, NOT_FOUND, productJson, TTL_SECONDS, UUID } from './product.mjs'
 
 const { PORT, HOST = '127.0.0.1', DATABASE_URL, REDIS_URL } = process.env
 if (!PORT || !DATABASE_URL || !REDIS_URL) {
@@ -34,11 +35,7 @@ if (!PORT || !DATABASE_URL || !REDIS_URL) {
   process.exit(2)
 }
 
-const TTL_SECONDS = 300
-const CACHE_CONTROL = 'public, max-age=5, stale-while-revalidate=30'
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-const VERSION_FIELD = ',"version":'
-const NOT_FOUND = JSON.stringify({ code: 'not_found', message: 'No product with this id' })
+const NOT_FOUND_JSON = JSON.stringify(NOT_FOUND)
 
 const sql = new SQL(DATABASE_URL, { max: 10 })
 const redis = new RedisClient(REDIS_URL)
@@ -58,33 +55,6 @@ interface ProductRow {
   updated_at: Date
 }
 
-/** The product as edgeshop shows it: same fields, same order, same formats. */
-const productJson = (row: ProductRow) =>
-  JSON.stringify({
-    id: row.id,
-    sku: row.sku,
-    name: row.name,
-    description: row.description,
-    priceCents: row.price_cents,
-    currency: row.currency,
-    stock: row.stock,
-    category: row.category,
-    active: row.active,
-    version: row.version,
-    createdAt: row.created_at.toISOString(),
-    updatedAt: row.updated_at.toISOString(),
-  })
-
-/**
- * `"<version>"` read from cached JSON without parsing it: the field order is
- * fixed, and `,"version":` cannot occur inside a JSON string (a quote there
- * is escaped).
- */
-function etagOf(json: string): string {
-  const start = json.indexOf(VERSION_FIELD) + VERSION_FIELD.length
-  return `"${json.slice(start, json.indexOf(',', start))}"`
-}
-
 function answer(request: Request, json: string, etag: string): Response {
   if (request.headers.get('if-none-match') === etag) {
     return new Response(null, { status: 304, headers: { ETag: etag, 'Cache-Control': CACHE_CONTROL } })
@@ -92,7 +62,7 @@ function answer(request: Request, json: string, etag: string): Response {
   return new Response(json, { headers: { 'Content-Type': 'application/json', ETag: etag, 'Cache-Control': CACHE_CONTROL } })
 }
 
-const notFound = () => new Response(NOT_FOUND, { status: 404, headers: { 'Content-Type': 'application/json' } })
+const notFound = () => new Response(NOT_FOUND_JSON, { status: 404, headers: { 'Content-Type': 'application/json' } })
 
 const app = new Elysia()
   .get('/healthz', () => ({ status: 'ok' }))

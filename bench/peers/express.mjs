@@ -25,6 +25,7 @@
 import express from 'express'
 import { Redis } from 'ioredis'
 import pg from 'pg'
+import { CACHE_CONTROL, etagOf, NOT_FOUND, productJson, TTL_SECONDS, UUID } from './product.mjs'
 
 const { PORT, HOST = '127.0.0.1', DATABASE_URL, REDIS_URL } = process.env
 if (!PORT || !DATABASE_URL || !REDIS_URL) {
@@ -32,43 +33,10 @@ if (!PORT || !DATABASE_URL || !REDIS_URL) {
   process.exit(2)
 }
 
-const TTL_SECONDS = 300
-const CACHE_CONTROL = 'public, max-age=5, stale-while-revalidate=30'
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-const VERSION_FIELD = ',"version":'
-const NOT_FOUND = { code: 'not_found', message: 'No product with this id' }
-
 const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 10 })
 const redis = new Redis(REDIS_URL)
 // An idle client that loses its connection must not crash the process; the pool replaces it.
 pool.on('error', (err) => console.error(`express peer: idle database client: ${err.message}`))
-
-/** The product as edgeshop shows it: same fields, same order, same formats. */
-const productJson = (row) =>
-  JSON.stringify({
-    id: row.id,
-    sku: row.sku,
-    name: row.name,
-    description: row.description,
-    priceCents: row.price_cents,
-    currency: row.currency,
-    stock: row.stock,
-    category: row.category,
-    active: row.active,
-    version: row.version,
-    createdAt: row.created_at.toISOString(),
-    updatedAt: row.updated_at.toISOString(),
-  })
-
-/**
- * `"<version>"` read from cached JSON bytes without parsing them: the field
- * order is fixed, and `,"version":` cannot occur inside a JSON string (a quote
- * there is escaped).
- */
-function etagOf(json) {
-  const start = json.indexOf(VERSION_FIELD) + VERSION_FIELD.length
-  return `"${json.toString('latin1', start, json.indexOf(',', start))}"`
-}
 
 // `res.setHeader`, not `res.set`/`res.type`: those would add `; charset=utf-8`, and edgeshop sends plain `application/json`.
 function send(res, json, etag) {

@@ -1,6 +1,5 @@
-import { sql } from 'drizzle-orm'
 import type { MiddlewareHandler } from 'hono'
-import { type Database, rowsOf, runStatement, type Transaction } from '../db/database.ts'
+import { type Database, runStatement, type Transaction } from '../db/database.ts'
 import { sha256Hex } from '../lib/base64.ts'
 import { canonicalJson } from '../lib/canonical-json.ts'
 import type { AppEnv } from './context.ts'
@@ -21,6 +20,11 @@ const LOOKUP = `
   select l.locked, k.fingerprint, k.status, k.body, k.headers::text as headers
   from (select pg_try_advisory_xact_lock(hashtextextended($1::text, 7172616102)) as locked) l
   left join idempotency_keys k on l.locked and k.user_id = $2::uuid and k.key = $3::text and k.expires_at > now()`
+
+/** A live stored answer, read afresh (after a rollback; no lock needed to read it). */
+const STORED = `
+  select true as locked, fingerprint, status, body, headers::text as headers from idempotency_keys
+  where user_id = $1::uuid and key = $2::text and expires_at > now()`
 
 /** Stores an answer; a live one already there is left alone (and no row comes back). */
 const STORE = `
@@ -117,11 +121,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
     }
 
     if (outcome === 'answered') {
-      const [found] = rowsOf<LookupRow>(
-        await db.execute(sql`
-          select true as locked, fingerprint, status, body, headers::text as headers from idempotency_keys
-          where user_id = ${userId} and key = ${key} and expires_at > now()`),
-      )
+      const [found] = await runStatement<LookupRow>(db, STORED, [userId, key])
       outcome = found ? answerOf(found, fingerprint) : 'busy'
     }
     if (outcome) {

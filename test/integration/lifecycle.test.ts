@@ -1,12 +1,12 @@
-import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expectProblem } from '../contract/helpers.ts'
-import { ROOT, startAppServer } from '../support/app-server.ts'
+import { startAppServer } from '../support/app-server.ts'
 import { freePort } from '../support/free-port.ts'
 import { type PostgresServer, startPostgres } from '../support/postgres.ts'
+import { runCommand } from '../support/run-command.ts'
 import { createMigratedDatabase } from '../support/services.ts'
 
 /*
@@ -22,21 +22,6 @@ function logLines(output: string): Record<string, unknown>[] {
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l))
-}
-
-/** Runs a command to completion (bounded) and returns its exit code and output. */
-function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env } })
-    let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (out += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, out })
-    })
-  })
 }
 
 describe('embedded mode, as the README starts it', () => {
@@ -66,7 +51,7 @@ describe('embedded mode, as the README starts it', () => {
     const first = await startAppServer('node', { DATA_DIR: dataDir })
     try {
       expect((await fetch(`${first.url}/readyz`)).status).toBe(200)
-      const second = await run(process.execPath, ['src/runtime/node.ts'], { DATA_DIR: dataDir, PORT: String(await freePort()) })
+      const second = await runCommand(process.execPath, ['src/runtime/node.ts'], { DATA_DIR: dataDir, PORT: String(await freePort()) })
       expect(second.code).toBe(1)
       expect(second.out).toMatch(/another edgeshop process \(pid \d+\) is using/)
     } finally {
@@ -90,7 +75,7 @@ describe('bad configuration', () => {
       [bun, 'src/runtime/bun.ts'],
       [process.execPath, 'src/runtime/node.ts'],
     ] as const) {
-      const res = await run(cmd, [file], { PORT: 'eighty', RATE_LIMIT_AUTH: 'lots' })
+      const res = await runCommand(cmd, [file], { PORT: 'eighty', RATE_LIMIT_AUTH: 'lots' })
       expect(res.code).toBe(1)
       expect(res.out).toMatch(/PORT: must be a whole number/)
       expect(res.out).toMatch(/RATE_LIMIT_AUTH/)
@@ -98,7 +83,7 @@ describe('bad configuration', () => {
   })
 
   it('refuses dev defaults in production', async () => {
-    const res = await run(bun, ['src/runtime/bun.ts'], { NODE_ENV: 'production' })
+    const res = await runCommand(bun, ['src/runtime/bun.ts'], { NODE_ENV: 'production' })
     expect(res.code).toBe(1)
     expect(res.out).toMatch(/JWT_SECRET: required in production/)
     expect(res.out).toMatch(/DATABASE_URL: required in production/)

@@ -1,7 +1,6 @@
-import { spawn } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DEV_JWT_SECRET } from '../../src/config.ts'
-import { ROOT } from '../support/app-server.ts'
+import { runCommand } from '../support/run-command.ts'
 import { createTestApp, type TestApp } from '../support/test-app.ts'
 import { METRICS_TOKEN, SECURITY_JWT_SECRET } from './harness.ts'
 import { loadDocument, type OpenApiDocument, type Operation, operations, paramsIn, walk } from './openapi-model.ts'
@@ -17,21 +16,6 @@ import { exampleRequest, expectSafeAnswer, type Fixtures } from './requests.ts'
 
 const bun = process.env.BUN_BIN ?? 'bun'
 
-/** Runs a command to completion (bounded) and returns its exit code and output. */
-function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env } })
-    let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (out += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, out })
-    })
-  })
-}
-
 describe('API8: production refuses development defaults', () => {
   const production = {
     NODE_ENV: 'production',
@@ -45,7 +29,7 @@ describe('API8: production refuses development defaults', () => {
   ] as const
 
   it.each(runtimes)('%s will not start with the development signing secret, and does not print it', async (_, cmd, file) => {
-    const res = await run(cmd, [file], { ...production, JWT_SECRET: DEV_JWT_SECRET })
+    const res = await runCommand(cmd, [file], { ...production, JWT_SECRET: DEV_JWT_SECRET })
     expect(res.code).toBe(1)
     expect(res.out).toMatch(/JWT_SECRET: the development secret is refused in production/)
     expect(res.out).not.toContain(DEV_JWT_SECRET)
@@ -53,7 +37,7 @@ describe('API8: production refuses development defaults', () => {
   })
 
   it.each(runtimes)('%s will not start without an explicit payment provider, mailer and secret, naming each', async (_, cmd, file) => {
-    const res = await run(cmd, [file], { NODE_ENV: 'production', DATABASE_URL: production.DATABASE_URL })
+    const res = await runCommand(cmd, [file], { NODE_ENV: 'production', DATABASE_URL: production.DATABASE_URL })
     expect(res.code).toBe(1)
     for (const setting of ['JWT_SECRET', 'PAYMENT_PROVIDER', 'EMAIL_API_URL']) expect(res.out).toContain(setting)
   })
