@@ -30,9 +30,13 @@ RUN bun build src/runtime/node.ts --target=node --format=esm --sourcemap=linked 
 FROM node:${NODE_VERSION}-slim AS runtime
 # MALLOC_ARENA_MAX: argon2id hashes in libuv's threads, and glibc's per-thread
 # arenas kept ~150 MB of it resident after a burst of logins; two arenas halve that.
+# --max-semi-space-size=8: V8 sized the young generation from the machine's
+# memory and kept ~90 MB more resident under checkout load, for no throughput
+# (docs/BENCHMARKS.md, memory). Override with -e NODE_OPTIONS=...
 ENV NODE_ENV=production \
     PORT=3000 \
-    MALLOC_ARENA_MAX=2
+    MALLOC_ARENA_MAX=2 \
+    NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=deps /app/dist ./dist

@@ -12,6 +12,7 @@ import { type JobRef, type JobRuntime, runJobById } from './infra/jobs/jobs.ts'
 import { createHttpMailer, createRecordingMailer, type Mailer } from './infra/mailer.ts'
 import { createSimulatedPaymentProvider, type PaymentProvider } from './infra/payments.ts'
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './infra/ratelimit.ts'
+import { createSlots, type Slots } from './lib/slots.ts'
 import type { Logger } from './observability/logger.ts'
 import type { Metrics } from './observability/metrics.ts'
 
@@ -47,6 +48,8 @@ export interface Platform {
   readonly mailer: Mailer
   /** Hands committed jobs over: QStash, the embedded runner, or (Workers without QStash) a run after the response. */
   readonly dispatcher: JobDispatcher
+  /** `JOB_CONCURRENCY` slots per process (isolate) that QStash's job deliveries take turns in. */
+  readonly jobSlots: Slots
   /** Everything a job run needs, over the given request's (or process's) database. */
   jobRuntime(deps: Deps): JobRuntime<OrderJobDeps>
   /** Hands jobs created by a committed transaction to the dispatcher. */
@@ -159,6 +162,10 @@ export function createPlatform(parts: PlatformParts): Platform {
     return rt
   }
 
+  const jobSlots = createSlots(config.jobs.concurrency)
+  metrics?.gauge('edgeshop_job_deliveries_running', 'Job deliveries running in this process', () => jobSlots.busy)
+  metrics?.gauge('edgeshop_job_deliveries_waiting', 'Job deliveries waiting for a slot in this process', () => jobSlots.waiting)
+
   if (metrics && parts.database?.stats) {
     const stats = parts.database.stats.bind(parts.database)
     metrics.gauge('edgeshop_db_pool_max', 'Configured size of the Postgres pool', () => stats().max)
@@ -194,6 +201,7 @@ export function createPlatform(parts: PlatformParts): Platform {
     payments,
     mailer,
     dispatcher,
+    jobSlots,
     jobRuntime,
     dispatch: (d, list) => {
       if (list.length > 0) jobRuntime(d).dispatch(list)

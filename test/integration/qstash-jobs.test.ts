@@ -174,6 +174,51 @@ describe('signed deliveries', () => {
   })
 })
 
+describe('a burst of deliveries', () => {
+  it('runs at most JOB_CONCURRENCY jobs at once; the rest wait their turn without a database connection, then all run', async () => {
+    const gauge = async (name: string) => {
+      const text = await (await fetch(`${server.url}/metrics`)).text()
+      return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1])
+    }
+    const ids: string[] = []
+    for (let i = 0; i < 8; i++) ids.push(await order(`burst-${i}`))
+    // Paid while QStash is away: the capture jobs wait in the table, and this test delivers them itself, all at once.
+    await qstash.pause()
+    for (const id of ids)
+      expect((await call(`/v1/orders/${id}/pay`, { paymentToken: 'tok_ok' }, { token: buyer, key: `p-${id}` })).status).toBe(202)
+    const path = '/internal/jobs/payment.capture'
+    const bodies = await Promise.all(ids.map(async (id) => JSON.stringify({ jobId: (await jobOf('payment.capture', id))!.id })))
+    const signed = await Promise.all(bodies.map((body) => qstash.sign({ url: publicUrl + path, body })))
+    const backends = async () =>
+      (await db`select count(*)::int as n from pg_stat_activity where application_name = 'edgeshop' and wait_event_type = 'Lock'`)[0]!
+        .n as number
+
+    // The orders stay locked here, so every job that starts blocks on its order's row, holding its slot.
+    const lock = db.reserve()
+    const held = await lock
+    await held`begin`
+    await held`select id from orders where id = any(${ids}::uuid[]) for update`
+    const answers = bodies.map((body, i) => call(path, undefined, { raw: body, headers: { 'Upstash-Signature': signed[i]! } }))
+    const seen = await until(
+      async () => ({ running: await gauge('edgeshop_job_deliveries_running'), waiting: await gauge('edgeshop_job_deliveries_waiting') }),
+      (g) => g.running === 2 && g.waiting === ids.length - 2,
+    )
+    expect(seen).toEqual({ running: 2, waiting: ids.length - 2 })
+    expect(await until(backends, (n) => n === 2)).toBe(2)
+    await held`commit`
+    held.release()
+
+    const results = await Promise.all(answers)
+    expect(results.map((r) => r.status)).toEqual(ids.map(() => 200))
+    for (const id of ids) expect((await db`select status from orders where id = ${id}`)[0]!.status).toBe('paid')
+    expect({ running: await gauge('edgeshop_job_deliveries_running'), waiting: await gauge('edgeshop_job_deliveries_waiting') }).toEqual({
+      running: 0,
+      waiting: 0,
+    })
+    await qstash.resume()
+  })
+})
+
 describe('retries, dead letters, outages', () => {
   it('an email the provider refuses is retried by QStash and sent once', async () => {
     mail.fail(2)

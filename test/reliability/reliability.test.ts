@@ -82,6 +82,31 @@ function tally(samples: Sample[]): string {
     .join(' ')
 }
 
+/** Collects the warnings and errors a server logs, to name the cause of errors the load met. */
+function logWatch() {
+  const lines: { at: number; text: string }[] = []
+  let rest = ''
+  return {
+    onOutput(text: string) {
+      const parts = (rest + text).split('\n')
+      rest = parts.pop() ?? ''
+      for (const line of parts) {
+        try {
+          const e = JSON.parse(line) as { time?: string; level?: string; msg?: string; error?: string; status?: number }
+          if (e.level !== 'warn' && e.level !== 'error') continue
+          lines.push({ at: Date.parse(e.time ?? ''), text: `${e.msg}${e.error ? `: ${e.error.slice(0, 90)}` : ''}` })
+        } catch {}
+      }
+    },
+    /** What was logged from `from` on, counted: `dependency unavailable: Error[…]×3; …`. */
+    since(from: number): string {
+      const out = new Map<string, number>()
+      for (const l of lines) if (l.at >= from) out.set(l.text, (out.get(l.text) ?? 0) + 1)
+      return [...out].map(([k, v]) => `${k}×${v}`).join('; ')
+    },
+  }
+}
+
 /**
  * Refusals that took too long. A request refused because a dependency is
  * down may take what that request takes anyway (its p99 before the fault:
@@ -193,7 +218,8 @@ describe('faults during the load, one at a time', () => {
     const jobs = qstash ? 'QStash' : 'embedded runner'
     it(`${runtime} (${jobs}): PostgreSQL stopped for 5 s — 503 service_unavailable in bounded time while down, recovery without a restart`, async () => {
       const dep = await deployment(`pg_${runtime}`, { qstash })
-      const server = track(await dep.start(runtime))
+      const watch = logWatch()
+      const server = track(await dep.start(runtime, { onOutput: watch.onOutput }))
       await withOutput([server], async () => {
         const seed = await dep.seed(server.url)
         const run = startLoad({
@@ -236,6 +262,7 @@ describe('faults during the load, one at a time', () => {
         const slow = slowRefusals(s, downAt, refusals, DATABASE_TIMEOUT_MS)
         const errors = s.filter(is5xx)
         const firstCheckout = s.find((x) => x.action === 'checkout' && x.status === 201 && x.start >= liftedAt)
+        const late = errors.filter((x) => x.end < downAt || x.start > liftedAt + RECOVERY_BOUND_MS)
         const report = begin('PostgreSQL outage', `${runtime}, PostgreSQL, Redis, ${jobs}`, result, [
           {
             fault: 'PostgreSQL stopped (immediate shutdown), then started on the same port and data',
@@ -246,6 +273,7 @@ describe('faults during the load, one at a time', () => {
               'slowest 503 while down': slow.figure,
               'errors stopped after restart': `${Math.max(0, maxOf(errors.map((x) => x.end)) - liftedAt)} ms`,
               'first checkout 201 after restart': firstCheckout ? `${firstCheckout.end - liftedAt} ms` : 'none',
+              ...(late.length > 0 ? { 'logged after recovery': watch.since(liftedAt + RECOVERY_BOUND_MS) || 'nothing' } : {}),
             },
           },
         ])
@@ -267,7 +295,7 @@ describe('faults during the load, one at a time', () => {
         expect(refusals.length).toBeGreaterThan(0)
         // Every 5xx is a 503 service_unavailable, answered in bounded time, and only while the database was away.
         expect(tally(errors.filter((x) => x.status !== 503 || x.code !== 'service_unavailable'))).toBe('')
-        expect(tally(errors.filter((x) => x.end < downAt || x.start > liftedAt + RECOVERY_BOUND_MS))).toBe('')
+        expect(tally(late)).toBe('')
         expect(slow.tooSlow).toEqual([])
         expect(tally(s.filter(noAnswer))).toBe('')
         expect(firstCheckout).toBeDefined()

@@ -40,6 +40,9 @@ const Email = z
   .openapi('Email')
 const EmailPage = z.object({ items: z.array(Email), nextCursor: z.string().nullable() }).openapi('EmailPage')
 
+/** How long a delivery waits for one of the instance's job slots before it asks QStash to come back later. */
+const DELIVERY_WAIT_MS = 10_000
+
 const signature = z.object({
   'upstash-signature': z.string().optional().openapi({ description: 'QStash’s JWT over the raw body and this URL.' }),
 })
@@ -51,7 +54,7 @@ const deliveryRoute = createRoute({
   tags: ['Internal'],
   summary: 'A job delivered by QStash',
   description:
-    'Only QStash calls this: `Upstash-Signature` is verified against the raw body and this URL with the current and the next signing key (401 `invalid_signature` otherwise, and nothing runs). 2xx once handled (a job that already finished is a no-op); 503 asks QStash to retry.',
+    'Only QStash calls this: `Upstash-Signature` is verified against the raw body and this URL with the current and the next signing key (401 `invalid_signature` otherwise, and nothing runs). 2xx once handled (a job that already finished is a no-op); 503 asks QStash to retry. At most `JOB_CONCURRENCY` deliveries run at once per instance; the others wait up to 10 s for a turn, then get 503.',
   // The body is documented with a plain schema, not zod: a validator would parse it before the signature is checked against the raw bytes.
   request: {
     params: z.object({ name: z.string() }),
@@ -169,11 +172,19 @@ export function jobRoutes(platform: Platform) {
         jobId = (JSON.parse(body) as { jobId?: unknown }).jobId
       } catch {}
       if (typeof jobId !== 'string' || !isUuid(jobId)) throw new AppError('validation_failed', 'The body must be { "jobId": "<uuid>" }')
-      const [job] = await c.get('deps').db.select({ name: jobs.name }).from(jobs).where(eq(jobs.id, jobId)).limit(1)
-      if (!job || jobPath(job.name) !== c.req.path) throw new AppError('validation_failed', 'No such job at this path')
-      const outcome = await runJobById(platform.jobRuntime(c.get('deps')), jobId)
-      if (outcome.kind === 'failed') throw new AppError('service_unavailable', 'The job failed; retry')
-      return c.json({ status: outcome.kind === 'done' ? ('done' as const) : ('already finished' as const) }, 200)
+      // A job holds a pooled connection for its whole run; without a bound, QStash catching up after an outage
+      // would run hundreds at once and leave customers' requests waiting for a connection.
+      const release = await platform.jobSlots.acquire(DELIVERY_WAIT_MS)
+      if (!release) throw new AppError('service_unavailable', 'Every job slot of this instance stayed busy; retry')
+      try {
+        const [job] = await c.get('deps').db.select({ name: jobs.name }).from(jobs).where(eq(jobs.id, jobId)).limit(1)
+        if (!job || jobPath(job.name) !== c.req.path) throw new AppError('validation_failed', 'No such job at this path')
+        const outcome = await runJobById(platform.jobRuntime(c.get('deps')), jobId)
+        if (outcome.kind === 'failed') throw new AppError('service_unavailable', 'The job failed; retry')
+        return c.json({ status: outcome.kind === 'done' ? ('done' as const) : ('already finished' as const) }, 200)
+      } finally {
+        release()
+      }
     })
     .openapi(failureRoute, async (c) => {
       const body = await verified(c)

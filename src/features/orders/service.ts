@@ -196,6 +196,37 @@ export async function getOrder(db: Database | Transaction, id: string, principal
   return orderJson(order, (await itemsOf(db, [id])).get(id) ?? [])
 }
 
+/**
+ * One page of orders, newest first. A customer's go by creation time through
+ * `(user_id, created_at, id)`: ordered by id, PostgreSQL would walk the
+ * primary key backwards for a customer who owns most of the table, past
+ * every newer order of everyone else. An admin's view of all orders is the
+ * primary key's order. `after` is the id of the last order of the page before.
+ */
+export function ordersPage(db: Database, principal: Principal, after: string | undefined, limit: number) {
+  if (principal.role === 'admin') {
+    return db
+      .select()
+      .from(orders)
+      .where(after === undefined ? undefined : lt(orders.id, after))
+      .orderBy(desc(orders.id))
+      .limit(limit)
+  }
+  return db
+    .select()
+    .from(orders)
+    .where(
+      and(
+        eq(orders.userId, principal.userId),
+        after === undefined
+          ? undefined
+          : sql`(${orders.createdAt}, ${orders.id}) < (select o.created_at, o.id from ${orders} o where o.id = ${after})`,
+      ),
+    )
+    .orderBy(desc(orders.createdAt), desc(orders.id))
+    .limit(limit)
+}
+
 /** A page of the caller's orders (an admin's: everybody's), newest first: two queries, whatever the page size. */
 export async function listOrders(db: Database, principal: Principal, query: { limit: number; cursor?: string | undefined }) {
   const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
@@ -204,17 +235,7 @@ export async function listOrders(db: Database, principal: Principal, query: { li
       errors: [{ path: 'query.cursor', message: 'is not a cursor from this API' }],
     })
   }
-  const rows = await db
-    .select()
-    .from(orders)
-    .where(
-      and(
-        principal.role === 'admin' ? undefined : eq(orders.userId, principal.userId),
-        after === undefined ? undefined : lt(orders.id, after),
-      ),
-    )
-    .orderBy(desc(orders.id))
-    .limit(query.limit + 1)
+  const rows = await ordersPage(db, principal, after, query.limit + 1)
   const more = rows.length > query.limit
   const page = more ? rows.slice(0, query.limit) : rows
   const items = await itemsOf(
