@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SessionBody } from '../contract/helpers.ts'
 import { createHarness, type Harness, METRICS_TOKEN, type OrderBody, type ProductBody } from './harness.ts'
-import { honoPattern, loadDocument, type OpenApiDocument, type Operation, operations } from './openapi-model.ts'
-import { examplePath, exampleRequest, expectCode, expectSafeAnswer, type Fixtures, type RequestSpec } from './requests.ts'
+import { honoPattern, type OpenApiDocument, type Operation } from './openapi-model.ts'
+import { examplePath, exampleRequest, expectCode, expectSafeAnswer, type Fixtures, type RequestSpec, sweepSetup } from './requests.ts'
 
 /*
  * Who may call what (OWASP API Security Top 10, 2023):
@@ -45,13 +45,9 @@ const send = (spec: RequestSpec, token?: string) => h.call(spec.method, spec.pat
 
 beforeAll(async () => {
   h = await createHarness({ tag: 'access' })
-  doc = await loadDocument((path) => h.call('GET', path))
-  ops = operations(doc)
   ;[alice, bob] = await Promise.all([h.customer('alice'), h.customer('bob')])
   product = await h.product({ stock: 100 })
-  aliceOrder = await h.order(alice, [{ productId: product.id, quantity: 2 }])
-  const [job] = await h.sql<{ id: string; name: string }[]>`select id, name from jobs order by id limit 1`
-  fx = { productId: product.id, orderId: aliceOrder.id, jobId: job!.id, jobName: 'payment.capture', refreshToken: alice.refreshToken }
+  ;({ doc, ops, order: aliceOrder, fx } = await sweepSetup(h, alice, product.id, 2))
 })
 afterAll(() => h?.close())
 

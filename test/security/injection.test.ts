@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SessionBody } from '../contract/helpers.ts'
 import { createHarness, type Harness, type ProductBody } from './harness.ts'
-import { type JsonSchema, loadDocument, type OpenApiDocument, type Operation, operations, paramsIn, resolve } from './openapi-model.ts'
-import { examplePath, exampleRequest, exampleValue, expectSafeAnswer, type Fixtures } from './requests.ts'
+import { type JsonSchema, type OpenApiDocument, type Operation, paramsIn, resolve } from './openapi-model.ts'
+import { examplePath, exampleRequest, exampleValue, expectSafeAnswer, type Fixtures, sweepSetup } from './requests.ts'
 
 /*
  * SQL injection (OWASP API8, security misconfiguration; A03 of the general
@@ -40,14 +40,10 @@ let fx: Fixtures
 
 beforeAll(async () => {
   h = await createHarness({ tag: 'sqli', redis: false })
-  doc = await loadDocument((path) => h.call('GET', path))
-  ops = operations(doc)
   buyer = await h.customer('buyer')
   target = await h.product({ stock: 1000 })
   canary = await h.product({ stock: 7, priceCents: 777, name: 'Canary' })
-  const order = await h.order(buyer, [{ productId: target.id, quantity: 1 }])
-  const [job] = await h.sql<{ id: string }[]>`select id from jobs limit 1`
-  fx = { productId: target.id, orderId: order.id, jobId: job!.id, jobName: 'payment.capture', refreshToken: buyer.refreshToken }
+  ;({ doc, ops, fx } = await sweepSetup(h, buyer, target.id))
 })
 afterAll(() => h?.close())
 

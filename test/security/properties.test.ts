@@ -1,8 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SessionBody } from '../contract/helpers.ts'
 import { createHarness, type Harness, type ProductBody } from './harness.ts'
-import { type JsonSchema, loadDocument, type OpenApiDocument, type Operation, operations, resolve, walk } from './openapi-model.ts'
-import { examplePath, exampleRequest, exampleValue, expectCode, expectSafeAnswer, type Fixtures, schemaViolations } from './requests.ts'
+import { type JsonSchema, type OpenApiDocument, type Operation, resolve, walk } from './openapi-model.ts'
+import {
+  examplePath,
+  exampleRequest,
+  exampleValue,
+  expectCode,
+  expectSafeAnswer,
+  type Fixtures,
+  schemaViolations,
+  sweepSetup,
+} from './requests.ts'
 
 /*
  * API3 (broken object property level authorization), OWASP API Security
@@ -37,13 +46,9 @@ let fx: Fixtures
 
 beforeAll(async () => {
   h = await createHarness({ tag: 'props', redis: false })
-  doc = await loadDocument((path) => h.call('GET', path))
-  ops = operations(doc)
   buyer = await h.customer('buyer')
   product = await h.product({ stock: 40, priceCents: 1234 })
-  const order = await h.order(buyer, [{ productId: product.id, quantity: 1 }])
-  const [job] = await h.sql<{ id: string }[]>`select id from jobs limit 1`
-  fx = { productId: product.id, orderId: order.id, jobId: job!.id, jobName: 'payment.capture', refreshToken: buyer.refreshToken }
+  ;({ doc, ops, fx } = await sweepSetup(h, buyer, product.id))
 })
 afterAll(() => h?.close())
 

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SessionBody } from '../contract/helpers.ts'
 import { createHarness, type Harness, type OrderBody, type ProductBody } from './harness.ts'
-import { type JsonSchema, loadDocument, type OpenApiDocument, type Operation, operations, paramsIn, resolve } from './openapi-model.ts'
-import { exampleRequest, exampleValue, expectCode, expectSafeAnswer, type Fixtures } from './requests.ts'
+import { type JsonSchema, type OpenApiDocument, type Operation, paramsIn, resolve } from './openapi-model.ts'
+import { exampleRequest, exampleValue, expectCode, expectSafeAnswer, type Fixtures, sweepSetup } from './requests.ts'
 
 /*
  * What the fuzzer found, pinned down so that it stays fixed whatever seed a
@@ -19,13 +19,9 @@ let fx: Fixtures
 
 beforeAll(async () => {
   h = await createHarness({ tag: 'regress' })
-  doc = await loadDocument((path) => h.call('GET', path))
-  ops = operations(doc)
   buyer = await h.customer()
   product = await h.product({ stock: 100 })
-  const order = await h.order(buyer, [{ productId: product.id, quantity: 1 }])
-  const [job] = await h.sql<{ id: string }[]>`select id from jobs limit 1`
-  fx = { productId: product.id, orderId: order.id, jobId: job!.id, jobName: 'payment.capture', refreshToken: buyer.refreshToken }
+  ;({ doc, ops, fx } = await sweepSetup(h, buyer, product.id))
 })
 afterAll(() => h?.close())
 

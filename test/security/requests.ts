@@ -2,8 +2,18 @@ import fc from 'fast-check'
 import { expect } from 'vitest'
 import { ERROR_CODES } from '../../src/http/problem.ts'
 import { API_HEADERS } from '../../src/http/security.ts'
-import { PASSWORD, unique } from './harness.ts'
-import { fill, type JsonSchema, type OpenApiDocument, type Operation, paramsIn, resolve } from './openapi-model.ts'
+import type { SessionBody } from '../contract/helpers.ts'
+import { type Harness, PASSWORD, unique } from './harness.ts'
+import {
+  fill,
+  type JsonSchema,
+  loadDocument,
+  type OpenApiDocument,
+  type Operation,
+  operations,
+  paramsIn,
+  resolve,
+} from './openapi-model.ts'
 
 /*
  * Requests built from the OpenAPI document, and the checks every answer of
@@ -17,6 +27,18 @@ export interface Fixtures {
   jobId: string
   jobName: string
   refreshToken: string
+}
+
+/**
+ * What a sweep starts from: the served OpenAPI document and its operations,
+ * one order of `owner` for `productId`, and the ids the routes take.
+ */
+export async function sweepSetup(h: Harness, owner: SessionBody, productId: string, quantity = 1) {
+  const doc = await loadDocument((path) => h.call('GET', path))
+  const order = await h.order(owner, [{ productId, quantity }])
+  const [job] = await h.sql<{ id: string }[]>`select id from jobs order by id limit 1`
+  const fx: Fixtures = { productId, orderId: order.id, jobId: job!.id, jobName: 'payment.capture', refreshToken: owner.refreshToken }
+  return { doc, ops: operations(doc), order, fx }
 }
 
 export interface RequestSpec {

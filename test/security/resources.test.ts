@@ -1,17 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { awayFromWindowBoundary, type SessionBody } from '../contract/helpers.ts'
 import { createHarness, freshIp, type Harness, type ProductBody, unique } from './harness.ts'
-import {
-  type JsonSchema,
-  loadDocument,
-  type OpenApiDocument,
-  type Operation,
-  operations,
-  paramsIn,
-  resolve,
-  walk,
-} from './openapi-model.ts'
-import { exampleRequest, exampleValue, expectCode, expectSafeAnswer, type Fixtures } from './requests.ts'
+import { type JsonSchema, type OpenApiDocument, type Operation, paramsIn, resolve, walk } from './openapi-model.ts'
+import { exampleRequest, exampleValue, expectCode, expectSafeAnswer, type Fixtures, sweepSetup } from './requests.ts'
 
 /*
  * API4 (unrestricted resource consumption), OWASP API Security Top 10
@@ -33,13 +24,9 @@ let fx: Fixtures
 
 beforeAll(async () => {
   h = await createHarness({ tag: 'resources', env: { RATE_LIMIT_AUTH: `${LIMIT}/60` } })
-  doc = await loadDocument((path) => h.call('GET', path))
-  ops = operations(doc)
   buyer = await h.customer('buyer')
   product = await h.product({ stock: 1000 })
-  const order = await h.order(buyer, [{ productId: product.id, quantity: 1 }])
-  const [job] = await h.sql<{ id: string }[]>`select id from jobs limit 1`
-  fx = { productId: product.id, orderId: order.id, jobId: job!.id, jobName: 'payment.capture', refreshToken: buyer.refreshToken }
+  ;({ doc, ops, fx } = await sweepSetup(h, buyer, product.id))
 })
 afterAll(() => h?.close())
 
