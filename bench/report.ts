@@ -36,6 +36,10 @@ const rps = (r: BenchResults, scenario: string, name: string) => find(r, scenari
 function referenceOf(r: BenchResults, c: CaseResult): { name: string; value: number } | undefined {
   const bunish = /Bun|Elysia/.test(c.name)
   switch (c.scenario) {
+    case 'limit':
+      return c.name.endsWith(', API headers')
+        ? { name: c.name.replace(', API headers', ''), value: rps(r, 'limit', c.name.replace(', API headers', '')) }
+        : undefined
     case 'hot':
     case 'peers':
     case 'miss':
@@ -70,6 +74,10 @@ export function targets(r: BenchResults): Target[] {
       target: '≥ 0.60×',
       met: Number.isFinite(x) ? x >= 0.6 : null,
     })
+    // Not a target: how close the code gets to the same server sending the same headers (the API's promises, priced apart).
+    const same = (hot?.median.rps ?? Number.NaN) / rps(r, 'limit', `${limit}, API headers`)
+    if (Number.isFinite(same))
+      out.push({ what: `Hot read on ${runtime} vs ${limit} sending the same headers`, measured: ratio(same), target: '–', met: null })
     const p99 = hot?.median.p99 ?? Number.NaN
     out.push({
       what: `Hot read p99 on ${runtime}, ${r.plan.hotConnections} connections`,

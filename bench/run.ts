@@ -250,9 +250,17 @@ async function main(): Promise<void> {
   const body = await answer.text()
   if (answer.status !== 200) throw new Error(`the hot product answered ${answer.status}`)
   const peerEnv = { DATABASE_URL: small, REDIS_URL: redis.url }
+  // The headers edgeshop answers with, for the limit servers that send them too; the server adds Date and the length itself.
+  const apiHeaders = JSON.stringify(
+    Object.fromEntries(
+      [...answer.headers].filter(([name]) => !/^(date|content-length|connection|keep-alive|transfer-encoding)$/.test(name)),
+    ),
+  )
   const limits = {
     bun: await serve('limit-bun', [bunBin, 'bench/limit/bun.ts'], { BODY: body }),
     node: await serve('limit-node', [nodeBin, 'bench/limit/node.mjs'], { BODY: body }),
+    bunHeaders: await serve('limit-bun-headers', [bunBin, 'bench/limit/bun.ts'], { BODY: body, HEADERS: apiHeaders }),
+    nodeHeaders: await serve('limit-node-headers', [nodeBin, 'bench/limit/node.mjs'], { BODY: body, HEADERS: apiHeaders }),
   }
   const peers = {
     express: await serve('express', [nodeBin, 'bench/peers/express.mjs'], peerEnv),
@@ -295,6 +303,8 @@ async function main(): Promise<void> {
   const cases: Case[] = [
     { scenario: 'limit', name: 'Bun.serve', run: get(limits.bun, hotPath) },
     { scenario: 'limit', name: 'node:http', run: get(limits.node, hotPath) },
+    { scenario: 'limit', name: 'Bun.serve, API headers', run: get(limits.bunHeaders, hotPath) },
+    { scenario: 'limit', name: 'node:http, API headers', run: get(limits.nodeHeaders, hotPath) },
     { scenario: 'hot', name: 'edgeshop Bun', run: get(servers.bun, hotPath) },
     { scenario: 'hot', name: 'edgeshop Node', run: get(servers.node, hotPath) },
     { scenario: 'peers', name: 'Elysia + Bun Redis', run: get(peers.elysia, hotPath) },

@@ -1,12 +1,12 @@
 import { OpenAPIHono } from '@hono/zod-openapi'
 import { accountsRoutes } from './features/accounts/routes.ts'
-import { catalogRoutes } from './features/catalog/routes.ts'
+import { catalogRoutes, productReadLane } from './features/catalog/routes.ts'
 import { jobRoutes } from './features/jobs/routes.ts'
 import { orderRoutes } from './features/orders/routes.ts'
 import { registerReference } from './features/system/reference.ts'
 import { systemRoutes } from './features/system/routes.ts'
 import type { AppEnv } from './http/context.ts'
-import { edge } from './http/edge.ts'
+import { type EarlyRoute, edge } from './http/edge.ts'
 import { errorHandler, notFoundHandler } from './http/errors.ts'
 import { corsFor } from './http/security.ts'
 import { validationHook } from './http/validation.ts'
@@ -29,7 +29,7 @@ export function createApp(platform: Platform) {
   const perRequest = platform.mode.database === 'hyperdrive'
   app.use(
     edge({
-      logger,
+      record: platform.recordRequest,
       metrics,
       bodyLimitBytes: config.bodyLimitBytes,
       deps: perRequest ? (c) => platform.deps(c.executionCtx) : () => platform.deps(),
@@ -47,7 +47,28 @@ export function createApp(platform: Platform) {
     .route('/', jobRoutes(platform))
 
   registerReference(app, platform)
+
+  // The catalog's hottest read is answered before routing when L1 holds it;
+  // everything else, and every miss, is routed. `fetch` is what Bun, Workers
+  // (and `app.request`) call; Node takes the early route before it builds a
+  // Request at all (src/runtime/node.ts).
+  const early = earlyRoute(platform)
+  const routed = routes.fetch
+  routes.fetch = (req, env, ctx) => {
+    const answer = early(req.method, req.url, (name) => req.headers.get(name))
+    // A PlainAnswer is a ResponseInit (status, headers) as it is.
+    return answer ? new Response(answer.body, answer) : routed(req, env, ctx)
+  }
   return routes
+}
+
+/**
+ * What is answered before routing: the catalog's read lane. The app's
+ * `fetch` takes it first, and so may a runtime that can call it before it
+ * builds a `Request` (Node).
+ */
+export function earlyRoute(platform: Platform): EarlyRoute {
+  return productReadLane(platform)
 }
 
 /** The type of the edgeshop app, for typed clients: `hc<AppType>(baseUrl)`. */

@@ -6,6 +6,7 @@ import type { PasswordHasher } from './features/accounts/password.ts'
 import { type AccessTokens, createAccessTokens } from './features/accounts/tokens.ts'
 import { type OrderJobDeps, orderJobHandlers } from './features/orders/jobs.ts'
 import type { Deps } from './http/context.ts'
+import { type RecordRequest, requestRecorder } from './http/edge.ts'
 import { type Cache, createCache } from './infra/cache.ts'
 import { createQstashDispatcher, inlineDispatcher, type JobDispatcher } from './infra/jobs/dispatch.ts'
 import { type JobRef, type JobRuntime, runJobById } from './infra/jobs/jobs.ts'
@@ -31,6 +32,8 @@ export interface Platform {
   readonly logger: Logger
   /** Present on Bun and Node; an isolate's counters would mean nothing on Workers. */
   readonly metrics: Metrics | undefined
+  /** The access log line and the request metrics of one answer, whichever path answered it; undefined when neither is wanted. */
+  readonly recordRequest: RecordRequest | undefined
   /** Which engine backs each concern, as `/readyz` and the first log line report it. */
   readonly mode: {
     database: DatabaseHandle['kind']
@@ -188,6 +191,7 @@ export function createPlatform(parts: PlatformParts): Platform {
     config,
     logger,
     metrics,
+    recordRequest: requestRecorder(logger, metrics),
     mode: { database: parts.databaseKind, cache: redis ? 'redis' : 'memory', queue: config.qstash ? 'qstash' : 'embedded' },
     redis,
     passwords: parts.passwords,

@@ -36,28 +36,87 @@ export function routeOf(c: Context): string {
 
 const complete = new WeakSet<Response>()
 
+/** An answer as plain data: its status, body and final header record. */
+export interface PlainAnswer {
+  status: number
+  body: string | null
+  headers: Record<string, string>
+}
+
+/**
+ * A route answered before routing when it can be (the catalog's read lane):
+ * it gets the method, the request target (a path, or an absolute URL as
+ * `Request.url` has it) and a header reader, and answers a
+ * {@link PlainAnswer} with every header final — or undefined, and the request
+ * is routed as usual. It logs and counts what it answers itself.
+ */
+export type EarlyRoute = (method: string, target: string, header: (name: string) => string | null | undefined) => PlainAnswer | undefined
+
 /**
  * An answer whose headers are final when it is made: the API headers and the
  * request id are in its record already, so {@link edge} adds nothing
  * afterwards. On Node this keeps the answer a plain header record that is
  * written as it is, instead of a `Headers` object converted back per request;
- * on every runtime it saves the per-header checks. The hot read paths answer
+ * on every runtime it saves the per-header checks. The catalog's reads answer
  * this way; everything else may use Hono's helpers and gets the same headers
  * added by {@link edge}.
  *
  * @example
  * ```ts
- * return finalAnswer(c, cached.body, 200, { 'Content-Type': 'application/json', ETag: cached.etag })
+ * return finalAnswer({ status: 200, body, headers: { ...API_HEADERS, 'X-Request-Id': c.get('requestId') } })
  * ```
  */
-export function finalAnswer(c: Context<AppEnv>, body: string | null, status: number, headers: Record<string, string>): Response {
-  const res = new Response(body, { status, headers: { ...API_HEADERS, ...headers, 'X-Request-Id': c.get('requestId') } })
+export function finalAnswer(answer: PlainAnswer): Response {
+  // A PlainAnswer is a ResponseInit (status, headers) as it is.
+  const res = new Response(answer.body, answer)
   complete.add(res)
   return res
 }
 
+/**
+ * The request id of an answer: the caller's `X-Request-Id` when it is sane
+ * (1–128 of `[A-Za-z0-9_\-=.:]`), else a new one.
+ */
+export function requestIdFrom(given: string | null | undefined): string {
+  return given != null && SANE_ID.test(given) ? given : newRequestId()
+}
+
+/**
+ * Records one answered request: its log line and its metrics. Made once per
+ * platform (`platform.recordRequest`): {@link edge} and the early routes
+ * record through it, so every answer counts once, under one set of series.
+ */
+export type RecordRequest = (method: string, route: string, status: number, requestId: string, start: number) => void
+
+/** The recorder for this logger and registry; undefined when neither wants requests. */
+export function requestRecorder(logger: Logger, metrics: Metrics | undefined): RecordRequest | undefined {
+  const logRequests = logger.enabled('info')
+  if (!logRequests && !metrics) return undefined
+  const requests = metrics?.counter('edgeshop_http_requests_total', 'HTTP requests by method, route and status', [
+    'method',
+    'route',
+    'status',
+  ])
+  const latency = metrics?.histogram('edgeshop_http_request_duration_seconds', 'HTTP request latency by route', ['route'], LATENCY_BUCKETS)
+  return (method, route, status, requestId, start) => {
+    const durationMs = performance.now() - start
+    if (requests) {
+      requests.inc({ method, route, status })
+      latency!.observe({ route }, durationMs / 1000)
+    }
+    // Built by hand: the method is an HTTP token, the route a pattern from the code, the request id matched SANE_ID — nothing to escape.
+    if (logRequests)
+      logger.serialized(
+        'info',
+        'request',
+        `"method":"${method}","route":"${route}","status":${status},"durationMs":${Math.round(durationMs * 100) / 100},"requestId":"${requestId}"`,
+      )
+  }
+}
+
 export interface EdgeOptions {
-  logger: Logger
+  /** Where answers are logged and counted ({@link requestRecorder}). */
+  record: RecordRequest | undefined
   metrics?: Metrics | undefined
   /** The largest request body accepted; larger ones are 413 `payload_too_large` before any handler reads them. */
   bodyLimitBytes: number
@@ -66,28 +125,21 @@ export interface EdgeOptions {
 }
 
 /**
- * The one middleware every request passes through, outermost: it gives the
- * request its id (the caller's `X-Request-Id` when it is sane, else a new
- * id) and its dependencies, enforces the body limit on requests that carry
- * one, adds the API's security headers and the request id to the answer, and
- * writes one log line and the request metrics. One layer instead of five,
- * because each layer is a closure, a promise and a context switch on every
- * request of the hot path (see docs/BENCHMARKS.md).
+ * The one middleware every routed request passes through, outermost: it
+ * gives the request its id (the caller's `X-Request-Id` when it is sane, else
+ * a new id) and its dependencies, enforces the body limit on requests that
+ * carry one, adds the API's security headers and the request id to the
+ * answer, and writes one log line and the request metrics. One layer instead
+ * of five, because each layer is a closure, a promise and a context switch on
+ * every request of the hot path (see docs/BENCHMARKS.md).
  *
  * @example
  * ```ts
- * app.use(edge({ logger, metrics, bodyLimitBytes: 65536, deps: () => shared }))
+ * app.use(edge({ record: requestRecorder(logger, metrics), metrics, bodyLimitBytes: 65536, deps: () => shared }))
  * ```
  */
 export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
-  const { logger, metrics, deps, bodyLimitBytes } = opts
-  const logRequests = logger.enabled('info')
-  const requests = metrics?.counter('edgeshop_http_requests_total', 'HTTP requests by method, route and status', [
-    'method',
-    'route',
-    'status',
-  ])
-  const latency = metrics?.histogram('edgeshop_http_request_duration_seconds', 'HTTP request latency by route', ['route'], LATENCY_BUCKETS)
+  const { record, metrics, deps, bodyLimitBytes } = opts
   let inFlight = 0
   metrics?.gauge('edgeshop_http_requests_in_flight', 'Requests received and not yet answered', () => inFlight)
   const limitBody = bodyLimit({
@@ -98,8 +150,7 @@ export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
 
   return async function edge(c, next) {
     const start = performance.now()
-    const given = c.req.header('x-request-id')
-    const requestId = given !== undefined && SANE_ID.test(given) ? given : newRequestId()
+    const requestId = requestIdFrom(c.req.header('x-request-id'))
     c.set('requestId', requestId)
     c.set('deps', deps(c))
     const method = c.req.method
@@ -120,20 +171,6 @@ export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
       for (const name in API_HEADERS) if (!headers.has(name)) headers.set(name, API_HEADERS[name]!)
       headers.set('X-Request-Id', requestId)
     }
-    if (!logRequests && !metrics) return
-    const durationMs = performance.now() - start
-    const route = routeOf(c)
-    const status = res.status
-    if (requests) {
-      requests.inc({ method, route, status })
-      latency!.observe({ route }, durationMs / 1000)
-    }
-    // Built by hand: the method is an HTTP token, the route a pattern from the code, the request id matched SANE_ID — nothing to escape.
-    if (logRequests)
-      logger.serialized(
-        'info',
-        'request',
-        `"method":"${method}","route":"${route}","status":${status},"durationMs":${Math.round(durationMs * 100) / 100},"requestId":"${requestId}"`,
-      )
+    record?.(method, routeOf(c), res.status, requestId, start)
   }
 }

@@ -39,6 +39,13 @@ export interface Cache {
   readonly shared: boolean
   /** A versioned entity; `load` answers `null` for "does not exist" (kept in L1 only). */
   entity(key: string, load: () => Promise<Cached | null>): Promise<Cached | null>
+  /**
+   * The entity's fresh L1 copy, synchronously, or undefined when this
+   * process has none (expired, never loaded, known not to exist, L1 off).
+   * Counts an L1 hit when it finds one and nothing otherwise: the caller
+   * goes on to {@link Cache.entity}, which counts the miss.
+   */
+  peek(key: string): Cached | undefined
   /** Version `version` of `key` was just written: evict it here, and leave a tombstone in L2 that no older load can overwrite. */
   invalidateEntity(key: string, version: number): Promise<void>
   /** A page of a collection, valid for the collection's current generation. */
@@ -246,6 +253,13 @@ export function createCache(opts: CacheOptions): Cache {
         }
         return loaded
       })
+    },
+
+    peek(key) {
+      const hit = entities.get(prefix + key)
+      if (hit === undefined || hit.value === null || hit.expiresAt <= now()) return undefined
+      lookups?.inc({ tier: 'l1', result: 'hit' })
+      return hit.value
     },
 
     async invalidateEntity(key, version) {

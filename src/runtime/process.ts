@@ -1,11 +1,12 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { Context } from 'hono'
-import { createApp } from '../app.ts'
+import { createApp, earlyRoute } from '../app.ts'
 import { type Config, ConfigError, loadConfig, type RuntimeName } from '../config.ts'
 import type { DatabaseHandle } from '../db/database.ts'
 import { migrate } from '../db/migrate.ts'
 import { ensureAdmin } from '../features/accounts/service.ts'
+import type { EarlyRoute } from '../http/edge.ts'
 import { createEmbeddedRunner } from '../infra/jobs/runner.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
 import { createMetrics } from '../observability/metrics.ts'
@@ -24,7 +25,12 @@ export type FetchHandler = (req: Request, env: unknown) => Response | Promise<Re
 /** How one runtime serves HTTP. */
 export interface HttpAdapter {
   name: Extract<RuntimeName, 'bun' | 'node'>
-  listen(fetch: FetchHandler, opts: { port: number; host: string }): Promise<Listener>
+  /**
+   * Serves `fetch`. `early` is the app's early route (`earlyRoute`), for a
+   * runtime that can take it before building a `Request` (Node); others
+   * leave it to `fetch`, which takes it too.
+   */
+  listen(fetch: FetchHandler, opts: { port: number; host: string; early: EarlyRoute }): Promise<Listener>
   peerAddress(c: Context): string | undefined
 }
 
@@ -224,12 +230,24 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   await bootstrapAdmin(platform, database)
   let draining = false
   // While shutting down, every answer asks the client to close its connection, so keep-alive connections end with their last response.
-  const fetch: FetchHandler = async (req, env) => {
-    const res = await (app.fetch as FetchHandler)(req, env)
-    if (draining) res.headers.set('Connection', 'close')
+  // Not async: an answer made synchronously (the catalog's read lane) is passed on as it is, and
+  // `@hono/node-server` writes such an answer without awaiting anything.
+  const closing = (res: Response) => {
+    res.headers.set('Connection', 'close')
     return res
   }
-  const listener = await adapter.listen(fetch, { port: config.port, host: config.host })
+  const fetch: FetchHandler = (req, env) => {
+    const res = (app.fetch as FetchHandler)(req, env)
+    if (!draining) return res
+    return res instanceof Promise ? res.then(closing) : closing(res)
+  }
+  const lane = earlyRoute(platform)
+  const early: EarlyRoute = (method, target, header) => {
+    const answer = lane(method, target, header)
+    if (answer && draining) answer.headers.Connection = 'close'
+    return answer
+  }
+  const listener = await adapter.listen(fetch, { port: config.port, host: config.host, early })
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${listener.port}`
   logger.info(`listening on ${url}`, { port: listener.port })
   runner?.start()

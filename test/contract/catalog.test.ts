@@ -73,7 +73,14 @@ describe('catalog: reads', () => {
     expect(await again.text()).toBe('')
     const weak = await client(base).get(`/v1/products/${p.id}`, { headers: { 'If-None-Match': 'W/"0", W/"1"' } })
     expect(weak.status).toBe(304)
-    expect((await client(base).get(`/v1/products/${p.id}`, { headers: { 'If-None-Match': '"0"' } })).status).toBe(200)
+    const fresh = await client(base).get(`/v1/products/${p.id}`, { headers: { 'If-None-Match': '"0"', 'X-Request-Id': 'catalog-read-7' } })
+    expect(fresh.status).toBe(200)
+    // The first read loaded the product; this one comes from L1, answered before routing (the catalog's read lane).
+    const headersOf = (r: Response) => [...r.headers].filter(([name]) => name !== 'date' && name !== 'x-request-id')
+    expect(headersOf(fresh)).toEqual(headersOf(res))
+    expect(fresh.headers.get('x-request-id')).toBe('catalog-read-7')
+    expect(again.headers.get('x-content-type-options')).toBe('nosniff')
+    expect(await fresh.json()).toEqual(p)
   })
 
   it('unknown, malformed and archived ids are 404 not_found', async () => {
