@@ -31,12 +31,16 @@ FROM node:${NODE_VERSION}-slim AS runtime
 # MALLOC_ARENA_MAX: argon2id hashes in libuv's threads, and glibc's per-thread
 # arenas kept ~150 MB of it resident after a burst of logins; two arenas halve that.
 # --max-semi-space-size=8: V8 sized the young generation from the machine's
-# memory and kept ~90 MB more resident under checkout load, for no throughput
-# (docs/BENCHMARKS.md, memory). Override with -e NODE_OPTIONS=...
+# memory and kept ~90 MB more resident under checkout load, for no throughput.
+# --max-old-space-size=256: the heap's live set under load is ~25 MB, but with
+# the machine-sized limit V8 let garbage grow the heap to ~100 MB before
+# collecting; 256 MB keeps ~10x the live set (docs/DECISIONS.md). Raise it with
+# the container's memory if the L1 cache is made much larger:
+# -e NODE_OPTIONS="--max-semi-space-size=8 --max-old-space-size=1024".
 ENV NODE_ENV=production \
     PORT=3000 \
     MALLOC_ARENA_MAX=2 \
-    NODE_OPTIONS=--max-semi-space-size=8
+    NODE_OPTIONS="--max-semi-space-size=8 --max-old-space-size=256"
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=deps /app/dist ./dist
