@@ -16,22 +16,35 @@ export const API_HEADERS: Readonly<Record<string, string>> = {
   'Strict-Transport-Security': 'max-age=31536000; includeSubDomains',
 }
 
+const EXPOSED_HEADERS = [
+  'ETag',
+  'Location',
+  'Retry-After',
+  'RateLimit-Limit',
+  'RateLimit-Remaining',
+  'RateLimit-Reset',
+  'Idempotent-Replayed',
+  'X-Request-Id',
+]
+
+/**
+ * What {@link corsFor} adds to the answer of a request that has no `Origin`:
+ * the exposed headers, and `Vary: Origin` so that HTTP caches keep it apart
+ * from answers to cross-origin requests. An answer made outside the
+ * middleware (the catalog's read lane) adds the same when CORS is on.
+ */
+export const CORS_HEADERS_WITHOUT_ORIGIN: Readonly<Record<string, string>> = {
+  'Access-Control-Expose-Headers': EXPOSED_HEADERS.join(','),
+  Vary: 'Origin',
+}
+
 /** CORS for the configured origins only; other origins get no CORS headers. */
 export function corsFor(origins: string[]): MiddlewareHandler {
   return cors({
     origin: origins,
     allowMethods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
     allowHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key', 'If-Match', 'If-None-Match', 'X-Request-Id'],
-    exposeHeaders: [
-      'ETag',
-      'Location',
-      'Retry-After',
-      'RateLimit-Limit',
-      'RateLimit-Remaining',
-      'RateLimit-Reset',
-      'Idempotent-Replayed',
-      'X-Request-Id',
-    ],
+    exposeHeaders: EXPOSED_HEADERS,
     maxAge: 600,
   })
 }

@@ -129,7 +129,7 @@ describe('the product read lane', () => {
 })
 
 describe('the product read lane with CORS on', () => {
-  it('routes cross-origin reads, which need the CORS headers', async () => {
+  it('answers what the CORS layer would add without an Origin, and routes requests with one', async () => {
     const t = await createTestApp({ env: { CORS_ORIGINS: 'https://shop.example' } })
     const row = await createProduct(catalog(t), {
       sku: 'LANE-2',
@@ -141,7 +141,10 @@ describe('the product read lane with CORS on', () => {
       active: true,
     })
     const path = `/v1/products/${row.id}`
-    await t.app.request(path)
+    const routed = await t.app.request(path)
+    expect(routed.headers.get('vary')).toBe('Origin')
+    const fromLane = await t.app.request(path)
+    expect(withoutRequestId(fromLane)).toEqual(withoutRequestId(routed))
     const lane = productReadLane(t.platform)
     expect(lane('GET', path, () => undefined)).toBeDefined()
     expect(lane('GET', path, (name) => (name === 'origin' ? 'https://shop.example' : undefined))).toBeUndefined()

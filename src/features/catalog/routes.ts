@@ -5,7 +5,7 @@ import type { AppEnv } from '../../http/context.ts'
 import { type EarlyRoute, finalAnswer, type PlainAnswer, requestIdFrom } from '../../http/edge.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
 import { AppError } from '../../http/problem.ts'
-import { API_HEADERS } from '../../http/security.ts'
+import { API_HEADERS, CORS_HEADERS_WITHOUT_ORIGIN } from '../../http/security.ts'
 import type { Cached } from '../../infra/cache.ts'
 import { ifMatchVersions, noneMatch, PUBLIC_CACHE_CONTROL } from '../../lib/http-cache.ts'
 import { isUuid } from '../../lib/uuid.ts'
@@ -113,17 +113,24 @@ const archiveRoute = createRoute({
   responses: { 204: { description: 'Archived' }, ...problems('not_found', ...adminProblems) },
 })
 
-// The headers of a cached answer but its tag and request id, made once: each answer copies one record.
-const FOUND_HEADERS = { ...API_HEADERS, 'Content-Type': 'application/json', 'Cache-Control': PUBLIC_CACHE_CONTROL }
-const NOT_MODIFIED_HEADERS = { ...API_HEADERS, 'Cache-Control': PUBLIC_CACHE_CONTROL }
+/** The headers of a cached answer but its tag and request id, made once: each answer copies one record. */
+function cachedHeaders(extra: Readonly<Record<string, string>>) {
+  return {
+    found: { ...API_HEADERS, 'Content-Type': 'application/json', 'Cache-Control': PUBLIC_CACHE_CONTROL, ...extra },
+    notModified: { ...API_HEADERS, 'Cache-Control': PUBLIC_CACHE_CONTROL, ...extra },
+  }
+}
+type CachedHeaders = ReturnType<typeof cachedHeaders>
+const ROUTED_HEADERS = cachedHeaders({})
 
 /** The answer of cached bytes, headers final (the hot path): 304 when the client's tag is current. */
-function cachedAnswer(cached: Cached, ifNoneMatch: string | null | undefined, requestId: string): PlainAnswer {
+function cachedAnswer(base: CachedHeaders, cached: Cached, ifNoneMatch: string | null | undefined, requestId: string): PlainAnswer {
   return noneMatch(ifNoneMatch ?? undefined, cached.etag)
-    ? { status: 304, body: null, headers: { ...NOT_MODIFIED_HEADERS, ETag: cached.etag, 'X-Request-Id': requestId } }
-    : { status: 200, body: cached.body, headers: { ...FOUND_HEADERS, ETag: cached.etag, 'X-Request-Id': requestId } }
+    ? { status: 304, body: null, headers: { ...base.notModified, ETag: cached.etag, 'X-Request-Id': requestId } }
+    : { status: 200, body: cached.body, headers: { ...base.found, ETag: cached.etag, 'X-Request-Id': requestId } }
 }
-const answer = (c: Context<AppEnv>, cached: Cached) => finalAnswer(cachedAnswer(cached, c.req.header('if-none-match'), c.get('requestId')))
+const answer = (c: Context<AppEnv>, cached: Cached) =>
+  finalAnswer(cachedAnswer(ROUTED_HEADERS, cached, c.req.header('if-none-match'), c.get('requestId')))
 
 const PRODUCT_PATH = '/v1/products/'
 const PRODUCT_ROUTE = '/v1/products/:id'
@@ -135,8 +142,8 @@ const PRODUCT_ROUTE = '/v1/products/:id'
  * (the same bytes, headers and 304s, a request id, a log line, the metrics)
  * without the router, the context object and the middleware promises, which
  * cost more than the answer itself (docs/BENCHMARKS.md). Everything else — a
- * miss, an unknown id, HEAD, any other spelling of the path, a cross-origin
- * request when CORS is on — is left to the router, which loads, counts the
+ * miss, an unknown id, HEAD, any other spelling of the path, a request with
+ * an `Origin` when CORS is on — is left to the router, which loads, counts the
  * miss and handles errors.
  *
  * @example
@@ -147,6 +154,8 @@ const PRODUCT_ROUTE = '/v1/products/:id'
  */
 export function productReadLane(platform: Platform): EarlyRoute {
   const cors = platform.config.corsOrigins.length > 0
+  // Routed answers get these from the CORS middleware, which the lane does not pass through.
+  const headers = cachedHeaders(cors ? CORS_HEADERS_WITHOUT_ORIGIN : {})
   const { cache, recordRequest } = platform
   return (method, target, header) => {
     if (method !== 'GET') return undefined
@@ -161,7 +170,7 @@ export function productReadLane(platform: Platform): EarlyRoute {
     const cached = cache.peek(productKey(id))
     if (cached === undefined) return undefined
     const requestId = requestIdFrom(header('x-request-id'))
-    const answer = cachedAnswer(cached, header('if-none-match'), requestId)
+    const answer = cachedAnswer(headers, cached, header('if-none-match'), requestId)
     recordRequest?.('GET', PRODUCT_ROUTE, answer.status, requestId, start)
     return answer
   }
