@@ -228,7 +228,14 @@ async function main(): Promise<void> {
   const edgeshop = (runtime: 'bun' | 'node') =>
     runtime === 'bun'
       ? [bunBin, 'src/runtime/bun.ts']
-      : ['env', 'MALLOC_ARENA_MAX=2', 'MALLOC_MMAP_THRESHOLD_=131072', 'NODE_OPTIONS=--max-semi-space-size=8 --max-old-space-size=256', nodeBin, 'dist/runtime/node.mjs']
+      : [
+          'env',
+          'MALLOC_ARENA_MAX=2',
+          'MALLOC_MMAP_THRESHOLD_=131072',
+          'NODE_OPTIONS=--max-semi-space-size=8 --max-old-space-size=256',
+          nodeBin,
+          'dist/runtime/node.mjs',
+        ]
   const builtNode = spawnSync(bunBin, ['run', 'build:node'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
   if (builtNode.status !== 0) throw new Error('bun run build:node failed')
 
