@@ -36,10 +36,10 @@ const rps = (r: BenchResults, scenario: string, name: string) => find(r, scenari
 function referenceOf(r: BenchResults, c: CaseResult): { name: string; value: number } | undefined {
   const bunish = /Bun|Elysia/.test(c.name)
   switch (c.scenario) {
-    case 'limit':
-      return c.name.endsWith(', API headers')
-        ? { name: c.name.replace(', API headers', ''), value: rps(r, 'limit', c.name.replace(', API headers', '')) }
-        : undefined
+    case 'limit': {
+      const bare = c.name.replace(', API headers', '')
+      return bare === c.name ? undefined : { name: bare, value: rps(r, 'limit', bare) }
+    }
     case 'hot':
     case 'peers':
     case 'miss':

@@ -22,7 +22,7 @@ import type { Platform } from './platform.ts'
  * const res = await app.request('/healthz')
  * ```
  */
-export function createApp(platform: Platform) {
+export function createApp(platform: Platform, opts: { earlyRoute?: boolean } = {}) {
   const { config, logger, metrics } = platform
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
 
@@ -50,8 +50,10 @@ export function createApp(platform: Platform) {
 
   // The catalog's hottest read is answered before routing when L1 holds it;
   // everything else, and every miss, is routed. `fetch` is what Bun, Workers
-  // (and `app.request`) call; Node takes the early route before it builds a
-  // Request at all (src/runtime/node.ts).
+  // and `app.request` call. A runtime that takes the early route itself,
+  // before it builds a Request (Node), asks for `earlyRoute: false`, so that
+  // what the early route declined is not looked at twice.
+  if (opts.earlyRoute === false) return routes
   const early = earlyRoute(platform)
   const routed = routes.fetch
   routes.fetch = (req, env, ctx) => {

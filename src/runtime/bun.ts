@@ -4,6 +4,8 @@ import { type HttpAdapter, main } from './process.ts'
 /** Serving with `Bun.serve`; the peer address comes from the socket. */
 export const bunAdapter: HttpAdapter = {
   name: 'bun',
+  // Bun hands over a Request anyway: the app's fetch takes the early route.
+  takesEarlyRoute: false,
   async listen(fetch, { port, host }) {
     const server = Bun.serve({
       port,

@@ -6,13 +6,14 @@ import { type HttpAdapter, main } from './process.ts'
 /** Serving with `node:http` through `@hono/node-server`; the peer address comes from the socket. */
 export const nodeAdapter: HttpAdapter = {
   name: 'node',
+  takesEarlyRoute: true,
   listen(fetch, { port, host, early }) {
     // The early route is taken on node:http's own request, before `@hono/node-server` builds a Request
     // and reads back a Response: for the hot read that translation costs more than the answer.
     const earlyFirst =
       (routed: RequestListener): RequestListener =>
       (req, res) => {
-        const answer = early(req.method ?? '', req.url ?? '', (name) => {
+        const answer = early?.(req.method ?? '', req.url ?? '', (name) => {
           const value = req.headers[name]
           return typeof value === 'string' ? value : undefined
         })

@@ -26,11 +26,12 @@ export type FetchHandler = (req: Request, env: unknown) => Response | Promise<Re
 export interface HttpAdapter {
   name: Extract<RuntimeName, 'bun' | 'node'>
   /**
-   * Serves `fetch`. `early` is the app's early route (`earlyRoute`), for a
-   * runtime that can take it before building a `Request` (Node); others
-   * leave it to `fetch`, which takes it too.
+   * Whether `listen` takes the app's early route (`earlyRoute`) itself,
+   * before it builds a `Request` (Node). Otherwise the app's `fetch` takes it.
    */
-  listen(fetch: FetchHandler, opts: { port: number; host: string; early: EarlyRoute }): Promise<Listener>
+  takesEarlyRoute: boolean
+  /** Serves `fetch`, after `early` when the adapter takes it. */
+  listen(fetch: FetchHandler, opts: { port: number; host: string; early?: EarlyRoute | undefined }): Promise<Listener>
   peerAddress(c: Context): string | undefined
 }
 
@@ -226,7 +227,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     embeddedDispatcher: runner?.dispatcher,
   })
   platformRef = platform
-  const app = createApp(platform)
+  const app = createApp(platform, { earlyRoute: !adapter.takesEarlyRoute })
   await bootstrapAdmin(platform, database)
   let draining = false
   // While shutting down, every answer asks the client to close its connection, so keep-alive connections end with their last response.
@@ -241,12 +242,14 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     if (!draining) return res
     return res instanceof Promise ? res.then(closing) : closing(res)
   }
-  const lane = earlyRoute(platform)
-  const early: EarlyRoute = (method, target, header) => {
-    const answer = lane(method, target, header)
-    if (answer && draining) answer.headers.Connection = 'close'
-    return answer
-  }
+  const lane = adapter.takesEarlyRoute ? earlyRoute(platform) : undefined
+  const early: EarlyRoute | undefined =
+    lane &&
+    ((method, target, header) => {
+      const answer = lane(method, target, header)
+      if (answer && draining) answer.headers.Connection = 'close'
+      return answer
+    })
   const listener = await adapter.listen(fetch, { port: config.port, host: config.host, early })
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${listener.port}`
   logger.info(`listening on ${url}`, { port: listener.port })
