@@ -19,7 +19,9 @@ import type { Logger } from './observability/logger.ts'
  *
  * A tick runs once per slot (its minute, or its day) however many instances
  * tick: the first to insert the slot's row in `schedule_runs` runs it, under
- * a transaction-scoped advisory lock so two runs never overlap.
+ * a transaction-scoped advisory lock so two runs never overlap. The minutely
+ * expiry then commits in small batches of its own, so that the products'
+ * row locks it takes never hold checkouts up for long.
  */
 
 export const MINUTELY = '* * * * *'
@@ -67,23 +69,32 @@ async function claimSlot(tx: Transaction, cron: string, slot: Date): Promise<'cl
 export async function runSchedule(cron: string, now: Date, env: ScheduleEnv): Promise<ScheduleReport> {
   const slot = slotOf(cron, now)
   if (!slot) return { ran: false, reason: 'not due' }
-  return env.db.transaction(async (tx) => {
+  const claim = await env.db.transaction(async (tx) => {
     const claim = await claimSlot(tx as Transaction, cron, slot)
-    if (claim !== 'claimed') return { ran: false, reason: claim }
-    const report = cron === MINUTELY ? await minutely(tx as Transaction, now, env) : await daily(tx as Transaction, now)
-    env.logger.info('schedule ran', { schedule: cron, slot: slot.toISOString(), ...report })
-    return { ran: true, schedule: cron, slot: slot.toISOString(), ...report }
+    if (claim !== 'claimed') return { ran: false as const, reason: claim }
+    // The daily purge runs inside the claim (nothing waits on its rows); the minutely work commits in batches of its own.
+    return { ran: true as const, report: cron === DAILY ? await daily(tx as Transaction, now) : undefined }
   })
+  if (!claim.ran) return claim
+  const report = claim.report ?? (await minutely(now, env))
+  env.logger.info('schedule ran', { schedule: cron, slot: slot.toISOString(), ...report })
+  return { ran: true, schedule: cron, slot: slot.toISOString(), ...report }
 }
 
-async function minutely(tx: Transaction, now: Date, env: ScheduleEnv) {
+/** Orders expired per transaction: each batch holds its products' row locks only until it commits. */
+const EXPIRY_BATCH = 100
+
+async function minutely(now: Date, env: ScheduleEnv) {
   let expired = 0
   const changed = new Map<string, number>()
+  // Each batch commits on its own, outside the slot's claim: releasing stock locks the catalog's hottest rows,
+  // and one transaction over every due order held them while checkouts queued behind them for seconds.
+  // A batch is atomic (expired together with its stock released); what a failure leaves, the next tick expires.
   for (;;) {
-    const batch = await expireOrders(tx, { now, limit: 500 })
+    const batch = await env.db.transaction((tx) => expireOrders(tx as Transaction, { now, limit: EXPIRY_BATCH }))
     expired += batch.expired.length
     for (const p of batch.changed) changed.set(p.id, Math.max(p.version, changed.get(p.id) ?? 0))
-    if (batch.expired.length < 500) break
+    if (batch.expired.length < EXPIRY_BATCH) break
   }
   if (changed.size > 0) {
     env.waitUntil(
