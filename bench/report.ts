@@ -226,7 +226,7 @@ export function render(r: BenchResults, chartDir = 'bench'): string {
   lines.push('### Versions and plan')
   lines.push('')
   lines.push(
-    `${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.pinned ? 'servers pinned to CPU 1 and load to CPU 0' : 'not pinned'}. Answer: ${r.answerBytes} bytes.`,
+    `${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.pinned ? 'servers pinned to CPU 1 and load to CPU 0 (checkout: PostgreSQL on CPU 0, its client on CPU 1)' : 'not pinned'}. Answer: ${r.answerBytes} bytes.`,
   )
   lines.push('')
   lines.push(

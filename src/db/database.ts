@@ -141,12 +141,14 @@ export function pgArray(values: readonly (string | number)[]): string {
  * const rows = await runStatement<{ id: string }>(tx, 'select id from products where sku = $1', [sku])
  * ```
  */
-export async function runStatement<T>(db: Database | Transaction, text: string, params: unknown[]): Promise<T[]> {
+export function runStatement<T>(db: Database | Transaction, text: string, params: unknown[]): Promise<T[]> {
   const client = (db as unknown as { session: { client: unknown } }).session.client as {
-    unsafe?: (text: string, params: unknown[], opts: { prepare: boolean }) => Promise<T[]>
+    unsafe?: (text: string, params: unknown[], opts: { prepare: boolean }) => Promise<T[]> & { execute(): Promise<T[]> }
     query?: (text: string, params: unknown[]) => Promise<{ rows: T[] }>
   }
-  if (typeof client.unsafe === 'function') return await client.unsafe(text, params, { prepare: true })
-  if (typeof client.query === 'function') return (await client.query(text, params)).rows
-  throw new Error('runStatement: the database driver is neither postgres.js nor PGlite')
+  // A postgres.js query is lazy until it is awaited; `execute()` hands it to the connection now, so statements
+  // reach the database in the order they were called here, whenever the caller awaits them.
+  if (typeof client.unsafe === 'function') return client.unsafe(text, params, { prepare: true }).execute()
+  if (typeof client.query === 'function') return client.query(text, params).then((result) => result.rows)
+  return Promise.reject(new Error('runStatement: the database driver is neither postgres.js nor PGlite'))
 }

@@ -124,6 +124,13 @@ export interface EdgeOptions {
   deps: (c: Context<AppEnv>) => Deps
 }
 
+/** The body's length as the request declares it; undefined without Content-Length, or when Transfer-Encoding overrides it. */
+function declaredLength(c: Context): number | undefined {
+  const length = c.req.header('content-length')
+  if (length === undefined || c.req.header('transfer-encoding') !== undefined) return undefined
+  return Number.parseInt(length, 10) || 0
+}
+
 /**
  * The one middleware every routed request passes through, outermost: it
  * gives the request its id (the caller's `X-Request-Id` when it is sane, else
@@ -142,11 +149,10 @@ export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
   const { record, metrics, deps, bodyLimitBytes } = opts
   let inFlight = 0
   metrics?.gauge('edgeshop_http_requests_in_flight', 'Requests received and not yet answered', () => inFlight)
-  const limitBody = bodyLimit({
-    maxSize: bodyLimitBytes,
-    // Answered here rather than thrown: this layer is outside the error handler's reach.
-    onError: (c) => problemResponse(c, new AppError('payload_too_large', `The body may be at most ${bodyLimitBytes} bytes`)),
-  })
+  // Answered here rather than thrown: this layer is outside the error handler's reach.
+  const tooLarge = (c: Context) => problemResponse(c, new AppError('payload_too_large', `The body may be at most ${bodyLimitBytes} bytes`))
+  // A body without a declared length (chunked) is counted as it is read.
+  const limitBody = bodyLimit({ maxSize: bodyLimitBytes, onError: tooLarge })
 
   return async function edge(c, next) {
     const start = performance.now()
@@ -156,9 +162,13 @@ export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
     const method = c.req.method
     inFlight++
     try {
-      // GET and HEAD carry no body; reading `raw.body` to find out would make Node build a full Request.
-      if (method === 'GET' || method === 'HEAD') await next()
-      else {
+      // GET and HEAD carry no body, and a declared length is checked as it is, as hono/body-limit does: looking
+      // at `raw.body` first would make Node build a full Request and read the body through a web stream.
+      const length = method === 'GET' || method === 'HEAD' ? 0 : declaredLength(c)
+      if (length !== undefined) {
+        if (length > bodyLimitBytes) c.res = tooLarge(c)
+        else await next()
+      } else {
         const refused = await limitBody(c, next)
         if (refused instanceof Response) c.res = refused
       }

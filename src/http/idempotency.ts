@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from 'hono'
-import { type Database, runStatement, type Transaction } from '../db/database.ts'
+import { type Database, isUniqueViolation, runStatement, type Transaction } from '../db/database.ts'
 import { sha256Hex } from '../lib/base64.ts'
 import { canonicalJson } from '../lib/canonical-json.ts'
 import type { AppEnv } from './context.ts'
@@ -26,15 +26,26 @@ const STORED = `
   select true as locked, fingerprint, status, body, headers::text as headers from idempotency_keys
   where user_id = $1::uuid and key = $2::text and expires_at > now()`
 
-/** Stores an answer; a live one already there is left alone (and no row comes back). */
+/** Stores an answer outside a transaction (a refusal, after its rollback); a live one already there is left alone. */
 const STORE = `
   insert into idempotency_keys (user_id, key, fingerprint, status, body, headers, expires_at, created_at)
   values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::jsonb, $7::timestamptz, now())
   on conflict (user_id, key) do update
   set fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, headers = excluded.headers,
       expires_at = excluded.expires_at, created_at = now()
-  where idempotency_keys.expires_at <= now()
-  returning key`
+  where idempotency_keys.expires_at <= now()`
+
+/** Inside the request's transaction, before {@link INSERT}: an expired answer for the key makes way. */
+const DROP_EXPIRED = 'delete from idempotency_keys where user_id = $1::uuid and key = $2::text and expires_at <= now()'
+
+/**
+ * Inside the request's transaction, its last statement: stores the answer,
+ * and fails with a unique violation (23505) when a live answer for the key
+ * is there already, which aborts the transaction.
+ */
+const INSERT = `
+  insert into idempotency_keys (user_id, key, fingerprint, status, body, headers, expires_at, created_at)
+  values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::jsonb, $7::timestamptz, now())`
 
 /**
  * Makes a POST idempotent per user and `Idempotency-Key` (API.md § Orders).
@@ -51,7 +62,8 @@ const STORE = `
  *    its effects: either both are committed or neither is.
  * Steps 1 and 2 are pipelined with the handler (one round trip for all
  * three), so the handler may run and be rolled back: handlers behind this
- * middleware have effects only through `tx` and `afterCommit`.
+ * middleware have effects only through `tx` and `afterCommit`. Step 3 is
+ * pipelined with the COMMIT: after BEGIN, a request costs two round trips.
  * Business refusals (404, 409, 412, 422) are stored too, after the rollback
  * of their effects; 5xx answers are not, so a retry runs again.
  *
@@ -71,11 +83,13 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
       })
     }
     const userId = c.get('principal').userId
-    const fingerprint = await sha256Hex(`${c.req.method} ${c.req.path}\n${canonicalJson(await c.req.text())}`)
+    const fingerprint = sha256Hex(`${c.req.method} ${c.req.path}\n${canonicalJson(await c.req.text())}`)
     const db = c.get('deps').db
     const afterCommit: (() => void)[] = []
     c.set('afterCommit', (work) => afterCommit.push(work))
     let outcome: 'busy' | 'reused' | 'answered' | StoredAnswer | undefined
+    let stored: Promise<unknown> | undefined
+    let ended: unknown
 
     try {
       await db.transaction(async (tx) => {
@@ -85,7 +99,8 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
         // with the transaction. Hence the rule for handlers behind this
         // middleware: effects only through `tx` and `afterCommit`. The
         // lookup's snapshot may predate the lock, so an answer committed in
-        // between can be missed here; `store` finds it then (see below).
+        // between can be missed here; the insert of our answer finds it then
+        // (see below).
         const lookup = runStatement<LookupRow>(tx, LOOKUP, [`${userId}:${key}`, userId, key])
         lookup.catch(() => {}) // awaited below, after the handler; this only keeps a failure from counting as unhandled meanwhile
         c.set('tx', tx as Transaction)
@@ -110,14 +125,28 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
           throw rollback
         }
         if (c.error || c.res.status >= 400) throw rollback
-        // A live answer already stored means another request with this key committed between our snapshot and our lock: roll back, replay that one.
-        if (!(await store(tx as Transaction, userId, key, fingerprint, c.res))) {
-          outcome = 'answered'
-          throw rollback
-        }
+        // The answer is stored by the transaction's last statements, which are not awaited here: the COMMIT that
+        // the driver sends once this callback returns leaves in the same write, and no round trip waits for the
+        // store alone. When the insert fails, the transaction is aborted and PostgreSQL answers that COMMIT
+        // with a rollback; the insert's own promise says so below.
+        stored = storeLast(tx as Transaction, userId, key, fingerprint, await storable(c.res))
+        stored.catch(() => {}) // awaited below, once the transaction has ended
       })
     } catch (err) {
-      if (err !== rollback) throw err
+      if (err !== rollback && !stored) throw err
+      // With the store in flight, its own outcome says what happened (PGlite reports the rolled-back COMMIT as an error too).
+      if (err !== rollback) ended = err
+    }
+    if (stored) {
+      try {
+        await stored
+      } catch (err) {
+        // A live answer already stored means another request with this key committed between our lookup's
+        // snapshot and our lock (or stored its refusal after its rollback): nothing was committed; replay that one.
+        if (!isUniqueViolation(err, 'idempotency_keys_user_id_key_pk')) throw err
+        outcome = 'answered'
+      }
+      if (outcome === undefined && ended !== undefined) throw ended
     }
 
     if (outcome === 'answered') {
@@ -136,7 +165,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
       return
     }
     if (c.error || c.res.status >= 400) {
-      if (STORED_ERRORS.has(c.res.status)) await store(db, userId, key, fingerprint, c.res).catch(() => {})
+      if (STORED_ERRORS.has(c.res.status)) await store(db, userId, key, fingerprint, await storable(c.res)).catch(() => {})
       return
     }
     for (const work of afterCommit) work()
@@ -163,15 +192,38 @@ function answerOf(row: LookupRow, fingerprint: string): StoredAnswer | 'reused' 
   return { status: Number(row.status), body: row.body ?? '', headers: JSON.parse(row.headers ?? '{}') as Record<string, string> }
 }
 
-/** Stores the answer; false when a live answer for the key is there already (the insert then changes nothing). */
-async function store(db: Database | Transaction, userId: string, key: string, fingerprint: string, res: Response): Promise<boolean> {
+/** What is stored of an answer: its status, body and the headers a replay repeats. */
+async function storable(res: Response): Promise<StoredAnswer> {
   const headers: Record<string, string> = {}
   for (const name of KEPT_HEADERS) {
     const value = res.headers.get(name)
     if (value !== null) headers[name] = value
   }
-  const body = await res.clone().text()
-  const expiresAt = new Date(Date.now() + IDEMPOTENCY_TTL_MS).toISOString()
-  const written = await runStatement(db, STORE, [userId, key, fingerprint, res.status, body, JSON.stringify(headers), expiresAt])
-  return written.length > 0
+  return { status: res.status, body: await res.clone().text(), headers }
+}
+
+const expiry = () => new Date(Date.now() + IDEMPOTENCY_TTL_MS).toISOString()
+
+/** Stores an answer outside a transaction; a live answer for the key already there is kept. */
+async function store(db: Database, userId: string, key: string, fingerprint: string, answer: StoredAnswer): Promise<void> {
+  await runStatement(db, STORE, [userId, key, fingerprint, answer.status, answer.body, JSON.stringify(answer.headers), expiry()])
+}
+
+/**
+ * Sends the transaction's last statements without waiting for them: an
+ * expired answer for the key goes, the new one is inserted. The promise
+ * rejects with a unique violation when a live answer is there already.
+ */
+function storeLast(tx: Transaction, userId: string, key: string, fingerprint: string, answer: StoredAnswer): Promise<unknown> {
+  const dropped = runStatement(tx, DROP_EXPIRED, [userId, key])
+  const inserted = runStatement(tx, INSERT, [
+    userId,
+    key,
+    fingerprint,
+    answer.status,
+    answer.body,
+    JSON.stringify(answer.headers),
+    expiry(),
+  ])
+  return Promise.all([dropped, inserted])
 }

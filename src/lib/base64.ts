@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto'
+
 /** Base64 of bytes: standard alphabet without padding (PHC strings), or URL-safe (tokens). */
 export function toBase64(bytes: Uint8Array, alphabet: 'standard' | 'url' = 'standard'): string {
   let bin = ''
@@ -19,10 +21,12 @@ export function fromBase64(text: string): Uint8Array<ArrayBuffer> {
 const encoder = new TextEncoder()
 export const utf8 = (s: string) => encoder.encode(s)
 
-/** SHA-256 of a string, as lowercase hex. */
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', utf8(text)))
-  let hex = ''
-  for (const b of digest) hex += b.toString(16).padStart(2, '0')
-  return hex
+/**
+ * SHA-256 of a string, as lowercase hex. Synchronous, through `node:crypto`
+ * (Bun, Node, and Workers with `nodejs_compat`): WebCrypto's `digest` hands
+ * the work to another thread and back, which cost 45 µs (Bun) to 190 µs
+ * (Node) a call against 1 µs here, and ~10% of a checkout's CPU time.
+ */
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex')
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { AUDIENCE, createAccessTokens, ISSUER, newRefreshToken, refreshTokenHash } from '../../src/features/accounts/tokens.ts'
 import { AppError } from '../../src/http/problem.ts'
+import { sha256Hex } from '../../src/lib/base64.ts'
 import { uuidv7 } from '../../src/lib/uuid.ts'
 import { decodeJwt, forgeJwt } from '../contract/helpers.ts'
 
@@ -71,8 +72,14 @@ describe('refresh tokens', () => {
     const a = newRefreshToken()
     expect(a).toMatch(/^[A-Za-z0-9_-]{43}$/)
     expect(newRefreshToken()).not.toBe(a)
-    const hash = await refreshTokenHash(a)
+    const hash = refreshTokenHash(a)
     expect(hash).toMatch(/^[0-9a-f]{64}$/)
     expect(hash).not.toContain(a)
+  })
+
+  it('hash with SHA-256 exactly (known answers, UTF-8 input)', () => {
+    expect(sha256Hex('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
+    expect(sha256Hex('')).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')
+    expect(sha256Hex('é')).toBe('4a99557e4033c3539de2eb65472017cad5f9557f7a0625a09f1c3f6e2ba69c4c')
   })
 })

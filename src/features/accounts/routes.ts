@@ -83,7 +83,7 @@ export function accountsRoutes(platform: Platform) {
   }
   const byIpAndToken = async (c: Context<AppEnv>) => {
     const token = await bodyField(c, 'refreshToken')
-    return token ? [ipKey(c), `token:${(await sha256Hex(token)).slice(0, 32)}`] : [ipKey(c)]
+    return token ? [ipKey(c), `token:${sha256Hex(token).slice(0, 32)}`] : [ipKey(c)]
   }
   const deps = (c: Context<AppEnv>): AccountsDeps => ({
     db: c.get('deps').db,

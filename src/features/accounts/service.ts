@@ -55,7 +55,7 @@ async function startSession(deps: AccountsDeps, db: Database, row: UserRow, fami
     id: uuidv7(now.getTime()),
     familyId,
     userId: row.id,
-    tokenHash: await refreshTokenHash(refreshToken),
+    tokenHash: refreshTokenHash(refreshToken),
     createdAt: now,
     expiresAt: new Date(now.getTime() + deps.refreshTtlSeconds * 1000),
   })
@@ -115,7 +115,7 @@ export async function login(deps: AccountsDeps, input: { email: string; password
  * thief from the owner, so both must log in again).
  */
 export async function refresh(deps: AccountsDeps, token: string, now = new Date()): Promise<Session> {
-  const hash = await refreshTokenHash(token)
+  const hash = refreshTokenHash(token)
   const session = await deps.db.transaction(async (tx) => {
     const [claimed] = await tx
       .update(refreshTokens)
@@ -158,7 +158,7 @@ async function revokeFamily(db: Database, familyId: string, now: Date) {
 
 /** Revokes the family of a refresh token. Unknown tokens are ignored: logout never tells whether a token existed. */
 export async function logout(deps: Pick<AccountsDeps, 'db'>, token: string, now = new Date()): Promise<void> {
-  const hash = await refreshTokenHash(token)
+  const hash = refreshTokenHash(token)
   const [known] = await deps.db
     .select({ familyId: refreshTokens.familyId })
     .from(refreshTokens)

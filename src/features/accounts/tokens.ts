@@ -35,7 +35,7 @@ const invalid = () => new AppError('unauthorized', 'The access token is missing,
 
 async function keyFor(secret: string) {
   const key = await crypto.subtle.importKey('raw', utf8(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify'])
-  const kid = (await sha256Hex(`edgeshop-kid:${secret}`)).slice(0, 16)
+  const kid = sha256Hex(`edgeshop-kid:${secret}`).slice(0, 16)
   return { kid, key }
 }
 

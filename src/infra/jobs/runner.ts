@@ -57,8 +57,19 @@ export function createEmbeddedRunner<D>(opts: { runtime: () => JobRuntime<D>; co
       await Promise.allSettled(loops)
       loops.length = 0
     },
-    /** A dispatcher that only wakes the loops: the jobs are already in the table. */
-    dispatcher: { kind: 'embedded', dispatch: () => runner.wake() } as JobDispatcher,
+    /**
+     * A dispatcher that only wakes the loops: the jobs are already in the
+     * table. Only for a job due now: one due later (an order's expiry) is
+     * found by a loop's own poll, and waking the loops for every checkout
+     * sent each of them to the database for nothing.
+     */
+    dispatcher: {
+      kind: 'embedded',
+      dispatch: (list) => {
+        const now = Date.now()
+        if (list.some((job) => job.runAt.getTime() <= now)) runner.wake()
+      },
+    } as JobDispatcher,
   }
   return runner
 }
