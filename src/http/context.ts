@@ -24,6 +24,12 @@ export interface AppEnv {
     tx: Transaction
     /** Set by `idempotency()`: work to start once that transaction has committed (job hand-over, cache invalidation). */
     afterCommit: (work: () => void) => void
+    /**
+     * Set by a handler behind `idempotency()` to the value it answers with as
+     * JSON: the middleware stores that instead of reading the answer back
+     * (which costs a copy of the body, and on Node the fast way of sending it).
+     */
+    answer: unknown
   }
 }
 

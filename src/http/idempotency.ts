@@ -129,7 +129,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
         // the driver sends once this callback returns leaves in the same write, and no round trip waits for the
         // store alone. When the insert fails, the transaction is aborted and PostgreSQL answers that COMMIT
         // with a rollback; the insert's own promise says so below.
-        stored = storeLast(tx as Transaction, userId, key, fingerprint, await storable(c.res))
+        stored = storeLast(tx as Transaction, userId, key, fingerprint, await storable(c.res, c.get('answer')))
         stored.catch(() => {}) // awaited below, once the transaction has ended
       })
     } catch (err) {
@@ -192,14 +192,19 @@ function answerOf(row: LookupRow, fingerprint: string): StoredAnswer | 'reused' 
   return { status: Number(row.status), body: row.body ?? '', headers: JSON.parse(row.headers ?? '{}') as Record<string, string> }
 }
 
-/** What is stored of an answer: its status, body and the headers a replay repeats. */
-async function storable(res: Response): Promise<StoredAnswer> {
+/**
+ * What is stored of an answer: its status, body and the headers a replay
+ * repeats. The body is the JSON of the handler's `answer` when it set one
+ * (what `c.json` sent), else a copy read from the response.
+ */
+async function storable(res: Response, answer?: unknown): Promise<StoredAnswer> {
   const headers: Record<string, string> = {}
   for (const name of KEPT_HEADERS) {
     const value = res.headers.get(name)
     if (value !== null) headers[name] = value
   }
-  return { status: res.status, body: await res.clone().text(), headers }
+  const body = answer === undefined ? await res.clone().text() : JSON.stringify(answer)
+  return { status: res.status, body, headers }
 }
 
 const expiry = () => new Date(Date.now() + IDEMPOTENCY_TTL_MS).toISOString()

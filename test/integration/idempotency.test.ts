@@ -19,7 +19,7 @@ import { freshEmbeddedDatabase } from '../support/test-app.ts'
 
 type Handler = (tx: Transaction) => Promise<unknown>
 
-function appOver(database: DatabaseHandle, userId: string, handler: () => Handler) {
+function appOver(database: DatabaseHandle, userId: string, handler: () => Handler, opts: { declare?: boolean } = {}) {
   const app = new Hono<AppEnv>()
   app.onError((err, c) => (err instanceof AppError ? problemResponse(c, err) : c.text(String(err), 500)))
   app.use(async (c, next) => {
@@ -30,7 +30,9 @@ function appOver(database: DatabaseHandle, userId: string, handler: () => Handle
   app.post('/v1/things', idempotency(), async (c) => {
     const body = (await c.req.json()) as { sku: string }
     await handler()(c.get('tx'))
-    return c.json({ made: body.sku }, 201, { Location: `/v1/things/${body.sku}` })
+    const answer = { made: body.sku, note: 'ünïcode "quoted" \u2028' }
+    if (opts.declare) c.set('answer', answer)
+    return c.json(answer, 201, { Location: `/v1/things/${body.sku}` })
   })
   return app
 }
@@ -94,7 +96,21 @@ describe.each(databases)('idempotency on %s', (_, open, concurrent) => {
     expect(again.status).toBe(201)
     expect(again.headers.get('idempotent-replayed')).toBe('true')
     expect(again.headers.get('location')).toBe('/v1/things/IDEM-ONE')
-    expect(await again.json()).toEqual({ made: 'IDEM-ONE' })
+    expect(await again.json()).toEqual({ made: 'IDEM-ONE', note: 'ünïcode "quoted" \u2028' })
+  })
+
+  it('stores a declared answer byte for byte as it was sent', async () => {
+    const app = appOver(database, userId, () => makeProduct('IDEM-DECL'), { declare: true })
+    const res = await post(app, 'declared', 'IDEM-DECL')
+    expect(res.status).toBe(201)
+    const sent = await res.text()
+    const again = await post(app, 'declared', 'IDEM-DECL')
+    expect(again.headers.get('idempotent-replayed')).toBe('true')
+    expect(await again.text()).toBe(sent)
+    const [stored] = await rows<{ body: string }>(`select body from idempotency_keys where user_id = $1::uuid and key = 'declared'`, [
+      userId,
+    ])
+    expect(stored?.body).toBe(sent)
   })
 
   it.runIf(concurrent)('an answer stored after the lookup rolls the effects back, and that answer is replayed', async () => {
@@ -132,7 +148,7 @@ describe.each(databases)('idempotency on %s', (_, open, concurrent) => {
       `select status, body, expires_at > now() as live from idempotency_keys where user_id = $1::uuid and key = 'old'`,
       [userId],
     )
-    expect(stored).toEqual({ status: 201, body: JSON.stringify({ made: 'IDEM-OLD' }), live: true })
+    expect(stored).toEqual({ status: 201, body: JSON.stringify({ made: 'IDEM-OLD', note: 'ünïcode "quoted" \u2028' }), live: true })
   })
 
   it('a failed effect stores nothing and commits nothing', async () => {

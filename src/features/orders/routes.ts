@@ -117,6 +117,7 @@ export function orderRoutes(platform: Platform) {
         platform.dispatch(c.get('deps'), jobs)
         invalidate(c, changed)
       })
+      c.set('answer', order)
       return c.json(order, 201, { Location: `/v1/orders/${order.id}` })
     })
     .openapi({ ...listRoute, middleware: [signedIn] }, async (c) =>
@@ -128,6 +129,7 @@ export function orderRoutes(platform: Platform) {
     .openapi({ ...payRoute, middleware: [signedIn, idempotency()] }, async (c) => {
       const { order, jobs } = await payOrder(c.get('tx'), c.req.valid('param').id, c.get('principal'), c.req.valid('json').paymentToken)
       c.get('afterCommit')(() => platform.dispatch(c.get('deps'), jobs))
+      c.set('answer', order)
       return c.json(order, 202)
     })
     .openapi({ ...cancelRoute, middleware: [signedIn] }, async (c) => {
