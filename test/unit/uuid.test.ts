@@ -18,4 +18,12 @@ describe('uuidv7', () => {
     expect(sorted).toEqual(ids)
     expect(new Set(ids).size).toBe(ids.length)
   })
+
+  it('draws fresh random bits for every id, across refills of the random pool', () => {
+    // 2,000 ids take 32 KB of random bytes, eight refills of the pool: no random tail may come back.
+    const tails = Array.from({ length: 2000 }, () => uuidv7(7_000_000).replace(/-/g, '').slice(16))
+    expect(new Set(tails).size).toBe(tails.length)
+    // And one random byte takes most of its 256 values over 2,000 ids.
+    expect(new Set(tails.map((t) => t.slice(2, 4))).size).toBeGreaterThan(200)
+  })
 })
