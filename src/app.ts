@@ -6,7 +6,7 @@ import { orderRoutes } from './features/orders/routes.ts'
 import { registerReference } from './features/system/reference.ts'
 import { systemRoutes } from './features/system/routes.ts'
 import type { AppEnv } from './http/context.ts'
-import { type EarlyRoute, edge } from './http/edge.ts'
+import { type EarlyRoute, edge, responseOf } from './http/edge.ts'
 import { errorHandler, notFoundHandler } from './http/errors.ts'
 import { corsFor } from './http/security.ts'
 import { validationHook } from './http/validation.ts'
@@ -58,8 +58,7 @@ export function createApp(platform: Platform, opts: { earlyRoute?: boolean } = {
   const routed = routes.fetch
   routes.fetch = (req, env, ctx) => {
     const answer = early(req.method, req.url, (name) => req.headers.get(name))
-    // A PlainAnswer is a ResponseInit (status, headers) as it is.
-    return answer ? new Response(answer.body, answer) : routed(req, env, ctx)
+    return answer ? responseOf(answer) : routed(req, env, ctx)
   }
   return routes
 }

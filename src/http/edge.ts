@@ -67,11 +67,13 @@ export type EarlyRoute = (method: string, target: string, header: (name: string)
  * ```
  */
 export function finalAnswer(answer: PlainAnswer): Response {
-  // A PlainAnswer is a ResponseInit (status, headers) as it is.
-  const res = new Response(answer.body, answer)
+  const res = responseOf(answer)
   complete.add(res)
   return res
 }
+
+/** The `Response` of a {@link PlainAnswer}, which is a ResponseInit (status, headers) as it is. */
+export const responseOf = (answer: PlainAnswer) => new Response(answer.body, answer)
 
 /**
  * The request id of an answer: the caller's `X-Request-Id` when it is sane

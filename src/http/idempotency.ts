@@ -26,18 +26,6 @@ const STORED = `
   select true as locked, fingerprint, status, body, headers::text as headers from idempotency_keys
   where user_id = $1::uuid and key = $2::text and expires_at > now()`
 
-/** Stores an answer outside a transaction (a refusal, after its rollback); a live one already there is left alone. */
-const STORE = `
-  insert into idempotency_keys (user_id, key, fingerprint, status, body, headers, expires_at, created_at)
-  values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::jsonb, $7::timestamptz, now())
-  on conflict (user_id, key) do update
-  set fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, headers = excluded.headers,
-      expires_at = excluded.expires_at, created_at = now()
-  where idempotency_keys.expires_at <= now()`
-
-/** Inside the request's transaction, before {@link INSERT}: an expired answer for the key makes way. */
-const DROP_EXPIRED = 'delete from idempotency_keys where user_id = $1::uuid and key = $2::text and expires_at <= now()'
-
 /**
  * Inside the request's transaction, its last statement: stores the answer,
  * and fails with a unique violation (23505) when a live answer for the key
@@ -46,6 +34,16 @@ const DROP_EXPIRED = 'delete from idempotency_keys where user_id = $1::uuid and 
 const INSERT = `
   insert into idempotency_keys (user_id, key, fingerprint, status, body, headers, expires_at, created_at)
   values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::jsonb, $7::timestamptz, now())`
+
+/** Inside the request's transaction, before {@link INSERT}: an expired answer for the key makes way. */
+const DROP_EXPIRED = 'delete from idempotency_keys where user_id = $1::uuid and key = $2::text and expires_at <= now()'
+
+/** Stores an answer outside a transaction (a refusal, after its rollback); a live one already there is left alone. */
+const STORE = `${INSERT}
+  on conflict (user_id, key) do update
+  set fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, headers = excluded.headers,
+      expires_at = excluded.expires_at, created_at = now()
+  where idempotency_keys.expires_at <= now()`
 
 /**
  * Makes a POST idempotent per user and `Idempotency-Key` (API.md § Orders).
@@ -207,11 +205,20 @@ async function storable(res: Response, answer?: unknown): Promise<StoredAnswer> 
   return { status: res.status, body, headers }
 }
 
-const expiry = () => new Date(Date.now() + IDEMPOTENCY_TTL_MS).toISOString()
+/** The parameters of {@link INSERT} and {@link STORE}. */
+const answerRow = (userId: string, key: string, fingerprint: string, answer: StoredAnswer) => [
+  userId,
+  key,
+  fingerprint,
+  answer.status,
+  answer.body,
+  JSON.stringify(answer.headers),
+  new Date(Date.now() + IDEMPOTENCY_TTL_MS).toISOString(),
+]
 
 /** Stores an answer outside a transaction; a live answer for the key already there is kept. */
 async function store(db: Database, userId: string, key: string, fingerprint: string, answer: StoredAnswer): Promise<void> {
-  await runStatement(db, STORE, [userId, key, fingerprint, answer.status, answer.body, JSON.stringify(answer.headers), expiry()])
+  await runStatement(db, STORE, answerRow(userId, key, fingerprint, answer))
 }
 
 /**
@@ -221,14 +228,6 @@ async function store(db: Database, userId: string, key: string, fingerprint: str
  */
 function storeLast(tx: Transaction, userId: string, key: string, fingerprint: string, answer: StoredAnswer): Promise<unknown> {
   const dropped = runStatement(tx, DROP_EXPIRED, [userId, key])
-  const inserted = runStatement(tx, INSERT, [
-    userId,
-    key,
-    fingerprint,
-    answer.status,
-    answer.body,
-    JSON.stringify(answer.headers),
-    expiry(),
-  ])
+  const inserted = runStatement(tx, INSERT, answerRow(userId, key, fingerprint, answer))
   return Promise.all([dropped, inserted])
 }
