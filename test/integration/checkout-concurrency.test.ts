@@ -18,12 +18,13 @@ import { migratedDatabase } from '../support/databases.ts'
 
 let handle: DatabaseHandle & { close(): Promise<void> }
 let admin: postgres.Sql
+let url: string
 const products: string[] = []
 const users: string[] = []
 const STOCK = 1_000_000
 
 beforeAll(async () => {
-  const url = await migratedDatabase('checkout_race')
+  url = await migratedDatabase('checkout_race')
   handle = createPostgresDatabase({ url, poolMax: 24, timeoutMs: 5000, statementTimeoutMs: 10_000 })
   admin = postgres(url, { max: 1, onnotice: () => {} })
   for (let i = 0; i < 6; i++) {
@@ -90,4 +91,34 @@ describe('concurrent checkouts', () => {
              (select sum(stock)::int from products) as stock`
     expect(row!.held + row!.stock).toBe(products.length * STOCK)
   }, 30_000)
+
+  it('runs on generic plans: a statement is planned once per connection, not on every checkout', async () => {
+    // One connection, so that its prepared statements are the ones pg_prepared_statements shows.
+    const single = createPostgresDatabase({ url, poolMax: 1, timeoutMs: 5000, statementTimeoutMs: 10_000 })
+    try {
+      for (let n = 0; n < 8; n++)
+        await single.db.transaction((tx) =>
+          checkout(
+            tx as Transaction,
+            {
+              userId: users[0]!,
+              items: [
+                { productId: products[n % 3]!, quantity: 1 },
+                { productId: products[3]!, quantity: 2 },
+              ],
+            },
+            { currency: 'USD', ttlSeconds: 900 },
+          ),
+        )
+      const plans = rowsOf<{ statement: string; generic_plans: string; custom_plans: string }>(
+        await single.db.execute(sql`select statement, generic_plans, custom_plans from pg_prepared_statements`),
+      )
+      const of = (text: string) => plans.find((p) => p.statement.includes(text))
+      for (const text of ['for update', 'insert into orders']) {
+        expect(of(text), text).toMatchObject({ custom_plans: '0', generic_plans: '8' })
+      }
+    } finally {
+      await single.close()
+    }
+  })
 })
