@@ -6,7 +6,7 @@ import { orderRoutes } from './features/orders/routes.ts'
 import { registerReference } from './features/system/reference.ts'
 import { systemRoutes } from './features/system/routes.ts'
 import type { AppEnv } from './http/context.ts'
-import { type EarlyRoute, edge, responseOf } from './http/edge.ts'
+import { type EarlyRoute, edge, plainAnswers, responseAnswers } from './http/edge.ts'
 import { errorHandler, notFoundHandler } from './http/errors.ts'
 import { corsFor } from './http/security.ts'
 import { validationHook } from './http/validation.ts'
@@ -54,22 +54,20 @@ export function createApp(platform: Platform, opts: { earlyRoute?: boolean } = {
   // before it builds a Request (Node), asks for `earlyRoute: false`, so that
   // what the early route declined is not looked at twice.
   if (opts.earlyRoute === false) return routes
-  const early = earlyRoute(platform)
+  const early = productReadLane(platform, responseAnswers)
   const routed = routes.fetch
-  routes.fetch = (req, env, ctx) => {
-    const answer = early(req.method, req.url, (name) => req.headers.get(name))
-    return answer ? responseOf(answer) : routed(req, env, ctx)
-  }
+  routes.fetch = (req, env, ctx) => early(req.method, req.url, (name) => req.headers.get(name)) ?? routed(req, env, ctx)
   return routes
 }
 
 /**
  * What is answered before routing: the catalog's read lane. The app's
- * `fetch` takes it first, and so may a runtime that can call it before it
- * builds a `Request` (Node).
+ * `fetch` takes it first, answering Responses; a runtime that can call it
+ * before it builds a `Request` (Node) takes this one, which answers plain
+ * records.
  */
 export function earlyRoute(platform: Platform): EarlyRoute {
-  return productReadLane(platform)
+  return productReadLane(platform, plainAnswers)
 }
 
 /** The type of the edgeshop app, for typed clients: `hc<AppType>(baseUrl)`. */

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { productReadLane } from '../../src/features/catalog/routes.ts'
 import { type CatalogDeps, createProduct, updateProduct } from '../../src/features/catalog/service.ts'
+import { type PlainAnswer, plainAnswers } from '../../src/http/edge.ts'
 import { expectProblem } from '../contract/helpers.ts'
 import { createTestApp, type TestApp } from '../support/test-app.ts'
 
@@ -23,7 +24,7 @@ const withoutRequestId = (res: Response) => [...res.headers].filter(([name]) => 
 describe('the product read lane', () => {
   let t: TestApp
   let id: string
-  let lane: ReturnType<typeof productReadLane>
+  let lane: ReturnType<typeof productReadLane<unknown, PlainAnswer>>
   /** The lane's answer to a request, as a Response (undefined: routed). */
   const ask = (path: string, init?: RequestInit) => {
     const req = new Request(`http://localhost${path}`, init)
@@ -33,7 +34,7 @@ describe('the product read lane', () => {
 
   beforeAll(async () => {
     t = await createTestApp()
-    lane = productReadLane(t.platform)
+    lane = productReadLane(t.platform, plainAnswers)
     const row = await createProduct(catalog(t), {
       sku: 'LANE-1',
       name: 'Lane lamp',
@@ -66,12 +67,18 @@ describe('the product read lane', () => {
 
   it('answers 304 for a current tag and keeps a sane caller request id', async () => {
     await t.app.request(`/v1/products/${id}`)
-    const res = ask(`/v1/products/${id}?utm=x`, { headers: { 'If-None-Match': 'W/"1"', 'X-Request-Id': 'trace-42' } })!
-    expect(res.status).toBe(304)
-    expect(await res.text()).toBe('')
-    expect(res.headers.get('etag')).toBe('"1"')
-    expect(res.headers.get('x-request-id')).toBe('trace-42')
-    expect(res.headers.get('x-content-type-options')).toBe('nosniff')
+    const init = { headers: { 'If-None-Match': 'W/"1"', 'X-Request-Id': 'trace-42' } }
+    const direct = ask(`/v1/products/${id}?utm=x`, init)!
+    const viaApp = await t.app.request(`/v1/products/${id}?utm=x`, init)
+    for (const res of [direct, viaApp]) {
+      expect(res.status).toBe(304)
+      expect(await res.text()).toBe('')
+      expect(res.headers.get('etag')).toBe('"1"')
+      expect(res.headers.get('x-request-id')).toBe('trace-42')
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff')
+      expect(res.headers.get('content-type')).toBeNull()
+    }
+    expect(withoutRequestId(viaApp)).toEqual(withoutRequestId(direct))
     const insane = ask(`/v1/products/${id.toUpperCase()}`, { headers: { 'X-Request-Id': 'no spaces allowed' } })!
     expect(insane.status).toBe(200)
     expect(insane.headers.get('x-request-id')).not.toBe('no spaces allowed')
@@ -145,7 +152,7 @@ describe('the product read lane with CORS on', () => {
     expect(routed.headers.get('vary')).toBe('Origin')
     const fromLane = await t.app.request(path)
     expect(withoutRequestId(fromLane)).toEqual(withoutRequestId(routed))
-    const lane = productReadLane(t.platform)
+    const lane = productReadLane(t.platform, plainAnswers)
     expect(lane('GET', path, () => undefined)).toBeDefined()
     expect(lane('GET', path, (name) => (name === 'origin' ? 'https://shop.example' : undefined))).toBeUndefined()
     const res = await t.app.request(path, { headers: { Origin: 'https://shop.example' } })

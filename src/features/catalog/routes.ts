@@ -2,7 +2,7 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv } from '../../http/context.ts'
-import { type EarlyRoute, finalAnswer, type PlainAnswer, requestIdFrom } from '../../http/edge.ts'
+import { type AnswerForm, type EarlyRoute, finalAnswer, plainAnswers, requestIdFrom } from '../../http/edge.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
 import { AppError } from '../../http/problem.ts'
 import { API_HEADERS, CORS_HEADERS_WITHOUT_ORIGIN } from '../../http/security.ts'
@@ -113,24 +113,29 @@ const archiveRoute = createRoute({
   responses: { 204: { description: 'Archived' }, ...problems('not_found', ...adminProblems) },
 })
 
-/** The headers of a cached answer but its tag and request id, made once: each answer copies one record. */
-function cachedHeaders(extra: Readonly<Record<string, string>>) {
+/** The headers of a cached answer but its tag and request id, prepared once in the lane's form: each answer copies one set. */
+function cachedHeaders<Base>(form: AnswerForm<Base, unknown>, extra: Readonly<Record<string, string>>) {
   return {
-    found: { ...API_HEADERS, 'Content-Type': 'application/json', 'Cache-Control': PUBLIC_CACHE_CONTROL, ...extra },
-    notModified: { ...API_HEADERS, 'Cache-Control': PUBLIC_CACHE_CONTROL, ...extra },
+    found: form.prepare({ ...API_HEADERS, 'Content-Type': 'application/json', 'Cache-Control': PUBLIC_CACHE_CONTROL, ...extra }),
+    notModified: form.prepare({ ...API_HEADERS, 'Cache-Control': PUBLIC_CACHE_CONTROL, ...extra }),
   }
 }
-type CachedHeaders = ReturnType<typeof cachedHeaders>
-const ROUTED_HEADERS = cachedHeaders({})
+const ROUTED_HEADERS = cachedHeaders(plainAnswers, {})
 
 /** The answer of cached bytes, headers final (the hot path): 304 when the client's tag is current. */
-function cachedAnswer(base: CachedHeaders, cached: Cached, ifNoneMatch: string | null | undefined, requestId: string): PlainAnswer {
+function cachedAnswer<Base, Answer>(
+  form: AnswerForm<Base, Answer>,
+  base: { found: Base; notModified: Base },
+  cached: Cached,
+  ifNoneMatch: string | null | undefined,
+  requestId: string,
+): Answer {
   return noneMatch(ifNoneMatch ?? undefined, cached.etag)
-    ? { status: 304, body: null, headers: { ...base.notModified, ETag: cached.etag, 'X-Request-Id': requestId } }
-    : { status: 200, body: cached.body, headers: { ...base.found, ETag: cached.etag, 'X-Request-Id': requestId } }
+    ? form.make(304, null, base.notModified, cached.etag, requestId)
+    : form.make(200, cached.body, base.found, cached.etag, requestId)
 }
 const answer = (c: Context<AppEnv>, cached: Cached) =>
-  finalAnswer(cachedAnswer(ROUTED_HEADERS, cached, c.req.header('if-none-match'), c.get('requestId')))
+  finalAnswer(cachedAnswer(plainAnswers, ROUTED_HEADERS, cached, c.req.header('if-none-match'), c.get('requestId')))
 
 const PRODUCT_PATH = '/v1/products/'
 const PRODUCT_ROUTE = '/v1/products/:id'
@@ -148,14 +153,17 @@ const PRODUCT_ROUTE = '/v1/products/:id'
  *
  * @example
  * ```ts
- * const lane = productReadLane(platform)
- * const answer = lane('GET', '/v1/products/0190…', (name) => req.headers.get(name))
+ * const lane = productReadLane(platform, responseAnswers)
+ * const res = lane('GET', '/v1/products/0190…', (name) => req.headers.get(name)) ?? routed(req)
  * ```
  */
-export function productReadLane(platform: Platform): EarlyRoute {
+export function productReadLane<Base, Answer extends { status: number }>(
+  platform: Platform,
+  form: AnswerForm<Base, Answer>,
+): EarlyRoute<Answer> {
   const cors = platform.config.corsOrigins.length > 0
   // Routed answers get these from the CORS middleware, which the lane does not pass through.
-  const headers = cachedHeaders(cors ? CORS_HEADERS_WITHOUT_ORIGIN : {})
+  const headers = cachedHeaders(form, cors ? CORS_HEADERS_WITHOUT_ORIGIN : {})
   const { cache, recordRequest } = platform
   return (method, target, header) => {
     if (method !== 'GET') return undefined
@@ -170,7 +178,7 @@ export function productReadLane(platform: Platform): EarlyRoute {
     const cached = cache.peek(productKey(id))
     if (cached === undefined) return undefined
     const requestId = requestIdFrom(header('x-request-id'))
-    const answer = cachedAnswer(headers, cached, header('if-none-match'), requestId)
+    const answer = cachedAnswer(form, headers, cached, header('if-none-match'), requestId)
     recordRequest?.('GET', PRODUCT_ROUTE, answer.status, requestId, start)
     return answer
   }
