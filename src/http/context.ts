@@ -3,6 +3,7 @@ import type { Database, DatabaseHandle, Transaction } from '../db/database.ts'
 import type { Principal } from '../features/accounts/tokens.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Metrics } from '../observability/metrics.ts'
+import type { PlainAnswer } from './edge.ts'
 
 /** What one request may use. On Bun and Node this is one shared object; on Workers one per request. */
 export interface Deps {
@@ -25,11 +26,11 @@ export interface AppEnv {
     /** Set by `idempotency()`: work to start once that transaction has committed (job hand-over, cache invalidation). */
     afterCommit: (work: () => void) => void
     /**
-     * Set by a handler behind `idempotency()` to the value it answers with as
-     * JSON: the middleware stores that instead of reading the answer back
-     * (which costs a copy of the body, and on Node the fast way of sending it).
+     * Set by `jsonAnswer()`: the answer as plain data, which `idempotency()`
+     * stores instead of reading the Response back (which costs a copy of the
+     * body, and on Node the fast way of sending it).
      */
-    answer: unknown
+    answer: PlainAnswer
   }
 }
 

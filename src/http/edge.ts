@@ -111,6 +111,26 @@ export function finalAnswer(answer: PlainAnswer): Response {
 }
 
 /**
+ * A JSON answer with every header final ({@link finalAnswer}): the API
+ * headers, `Content-Type`, `headers` and the request id. It is also set as
+ * the request's `answer`, which `idempotency()` stores as it is.
+ *
+ * @example
+ * ```ts
+ * return jsonAnswer(c, 201, order, { Location: `/v1/orders/${order.id}` })
+ * ```
+ */
+export function jsonAnswer(c: Context<AppEnv>, status: number, value: unknown, headers?: Readonly<Record<string, string>>): Response {
+  const answer: PlainAnswer = {
+    status,
+    body: JSON.stringify(value),
+    headers: { ...API_HEADERS, 'Content-Type': 'application/json', ...headers, 'X-Request-Id': c.get('requestId') },
+  }
+  c.set('answer', answer)
+  return finalAnswer(answer)
+}
+
+/**
  * The request id of an answer: the caller's `X-Request-Id` when it is sane
  * (1–128 of `[A-Za-z0-9_\-=.:]`), else a new one.
  */

@@ -3,13 +3,14 @@ import { type Database, isUniqueViolation, runStatement, type Transaction } from
 import { sha256Hex } from '../lib/base64.ts'
 import { canonicalJson } from '../lib/canonical-json.ts'
 import type { AppEnv } from './context.ts'
+import type { PlainAnswer } from './edge.ts'
 import { AppError } from './problem.ts'
 
 /** How long a stored answer is kept (the API promises at least 24 h; the daily purge removes older ones). */
 export const IDEMPOTENCY_TTL_MS = 25 * 3600 * 1000
 
 const KEY = /^[\x21-\x7e]{1,255}$/
-const KEPT_HEADERS = ['content-type', 'location', 'etag'] as const
+const KEPT = new Set(['content-type', 'location', 'etag'])
 /** Answers that are outcomes of the request and are replayed; validation, auth and server errors are not. */
 const STORED_ERRORS = new Set([404, 409, 412, 422])
 
@@ -192,17 +193,23 @@ function answerOf(row: LookupRow, fingerprint: string): StoredAnswer | 'reused' 
 
 /**
  * What is stored of an answer: its status, body and the headers a replay
- * repeats. The body is the JSON of the handler's `answer` when it set one
- * (what `c.json` sent), else a copy read from the response.
+ * repeats. Taken from the handler's `answer` as plain data when it made one
+ * (`jsonAnswer`), else read from a copy of the response.
  */
-async function storable(res: Response, answer?: unknown): Promise<StoredAnswer> {
+async function storable(res: Response, answer?: PlainAnswer): Promise<StoredAnswer> {
   const headers: Record<string, string> = {}
-  for (const name of KEPT_HEADERS) {
+  if (answer !== undefined) {
+    for (const name in answer.headers) {
+      const lower = name.toLowerCase()
+      if (KEPT.has(lower)) headers[lower] = answer.headers[name]!
+    }
+    return { status: answer.status, body: answer.body ?? '', headers }
+  }
+  for (const name of KEPT) {
     const value = res.headers.get(name)
     if (value !== null) headers[name] = value
   }
-  const body = answer === undefined ? await res.clone().text() : JSON.stringify(answer)
-  return { status: res.status, body, headers }
+  return { status: res.status, body: await res.clone().text(), headers }
 }
 
 /** The parameters of {@link INSERT} and {@link STORE}. */

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DatabaseHandle, runStatement, type Transaction } from '../../src/db/database.ts'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import type { AppEnv } from '../../src/http/context.ts'
+import { jsonAnswer } from '../../src/http/edge.ts'
 import { idempotency } from '../../src/http/idempotency.ts'
 import { AppError, problemResponse } from '../../src/http/problem.ts'
 import { uuidv7 } from '../../src/lib/uuid.ts'
@@ -25,13 +26,14 @@ function appOver(database: DatabaseHandle, userId: string, handler: () => Handle
   app.use(async (c, next) => {
     c.set('deps', { db: database.db, database, waitUntil: () => {} })
     c.set('principal', { userId, role: 'customer' })
+    c.set('requestId', 'idempotency-test')
     await next()
   })
   app.post('/v1/things', idempotency(), async (c) => {
     const body = (await c.req.json()) as { sku: string }
     await handler()(c.get('tx'))
     const answer = { made: body.sku, note: 'ünïcode "quoted" \u2028' }
-    if (opts.declare) c.set('answer', answer)
+    if (opts.declare) return jsonAnswer(c, 201, answer, { Location: `/v1/things/${body.sku}` })
     return c.json(answer, 201, { Location: `/v1/things/${body.sku}` })
   })
   return app
@@ -106,6 +108,8 @@ describe.each(databases)('idempotency on %s', (_, open, concurrent) => {
     const sent = await res.text()
     const again = await post(app, 'declared', 'IDEM-DECL')
     expect(again.headers.get('idempotent-replayed')).toBe('true')
+    expect(again.headers.get('location')).toBe('/v1/things/IDEM-DECL')
+    expect(again.headers.get('content-type')).toBe('application/json')
     expect(await again.text()).toBe(sent)
     const [stored] = await rows<{ body: string }>(`select body from idempotency_keys where user_id = $1::uuid and key = 'declared'`, [
       userId,

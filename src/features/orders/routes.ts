@@ -2,6 +2,7 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv } from '../../http/context.ts'
+import { jsonAnswer } from '../../http/edge.ts'
 import { idempotency } from '../../http/idempotency.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
 import type { Platform } from '../../platform.ts'
@@ -117,8 +118,7 @@ export function orderRoutes(platform: Platform) {
         platform.dispatch(c.get('deps'), jobs)
         invalidate(c, changed)
       })
-      c.set('answer', order)
-      return c.json(order, 201, { Location: `/v1/orders/${order.id}` })
+      return jsonAnswer(c, 201, order, { Location: `/v1/orders/${order.id}` }) as never
     })
     .openapi({ ...listRoute, middleware: [signedIn] }, async (c) =>
       c.json(await listOrders(c.get('deps').db, c.get('principal'), c.req.valid('query')), 200),
@@ -129,8 +129,7 @@ export function orderRoutes(platform: Platform) {
     .openapi({ ...payRoute, middleware: [signedIn, idempotency()] }, async (c) => {
       const { order, jobs } = await payOrder(c.get('tx'), c.req.valid('param').id, c.get('principal'), c.req.valid('json').paymentToken)
       c.get('afterCommit')(() => platform.dispatch(c.get('deps'), jobs))
-      c.set('answer', order)
-      return c.json(order, 202)
+      return jsonAnswer(c, 202, order) as never
     })
     .openapi({ ...cancelRoute, middleware: [signedIn] }, async (c) => {
       const { order, changed } = await cancelOrder(c.get('deps').db, c.req.valid('param').id, c.get('principal'))
