@@ -77,7 +77,7 @@ export const plainAnswers: AnswerForm<Readonly<Record<string, string>>, PlainAns
  * Answers as `Response`s whose headers are copied from a prepared `Headers`:
  * for a runtime that is handed a Response (Bun, Workers). On Bun a copy and
  * two `set`s cost ~1.5 µs less per answer than converting a record of ten
- * headers, a tenth of the hot read (docs/BENCHMARKS.md).
+ * headers (docs/DECISIONS.md).
  */
 export const responseAnswers: AnswerForm<Headers, Response> = {
   prepare: (headers) => new Headers(headers),
