@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { productReadLane } from '../../src/features/catalog/routes.ts'
 import { type CatalogDeps, createProduct, updateProduct } from '../../src/features/catalog/service.ts'
-import { type PlainAnswer, plainAnswers } from '../../src/http/edge.ts'
+import { type EarlyRoute, plainAnswers } from '../../src/http/edge.ts'
 import { expectProblem } from '../contract/helpers.ts'
 import { createTestApp, type TestApp } from '../support/test-app.ts'
 
@@ -24,7 +24,7 @@ const withoutRequestId = (res: Response) => [...res.headers].filter(([name]) => 
 describe('the product read lane', () => {
   let t: TestApp
   let id: string
-  let lane: ReturnType<typeof productReadLane<unknown, PlainAnswer>>
+  let lane: EarlyRoute
   /** The lane's answer to a request, as a Response (undefined: routed). */
   const ask = (path: string, init?: RequestInit) => {
     const req = new Request(`http://localhost${path}`, init)
