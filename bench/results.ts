@@ -5,6 +5,8 @@ export interface Measurement {
   rps: number
   p50: number
   p99: number
+  /** The 99.9th percentile, where the case asks wrk for it (the steady-rate cases). */
+  p999?: number
   /** Answers that were neither 2xx nor 3xx (pgbench: failed transactions). */
   non2xx: number
   /** Socket errors: connect, read, write, timeout. */

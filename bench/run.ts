@@ -43,6 +43,14 @@ const plan = QUICK
 const HOT_CONNECTIONS = 64
 const DB_CONNECTIONS = 16
 const CHECKOUT_CONNECTIONS = 16
+/**
+ * The steady-rate latency cases: each of the 64 connections waits this long
+ * after every answer before it sends again (wrk's `delay()`), which holds
+ * every server at the same rate (~14k req/s here), below what any of them
+ * can serve, so the tail is what the server adds rather than the queue of a
+ * saturated core.
+ */
+const STEADY_PAUSE_MS = 4
 const SECRET = 'bench-secret-0123456789abcdef0123456789'
 const ADMIN = { email: 'bench-admin@example.test', password: 'bench admin password' }
 const CUSTOMER_PASSWORD = 'bench customer password'
@@ -164,11 +172,13 @@ function wrk(url: string, opts: { connections: number; seconds: number; script?:
   const out = execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout: (opts.seconds + 30) * 1000 })
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
   const pct = (p: string) => parseDuration(new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(out)?.[1] ?? '')
+  // Printed by the steady cases' script (luaSteady), whose done() reads wrk's own latency histogram.
+  const p999 = /^p99\.9 ([\d.]+) ms$/m.exec(out)?.[1]
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
   const errors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0
   if (!Number.isFinite(rps)) throw new Error(`wrk printed no rate:\n${out}`)
-  return { rps, p50: pct('50'), p99: pct('99'), non2xx, errors }
+  return { rps, p50: pct('50'), p99: pct('99'), ...(p999 === undefined ? {} : { p999: Number(p999) }), non2xx, errors }
 }
 
 function pgbench(url: string, script: string, opts: { clients: number; seconds: number; vars: Record<string, string> }): Measurement {
@@ -319,6 +329,8 @@ async function main(): Promise<void> {
   const load = (server: Server, path: string, connections: number, script?: string | (() => Promise<string>)) => async (seconds: number) =>
     wrk(server.url + path, { connections, seconds, script: typeof script === 'function' ? await script() : script })
   const get = (server: Server, path: string, connections = HOT_CONNECTIONS) => load(server, path, connections)
+  const steadyScript = luaSteady(STEADY_PAUSE_MS)
+  const steady = (server: Server) => load(server, hotPath, HOT_CONNECTIONS, steadyScript)
   // Checkout compares a client of the database with the database's own limit for the same transaction. The
   // database gets CPU 0 (wrk shares it: a few percent of a core at these rates) and its client CPU 1, edgeshop
   // or pgbench alike, as an application server and its database run on machines of their own. Floating over both
@@ -343,6 +355,10 @@ async function main(): Promise<void> {
     { scenario: 'limit', name: 'node:http, API headers', run: get(limits.nodeHeaders, hotPath) },
     { scenario: 'hot', name: 'edgeshop Bun', run: get(servers.bun, hotPath) },
     { scenario: 'hot', name: 'edgeshop Node', run: get(servers.node, hotPath) },
+    { scenario: 'steady', name: 'Bun.serve', run: steady(limits.bun) },
+    { scenario: 'steady', name: 'edgeshop Bun', run: steady(servers.bun) },
+    { scenario: 'steady', name: 'node:http', run: steady(limits.node) },
+    { scenario: 'steady', name: 'edgeshop Node', run: steady(servers.node) },
     { scenario: 'peers', name: 'Elysia + Bun Redis', run: get(peers.elysia, hotPath) },
     { scenario: 'peers', name: 'Fastify + ioredis', run: get(peers.fastify, hotPath) },
     { scenario: 'peers', name: 'Express + pg + ioredis', run: get(peers.express, hotPath) },
@@ -456,7 +472,13 @@ async function main(): Promise<void> {
     command: QUICK ? 'bun run bench --quick' : 'bun run bench',
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), pinned: PINNED },
     versions: versions(),
-    plan: { ...plan, hotConnections: HOT_CONNECTIONS, dbConnections: DB_CONNECTIONS, checkoutConnections: CHECKOUT_CONNECTIONS },
+    plan: {
+      ...plan,
+      hotConnections: HOT_CONNECTIONS,
+      steadyPauseMs: STEADY_PAUSE_MS,
+      dbConnections: DB_CONNECTIONS,
+      checkoutConnections: CHECKOUT_CONNECTIONS,
+    },
     answerBytes: Buffer.byteLength(body),
     cases: cases.map((c): CaseResult => {
       const runs = samples.get(c)!
@@ -484,6 +506,7 @@ function medianOf(runs: Measurement[]): Measurement {
     rps: med(runs.map((r) => r.rps)),
     p50: med(runs.map((r) => r.p50)),
     p99: med(runs.map((r) => r.p99)),
+    ...(runs.some((r) => r.p999 !== undefined) ? { p999: med(runs.map((r) => r.p999 ?? Number.NaN)) } : {}),
     non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
     errors: runs.reduce((a, r) => a + r.errors, 0),
   }
@@ -583,6 +606,22 @@ function luaPost(path: string, body: string, headers: Record<string, string>): s
 
 function luaGet(path: string, headers: Record<string, string>): string {
   return writeLua('get', `wrk.method = "GET"\nwrk.path = ${luaString(path)}\nwrk.headers = ${luaHeaders(headers)}\n`)
+}
+
+/**
+ * A GET at a steady rate: each connection pauses `pauseMs` after every
+ * answer; at the end the script prints the 99.9th percentile of wrk's
+ * latency histogram, which `--latency` leaves out.
+ */
+function luaSteady(pauseMs: number): string {
+  return writeLua(
+    'steady',
+    `delay = function() return ${pauseMs} end
+done = function(summary, latency, requests)
+  io.write(string.format("p99.9 %.3f ms\\n", latency:percentile(99.9) / 1000))
+end
+`,
+  )
 }
 
 /** POST /v1/orders, one line each, rotating over the products, a fresh Idempotency-Key per request. */
