@@ -72,6 +72,8 @@ export interface CacheOptions {
 interface L1Entry {
   value: Cached | null
   expiresAt: number
+  /** Read since it was stored or last given its second chance ({@link Lru}). */
+  used?: boolean
 }
 
 interface Flight<T> {
@@ -79,7 +81,20 @@ interface Flight<T> {
   stale: boolean
 }
 
-/** An LRU map: a hit moves the key to the young end; inserting past the bound drops the oldest. */
+/**
+ * A bounded map that drops the least recently used entries first, by the
+ * CLOCK approximation of LRU ("second chance"): a hit only marks its entry,
+ * and an insert into a full map visits the oldest entries in order, moving
+ * each marked one to the young end unmarked, until it finds an unmarked one
+ * to drop. Unlike moving the key on every hit (a `delete` and a `set`), a
+ * hit leaves the map as it is: each of those moves changed the map's hash
+ * table, and V8 makes the new table of a long-lived map in the old
+ * generation, which was most of what Node's hot read promoted and the
+ * cause of a mark-compact every few seconds (docs/DECISIONS.md). Entries
+ * read in another order than they were marked may leave in another order
+ * than exact LRU's; an entry read since its last visit is never dropped
+ * before one that was not.
+ */
 class Lru {
   readonly map = new Map<string, L1Entry>()
   readonly max: number
@@ -88,17 +103,21 @@ class Lru {
   }
   get(key: string): L1Entry | undefined {
     const e = this.map.get(key)
-    if (e) {
-      this.map.delete(key)
-      this.map.set(key, e)
-    }
+    if (e) e.used = true
     return e
   }
   set(key: string, e: L1Entry) {
     if (this.max <= 0) return
-    this.map.delete(key)
+    if (!this.map.delete(key)) {
+      while (this.map.size >= this.max) {
+        const [oldest, entry] = this.map.entries().next().value!
+        this.map.delete(oldest)
+        if (!entry.used) break
+        entry.used = false
+        this.map.set(oldest, entry)
+      }
+    }
     this.map.set(key, e)
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!)
   }
   delete(key: string) {
     this.map.delete(key)

@@ -87,6 +87,18 @@ describe('L1 cache', () => {
     expect(loads).toEqual(['a', 'b', 'c', 'd', 'b'])
   })
 
+  it('is bounded when every entry was read: the oldest goes, never the one just stored', async () => {
+    const cache = createCache({ l1MaxEntries: 3, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
+    const loads: string[] = []
+    const get = (k: string) =>
+      cache.entity(k, async () => {
+        loads.push(k)
+        return value(1, k)
+      })
+    for (const k of ['a', 'b', 'c', 'a', 'b', 'c', 'd', 'd', 'b', 'c', 'a']) await get(k)
+    expect(loads).toEqual(['a', 'b', 'c', 'd', 'a'])
+  })
+
   it('L1 off (0 entries) loads every time', async () => {
     const cache = createCache({ l1MaxEntries: 0, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
     let loads = 0
