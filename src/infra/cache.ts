@@ -73,7 +73,7 @@ interface L1Entry {
   value: Cached | null
   expiresAt: number
   /** Read since it was stored or last given its second chance ({@link Lru}). */
-  used?: boolean
+  used: boolean
 }
 
 interface Flight<T> {
@@ -90,9 +90,9 @@ interface Flight<T> {
  * hit leaves the map as it is: each of those moves changed the map's hash
  * table, and V8 makes the new table of a long-lived map in the old
  * generation, which was most of what Node's hot read promoted and the
- * cause of a mark-compact every few seconds (docs/DECISIONS.md). Entries
- * read in another order than they were marked may leave in another order
- * than exact LRU's; an entry read since its last visit is never dropped
+ * cause of a mark-compact every few seconds (docs/DECISIONS.md). Among
+ * entries read since their last visit, the order they leave in may differ
+ * from exact LRU's; an entry read since its last visit is never dropped
  * before one that was not.
  */
 class Lru {
@@ -233,7 +233,7 @@ export function createCache(opts: CacheOptions): Cache {
     flight.promise = (async () => {
       try {
         const value = (await fromL2()) ?? null
-        if (!flight.stale) l1.set(key, { value, expiresAt: now() + opts.l1TtlMs })
+        if (!flight.stale) l1.set(key, { value, expiresAt: now() + opts.l1TtlMs, used: false })
         return value
       } finally {
         if (flights.get(key) === flight) flights.delete(key)
