@@ -128,7 +128,9 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
         // the driver sends once this callback returns leaves in the same write, and no round trip waits for the
         // store alone. When the insert fails, the transaction is aborted and PostgreSQL answers that COMMIT
         // with a rollback; the insert's own promise says so below.
-        stored = storeLast(tx as Transaction, userId, key, fingerprint, await storable(c.res, c.get('answer')))
+        const answer = c.get('answer')
+        const kept = answer !== undefined ? keptOf(answer) : await readBack(c.res)
+        stored = storeLast(tx as Transaction, userId, key, fingerprint, kept)
         stored.catch(() => {}) // awaited below, once the transaction has ended
       })
     } catch (err) {
@@ -164,7 +166,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
       return
     }
     if (c.error || c.res.status >= 400) {
-      if (STORED_ERRORS.has(c.res.status)) await store(db, userId, key, fingerprint, await storable(c.res)).catch(() => {})
+      if (STORED_ERRORS.has(c.res.status)) await store(db, userId, key, fingerprint, await readBack(c.res)).catch(() => {})
       return
     }
     for (const work of afterCommit) work()
@@ -191,20 +193,19 @@ function answerOf(row: LookupRow, fingerprint: string): StoredAnswer | 'reused' 
   return { status: Number(row.status), body: row.body ?? '', headers: JSON.parse(row.headers ?? '{}') as Record<string, string> }
 }
 
-/**
- * What is stored of an answer: its status, body and the headers a replay
- * repeats. Taken from the handler's `answer` as plain data when it made one
- * (`jsonAnswer`), else read from a copy of the response.
- */
-async function storable(res: Response, answer?: PlainAnswer): Promise<StoredAnswer> {
+/** What is stored of an answer the handler made as plain data (`jsonAnswer`): its status, body and the headers a replay repeats. */
+function keptOf(answer: PlainAnswer): StoredAnswer {
   const headers: Record<string, string> = {}
-  if (answer !== undefined) {
-    for (const name in answer.headers) {
-      const lower = name.toLowerCase()
-      if (KEPT.has(lower)) headers[lower] = answer.headers[name]!
-    }
-    return { status: answer.status, body: answer.body ?? '', headers }
+  for (const name in answer.headers) {
+    const lower = name.toLowerCase()
+    if (KEPT.has(lower)) headers[lower] = answer.headers[name]!
   }
+  return { status: answer.status, body: answer.body ?? '', headers }
+}
+
+/** What is stored of any other answer, read from a copy of the response: its status, body and the headers a replay repeats. */
+async function readBack(res: Response): Promise<StoredAnswer> {
+  const headers: Record<string, string> = {}
   for (const name of KEPT) {
     const value = res.headers.get(name)
     if (value !== null) headers[name] = value
