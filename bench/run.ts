@@ -647,8 +647,8 @@ end
 /**
  * The SQL one checkout sends, for pgbench: BEGIN; the idempotency lock and
  * lookup, the product row locks and the checkout statement pipelined; the
- * stored answer (an expired one dropped, the new one inserted) pipelined
- * with the COMMIT.
+ * stored answer (one statement: an expired one dropped, the new one
+ * inserted) pipelined with the COMMIT.
  * Time-ordered ids like the application's; products from a small map table.
  */
 function writePgbenchScript(): string {
@@ -670,8 +670,7 @@ select id from products where id = any(array[(select id from bench_products wher
 with lines as (select * from unnest(array[(select id from bench_products where n = :i::int)], array[1]::int[]) as t(id, qty)), taken as (update products p set stock = p.stock - l.qty, version = p.version + 1, updated_at = now() from lines l where p.id = l.id and p.active and p.stock >= l.qty returning p.id, p.sku, p.name, p.price_cents, p.version, l.qty), placed as (insert into orders (id, user_id, status, total_cents, currency, created_at, updated_at, expires_at) select ${v7}, :user::uuid, 'pending_payment', sum(price_cents * qty), 'USD', now(), now(), now() + interval '15 minutes' from taken having count(*) = 1 returning id), items as (insert into order_items (order_id, product_id, sku, name, unit_price_cents, quantity) select placed.id, t.id, t.sku, t.name, t.price_cents, t.qty from placed, taken t), expiry as (insert into jobs (id, name, payload, max_attempts, run_at, created_at, updated_at) select ${v7}, 'order.expire', jsonb_build_object('orderId', placed.id), 10, now() + interval '15 minutes', now(), now() from placed) select id, sku, name, price_cents, version from taken;
 \\endpipeline
 \\startpipeline
-delete from idempotency_keys where user_id = :user::uuid and key = 'pgb-' || :client_id::text || '-' || :r::text and expires_at <= now();
-insert into idempotency_keys (user_id, key, fingerprint, status, body, headers, expires_at, created_at) values (:user::uuid, 'pgb-' || :client_id::text || '-' || :r::text, md5(:r::text), 201, '${answer}', '{"content-type":"application/json","location":"/v1/orders/x"}', now() + interval '25 hours', now());
+with expired as (delete from idempotency_keys where user_id = :user::uuid and key = 'pgb-' || :client_id::text || '-' || :r::text and expires_at <= now() returning 1) insert into idempotency_keys (user_id, key, fingerprint, status, body, headers, expires_at, created_at) select :user::uuid, 'pgb-' || :client_id::text || '-' || :r::text, md5(:r::text), 201, '${answer}', '{"content-type":"application/json","location":"/v1/orders/x"}', now() + interval '25 hours', now() from (select count(*) from expired) as made_way;
 COMMIT;
 \\endpipeline
 `,

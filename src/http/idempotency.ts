@@ -27,20 +27,26 @@ const STORED = `
   select true as locked, fingerprint, status, body, headers::text as headers from idempotency_keys
   where user_id = $1::uuid and key = $2::text and expires_at > now()`
 
-/**
- * Inside the request's transaction, its last statement: stores the answer,
- * and fails with a unique violation (23505) when a live answer for the key
- * is there already, which aborts the transaction.
- */
-const INSERT = `
-  insert into idempotency_keys (user_id, key, fingerprint, status, body, headers, expires_at, created_at)
-  values ($1::uuid, $2::text, $3::text, $4::int, $5::text, $6::jsonb, $7::timestamptz, now())`
+const INSERT_ANSWER = 'insert into idempotency_keys (user_id, key, fingerprint, status, body, headers, expires_at, created_at)'
+const ANSWER_VALUES = '$1::uuid, $2::text, $3::text, $4::int, $5::text, $6::jsonb, $7::timestamptz, now()'
 
-/** Inside the request's transaction, before {@link INSERT}: an expired answer for the key makes way. */
-const DROP_EXPIRED = 'delete from idempotency_keys where user_id = $1::uuid and key = $2::text and expires_at <= now()'
+/**
+ * Inside the request's transaction, its last statement: an expired answer
+ * for the key makes way and the answer is stored, in one statement. It fails
+ * with a unique violation (23505) when a live answer for the key is there
+ * already, which aborts the transaction. The insert reads the delete's count,
+ * so the delete has run before it, and a row this transaction deleted is no
+ * conflict.
+ */
+const STORE_LAST = `
+  with expired as (delete from idempotency_keys where user_id = $1::uuid and key = $2::text and expires_at <= now() returning 1)
+  ${INSERT_ANSWER}
+  select ${ANSWER_VALUES} from (select count(*) from expired) as made_way`
 
 /** Stores an answer outside a transaction (a refusal, after its rollback); a live one already there is left alone. */
-const STORE = `${INSERT}
+const STORE = `
+  ${INSERT_ANSWER}
+  values (${ANSWER_VALUES})
   on conflict (user_id, key) do update
   set fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, headers = excluded.headers,
       expires_at = excluded.expires_at, created_at = now()
@@ -124,7 +130,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
           throw rollback
         }
         if (c.error || c.res.status >= 400) throw rollback
-        // The answer is stored by the transaction's last statements, which are not awaited here: the COMMIT that
+        // The answer is stored by the transaction's last statement, which is not awaited here: the COMMIT that
         // the driver sends once this callback returns leaves in the same write, and no round trip waits for the
         // store alone. When the insert fails, the transaction is aborted and PostgreSQL answers that COMMIT
         // with a rollback; the insert's own promise says so below.
@@ -213,7 +219,7 @@ async function readBack(res: Response): Promise<StoredAnswer> {
   return { status: res.status, body: await res.clone().text(), headers }
 }
 
-/** The parameters of {@link INSERT} and {@link STORE}. */
+/** The parameters of {@link STORE_LAST} and {@link STORE}. */
 const answerRow = (userId: string, key: string, fingerprint: string, answer: StoredAnswer) => [
   userId,
   key,
@@ -230,12 +236,10 @@ async function store(db: Database, userId: string, key: string, fingerprint: str
 }
 
 /**
- * Sends the transaction's last statements without waiting for them: an
- * expired answer for the key goes, the new one is inserted. The promise
- * rejects with a unique violation when a live answer is there already.
+ * Sends the transaction's last statement ({@link STORE_LAST}) without
+ * waiting for it. The promise rejects with a unique violation when a live
+ * answer is there already.
  */
 function storeLast(tx: Transaction, userId: string, key: string, fingerprint: string, answer: StoredAnswer): Promise<unknown> {
-  const dropped = runStatement(tx, DROP_EXPIRED, [userId, key])
-  const inserted = runStatement(tx, INSERT, answerRow(userId, key, fingerprint, answer))
-  return Promise.all([dropped, inserted])
+  return runStatement(tx, STORE_LAST, answerRow(userId, key, fingerprint, answer))
 }
