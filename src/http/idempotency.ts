@@ -27,6 +27,7 @@ const STORED = `
   select true as locked, fingerprint, status, body, headers::text as headers from idempotency_keys
   where user_id = $1::uuid and key = $2::text and expires_at > now()`
 
+/** The stored answer's columns and their parameters ({@link answerRow}), shared by {@link STORE_LAST} and {@link STORE}. */
 const INSERT_ANSWER = 'insert into idempotency_keys (user_id, key, fingerprint, status, body, headers, expires_at, created_at)'
 const ANSWER_VALUES = '$1::uuid, $2::text, $3::text, $4::int, $5::text, $6::jsonb, $7::timestamptz, now()'
 
