@@ -45,8 +45,9 @@ const moduleAt = (line: number): string => {
   }
   return found
 }
+const bundleName = bundle.split('/').pop()!
 const groupOf = (f: CallFrame): string => {
-  if (f.url.endsWith(bundle.split('/').pop()!)) {
+  if (f.url.endsWith(bundleName)) {
     const path = moduleAt(f.lineNumber)
     return /node_modules\/((@[^/]+\/)?[^/]+)/.exec(path)?.[1] ?? path
   }
@@ -54,11 +55,12 @@ const groupOf = (f: CallFrame): string => {
   return f.functionName.startsWith('(') ? f.functionName : `native ${f.functionName}`
 }
 
-const frames = new Map(profile.nodes.map((n) => [n.id, n.callFrame]))
+// Grouped once per profile node, not once per sample.
+const groups = new Map(profile.nodes.map((n) => [n.id, groupOf(n.callFrame)]))
 const time = new Map<string, number>()
 let busy = 0
 profile.samples.forEach((id, i) => {
-  const group = groupOf(frames.get(id)!)
+  const group = groups.get(id)!
   if (group === '(idle)') return
   const dt = profile.timeDeltas[i] ?? 0
   busy += dt
