@@ -161,3 +161,22 @@ describe('postgres.js under connection loss (patched: patches/postgres@3.4.9.pat
     await Promise.all([sql.end({ timeout: 1 }), killer.end({ timeout: 1 })])
   })
 })
+
+describe('postgres.js queries as promises (patched: patches/postgres@3.4.9.patch)', () => {
+  it('a query is a Promise whose then() makes plain promises through a data-property @@species, not a getter', async () => {
+    const url = await freshDatabase()
+    const sql = postgres(url, { max: 1, onnotice: () => {} })
+    const query = sql`select 41 + 1 as answer`
+    const Query = query.constructor
+    expect(query).toBeInstanceOf(Promise)
+    // The getter upstream ships made Node promote every settled query (docs/BENCHMARKS.md).
+    const species = Object.getOwnPropertyDescriptor(Query, Symbol.species)
+    expect(species?.get).toBeUndefined()
+    expect(species?.value).toBe(Promise)
+    const derived = query.then((rows) => rows[0]?.answer)
+    expect(derived.constructor).toBe(Promise)
+    expect(await derived).toBe(42)
+    await expect(sql`select 1/0`.catch((e: { code?: string }) => e.code)).resolves.toBe('22012')
+    await sql.end({ timeout: 1 })
+  })
+})
