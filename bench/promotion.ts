@@ -31,69 +31,61 @@ function padding() {
   return Array.from({ length: PADDING }, (_, i) => ({ i }))
 }
 
-async function cases(): Promise<Record<string, Make>> {
-  // Shaped like postgres.js's Query: the constructor makes the closure that resolves
-  // and keeps it on the instance. Written out three times on purpose: made by one
-  // function, or with the closures made outside the constructor, no case promotes.
-  class StaticGetter extends Promise<unknown> {
-    declare resolve: (v: unknown) => void
-    declare pad: unknown
-    constructor() {
-      let settle: (v: unknown) => void = () => {}
-      super((r) => {
-        settle = r
-      })
-      this.resolve = (v) => settle(v)
-      this.pad = padding()
-      setImmediate(() => this.resolve(1))
-    }
-    static override get [Symbol.species]() {
-      return Promise
-    }
+// Shaped like postgres.js's Query: the constructor makes the closure that resolves
+// and keeps it on the instance. Written out twice on purpose: made by one function,
+// as a subclass of Plain, or with the closures made outside the constructor, no case
+// promotes.
+class StaticGetter extends Promise<unknown> {
+  declare resolve: (v: unknown) => void
+  declare pad: unknown
+  constructor() {
+    let settle: (v: unknown) => void = () => {}
+    super((r) => {
+      settle = r
+    })
+    this.resolve = (v) => settle(v)
+    this.pad = padding()
+    setImmediate(() => this.resolve(1))
   }
-  class DefinedGetter extends Promise<unknown> {
-    declare resolve: (v: unknown) => void
-    declare pad: unknown
-    constructor() {
-      let settle: (v: unknown) => void = () => {}
-      super((r) => {
-        settle = r
-      })
-      this.resolve = (v) => settle(v)
-      this.pad = padding()
-      setImmediate(() => this.resolve(1))
-    }
+  static override get [Symbol.species]() {
+    return Promise
   }
-  Object.defineProperty(DefinedGetter, Symbol.species, { get: () => Promise })
-  class DataProperty extends Promise<unknown> {
-    declare resolve: (v: unknown) => void
-    declare pad: unknown
-    constructor() {
-      let settle: (v: unknown) => void = () => {}
-      super((r) => {
-        settle = r
-      })
-      this.resolve = (v) => settle(v)
-      this.pad = padding()
-      setImmediate(() => this.resolve(1))
-    }
+}
+/** The same without the getter; each child process defines its @@species for its one case. */
+class Plain extends Promise<unknown> {
+  declare resolve: (v: unknown) => void
+  declare pad: unknown
+  constructor() {
+    let settle: (v: unknown) => void = () => {}
+    super((r) => {
+      settle = r
+    })
+    this.resolve = (v) => settle(v)
+    this.pad = padding()
+    setImmediate(() => this.resolve(1))
   }
-  Object.defineProperty(DataProperty, Symbol.species, { value: Promise })
-  return {
-    'native Promise': () =>
-      new Promise((r) => {
-        const pad = padding()
-        setImmediate(() => r(pad))
-      }),
-    'subclass, static get [Symbol.species]': () => new StaticGetter(),
-    'subclass, species getter by defineProperty': () => new DefinedGetter(),
-    'subclass, species data property': () => new DataProperty(),
-  }
+}
+const plain = (species: PropertyDescriptor): Make => {
+  Object.defineProperty(Plain, Symbol.species, species)
+  return () => new Plain()
+}
+
+/** Each case, set up in the child process that runs it. */
+const cases: Record<string, () => Make> = {
+  'native Promise': () => () =>
+    new Promise((r) => {
+      const pad = padding()
+      setImmediate(() => r(pad))
+    }),
+  'subclass, static get [Symbol.species]': () => () => new StaticGetter(),
+  'subclass, species getter by defineProperty': () => plain({ get: () => Promise }),
+  'subclass, species data property': () => plain({ value: Promise }),
 }
 
 async function child(name: string) {
-  const make = (await cases())[name]
-  if (!make) throw new Error(`no case ${name}`)
+  const setUp = cases[name]
+  if (!setUp) throw new Error(`no case ${name}`)
+  const make = setUp()
   let made = 0
   let stop = false
   setTimeout(() => {
@@ -113,7 +105,7 @@ async function child(name: string) {
 async function parent() {
   const self = fileURLToPath(import.meta.url)
   console.log(`node ${process.version}: bytes promoted by scavenges per promise made, ${SECONDS} s per case`)
-  for (const name of Object.keys(await cases())) {
+  for (const name of Object.keys(cases)) {
     const run = spawnSync(process.execPath, ['--max-semi-space-size=8', '--trace-gc-nvp', self, '--case', name], {
       encoding: 'utf8',
       maxBuffer: 256 * 1024 * 1024,
