@@ -202,7 +202,7 @@ export function render(r: BenchResults, chartDir = 'bench'): string {
     if (s === 'steady') {
       // Every server runs at the same rate here: the figures are its latencies, not a rate to chart.
       lines.push(
-        `Each connection waits ${r.plan.steadyPauseMs} ms after every answer before it sends again, so every server is held at about the same rate, below what any of them serves at saturation.`,
+        `Each connection is a client that thinks for a random time after every answer (exponentially distributed, ${r.plan.steadyPauseMs} ms on average) before it sends again, so every server is held at about the same rate, below what any of them serves at saturation.`,
       )
       lines.push('')
       lines.push('| case | req/s (median) | p50 ms | p99 ms | p99.9 ms | not 2xx/3xx | socket errors | runs (p99 ms) |')
