@@ -144,10 +144,12 @@ async function alone<T>(server: Server | undefined, measure: () => Promise<T>): 
       process.kill(s.pid, sig)
     } catch {}
   }
+  // Every server runs for a moment first: the one measured last finishes what it had in flight (a server paused
+  // inside a transaction would hold its row locks and snapshot through this case), and the one measured now,
+  // paused through the case before, catches up on its timers and sockets.
+  await sleep(250)
   for (const s of running) if (s !== server) signal(s, 'SIGSTOP')
   try {
-    // The measured server was paused through the case before: let it catch up on its timers and sockets first.
-    await sleep(250)
     return await measure()
   } finally {
     for (const s of running) signal(s, 'SIGCONT')
