@@ -270,12 +270,14 @@ describe('retries and dead letters', () => {
       retryDelay: '100000 * (1 + retried)',
     })
     await qstash.idle()
+    // The waits as scheduled are exact; the observed gaps are at least those, and later by however long the
+    // event loop was busy (on a loaded machine, hundreds of milliseconds), so they are not bounded above.
+    const rec = record(messageId)
+    expect(rec.attempts.map((a) => a.retryDelayMs)).toEqual([100, 200, undefined])
     const [a, b, c] = hits(path).map((r) => r.at)
     expect((b ?? 0) - (a ?? 0)).toBeGreaterThanOrEqual(100)
-    expect((b ?? 0) - (a ?? 0)).toBeLessThan(190)
     expect((c ?? 0) - (b ?? 0)).toBeGreaterThanOrEqual(200)
-    expect((c ?? 0) - (b ?? 0)).toBeLessThan(290)
-    expect(record(messageId).state).toBe('failed')
+    expect(rec.state).toBe('failed')
   })
 
   it('calls Upstash-Callback after every attempt', async () => {

@@ -136,6 +136,8 @@ export interface DeliveryAttempt {
   error?: string
   /** The destination's answer body (UTF-8, truncated to 64 KiB). */
   responseBody: string
+  /** The wait before the next attempt as scheduled (ms, after `retryDelayScale`); absent when none follows. */
+  retryDelayMs?: number
 }
 
 /** Everything the stand-in knows about one message. */
@@ -527,7 +529,8 @@ export async function startQStash(opts: QStashStandInOptions): Promise<QStashSta
         settle(m, 'delivered')
       } else if (retried < m.maxRetries) {
         const base = m.retryDelay ? m.retryDelay(retried) : Math.min(86_400, Math.exp(2.5 * (retried + 1))) * 1000
-        schedule(m, Date.now() + Math.max(0, Number.isFinite(base) ? base : 0) * retryDelayScale)
+        attempt.retryDelayMs = Math.max(0, Number.isFinite(base) ? base : 0) * retryDelayScale
+        schedule(m, Date.now() + attempt.retryDelayMs)
       } else {
         m.dlqId = `${Date.now()}-${dlqSeq++}`
         // Published before the source settles, so idle() never sees a gap.
