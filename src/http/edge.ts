@@ -58,32 +58,31 @@ export type EarlyRoute<Answer = PlainAnswer> = (
 ) => Answer | undefined
 
 /**
- * How a lane's answers are made, chosen once per runtime: a fixed set of
- * headers is prepared once (`prepare`), and each answer is that set plus its
- * own ETag and request id (`make`).
+ * How a lane's answers are made, chosen once per runtime: a set of headers
+ * (ETag included) is prepared once (`prepare`), and each answer is that set
+ * plus its own request id (`make`).
  */
 export interface AnswerForm<Base, Answer> {
   prepare(headers: Readonly<Record<string, string>>): Base
-  make(status: number, body: string | null, base: Base, etag: string, requestId: string): Answer
+  make(status: number, body: string | null, base: Base, requestId: string): Answer
 }
 
 /** Answers as plain records: what Node writes with `writeHead` as it is. */
 export const plainAnswers: AnswerForm<Readonly<Record<string, string>>, PlainAnswer> = {
   prepare: (headers) => headers,
-  make: (status, body, base, etag, requestId) => ({ status, body, headers: { ...base, ETag: etag, 'X-Request-Id': requestId } }),
+  make: (status, body, base, requestId) => ({ status, body, headers: { ...base, 'X-Request-Id': requestId } }),
 }
 
 /**
  * Answers as `Response`s whose headers are copied from a prepared `Headers`:
  * for a runtime that is handed a Response (Bun, Workers). On Bun a copy and
- * two `set`s cost ~1.5 µs less per answer than converting a record of ten
- * headers (docs/DECISIONS.md).
+ * a `set` cost less per answer than converting a record of ten headers
+ * (docs/DECISIONS.md).
  */
 export const responseAnswers: AnswerForm<Headers, Response> = {
   prepare: (headers) => new Headers(headers),
-  make: (status, body, base, etag, requestId) => {
+  make: (status, body, base, requestId) => {
     const res = new Response(body, { status, headers: base })
-    res.headers.set('ETag', etag)
     res.headers.set('X-Request-Id', requestId)
     return res
   },
@@ -155,11 +154,15 @@ export function requestRecorder(logger: Logger, metrics: Metrics | undefined): R
     'status',
   ])
   const latency = metrics?.histogram('edgeshop_http_request_duration_seconds', 'HTTP request latency by route', ['route'], LATENCY_BUCKETS)
+  // The series of the last answer's labels, kept: a run of answers of one route and status (the hot read's) finds them once.
+  let last: { method: string; route: string; status: number; count: { inc(): void }; time: { observe(v: number): void } } | undefined
   return (method, route, status, requestId, start) => {
     const durationMs = performance.now() - start
     if (requests) {
-      requests.inc({ method, route, status })
-      latency!.observe({ route }, durationMs / 1000)
+      if (last === undefined || last.method !== method || last.route !== route || last.status !== status)
+        last = { method, route, status, count: requests.with({ method, route, status }), time: latency!.with({ route }) }
+      last.count.inc()
+      last.time.observe(durationMs / 1000)
     }
     // Built by hand: the method is an HTTP token, the route a pattern from the code, the request id matched SANE_ID — nothing to escape.
     if (logRequests)

@@ -65,15 +65,20 @@ export function createLogger(opts: { level: LogLevel; sink?: LogSink; base?: Log
   const sink = opts.sink ?? ((line: string) => console.log(line))
   // The line is assembled as text: `time`, `level`, `msg`, the base fields, then the call's fields.
   const base = opts.base && Object.keys(opts.base).length > 0 ? `,${JSON.stringify(scrub(opts.base, 0)).slice(1, -1)}` : ''
+  // The last line's head, kept: lines of one millisecond, level and message (a run of request lines) share it.
   let lastMs = Number.NaN
-  let lastTime = ''
+  let lastLevel = ''
+  let lastMsg = ''
+  let lastHead = ''
   const head = (level: Exclude<LogLevel, 'silent'>, msg: string) => {
     const ms = Date.now()
-    if (ms !== lastMs) {
+    if (ms !== lastMs || level !== lastLevel || msg !== lastMsg) {
       lastMs = ms
-      lastTime = new Date(ms).toISOString()
+      lastLevel = level
+      lastMsg = msg
+      lastHead = `{"time":"${new Date(ms).toISOString()}","level":"${level}","msg":${JSON.stringify(msg)}${base}`
     }
-    return `{"time":"${lastTime}","level":"${level}","msg":${JSON.stringify(msg)}${base}`
+    return lastHead
   }
   const write = (level: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields) => {
     if (RANK[level] < min) return

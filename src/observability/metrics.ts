@@ -22,9 +22,13 @@ export interface Metrics {
 export type Labels<L extends string> = Record<L, string | number>
 export interface Counter<L extends string> {
   inc(labels: Labels<L>, by?: number): void
+  /** The series of one label set, found once: for a caller that records the same labels again and again. */
+  with(labels: Labels<L>): { inc(by?: number): void }
 }
 export interface Histogram<L extends string> {
   observe(labels: Labels<L>, value: number): void
+  /** The series of one label set, found once ({@link Counter.with}). */
+  with(labels: Labels<L>): { observe(value: number): void }
 }
 export interface GaugeSample {
   labels?: Record<string, string | number>
@@ -96,6 +100,14 @@ export function createMetrics(): Metrics {
         inc(labels, by = 1) {
           find(labels).value += by
         },
+        with(labels) {
+          const s = find(labels)
+          return {
+            inc(by = 1) {
+              s.value += by
+            },
+          }
+        },
       }
     },
 
@@ -121,14 +133,20 @@ export function createMetrics(): Metrics {
         }
         return out
       })
+      const record = (s: HistogramSeries, value: number) => {
+        let i = 0
+        while (i < buckets.length && value > buckets[i]!) i++
+        if (i < buckets.length) s.counts[i]!++
+        s.sum += value
+        s.count++
+      }
       return {
         observe(labels, value) {
+          record(find(labels), value)
+        },
+        with(labels) {
           const s = find(labels)
-          let i = 0
-          while (i < buckets.length && value > buckets[i]!) i++
-          if (i < buckets.length) s.counts[i]!++
-          s.sum += value
-          s.count++
+          return { observe: (value) => record(s, value) }
         },
       }
     },

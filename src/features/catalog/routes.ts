@@ -113,29 +113,43 @@ const archiveRoute = createRoute({
   responses: { 204: { description: 'Archived' }, ...problems('not_found', ...adminProblems) },
 })
 
-/** The headers of a cached answer but its tag and request id, prepared once in the lane's form: each answer copies one set. */
+/**
+ * The headers of cached answers but the request id, prepared in a lane's form
+ * once per ETag: each answer copies one set and adds its request id. A
+ * product's tag is its version, so a few sets serve the whole catalog; list
+ * pages' tags are hashes, so the sets are dropped when there are many.
+ */
 function cachedHeaders<Base>(form: AnswerForm<Base, unknown>, extra: Readonly<Record<string, string>>) {
-  return {
-    found: form.prepare({ ...API_HEADERS, 'Content-Type': 'application/json', 'Cache-Control': PUBLIC_CACHE_CONTROL, ...extra }),
-    notModified: form.prepare({ ...API_HEADERS, 'Cache-Control': PUBLIC_CACHE_CONTROL, ...extra }),
+  const found = { ...API_HEADERS, 'Content-Type': 'application/json', 'Cache-Control': PUBLIC_CACHE_CONTROL, ...extra }
+  const notModified = { ...API_HEADERS, 'Cache-Control': PUBLIC_CACHE_CONTROL, ...extra }
+  const byTag = new Map<string, { found: Base; notModified: Base }>()
+  return (etag: string) => {
+    let prepared = byTag.get(etag)
+    if (prepared === undefined) {
+      if (byTag.size >= 256) byTag.clear()
+      prepared = { found: form.prepare({ ...found, ETag: etag }), notModified: form.prepare({ ...notModified, ETag: etag }) }
+      byTag.set(etag, prepared)
+    }
+    return prepared
   }
 }
-const ROUTED_HEADERS = cachedHeaders(plainAnswers, {})
+const routedHeaders = cachedHeaders(plainAnswers, {})
 
 /** The answer of cached bytes, headers final (the hot path): 304 when the client's tag is current. */
 function cachedAnswer<Base, Answer>(
   form: AnswerForm<Base, Answer>,
-  base: { found: Base; notModified: Base },
+  headers: (etag: string) => { found: Base; notModified: Base },
   cached: Cached,
   ifNoneMatch: string | null | undefined,
   requestId: string,
 ): Answer {
+  const prepared = headers(cached.etag)
   return noneMatch(ifNoneMatch ?? undefined, cached.etag)
-    ? form.make(304, null, base.notModified, cached.etag, requestId)
-    : form.make(200, cached.body, base.found, cached.etag, requestId)
+    ? form.make(304, null, prepared.notModified, requestId)
+    : form.make(200, cached.body, prepared.found, requestId)
 }
 const answer = (c: Context<AppEnv>, cached: Cached) =>
-  finalAnswer(cachedAnswer(plainAnswers, ROUTED_HEADERS, cached, c.req.header('if-none-match'), c.get('requestId')))
+  finalAnswer(cachedAnswer(plainAnswers, routedHeaders, cached, c.req.header('if-none-match'), c.get('requestId')))
 
 const PRODUCT_PATH = '/v1/products/'
 const PRODUCT_ROUTE = '/v1/products/:id'
