@@ -38,6 +38,24 @@ describe('logger', () => {
     expect(line).toMatchObject({ level: 'info', msg: 'real', nested: { msg: 'kept' } })
     expect(Date.parse(line.time)).not.toBeNaN()
   })
+
+  it('gives each line its own level and msg when lines of one millisecond differ', () => {
+    const lines: string[] = []
+    const log = createLogger({ level: 'info', sink: (l) => lines.push(l) })
+    // The head (time, level, msg) is kept between lines: it must follow the level and the message, not only the clock.
+    log.info('first')
+    log.warn('first')
+    log.warn('second')
+    log.serialized('info', 'request', '"n":1')
+    log.info('first')
+    expect(lines.map((l) => JSON.parse(l)).map((l) => [l.level, l.msg])).toEqual([
+      ['info', 'first'],
+      ['warn', 'first'],
+      ['warn', 'second'],
+      ['info', 'request'],
+      ['info', 'first'],
+    ])
+  })
 })
 
 describe('metrics', () => {
@@ -65,5 +83,26 @@ describe('metrics', () => {
     expect(text).toContain('t_latency_seconds_sum{route="/a"} 5.055\n')
     expect(text).toContain('t_pool_max 10\n')
     expect(text).toContain('t_jobs{status="dead"} 2\n')
+  })
+
+  it('records through a series found once (`with`) into the same series as by labels', () => {
+    const m = createMetrics()
+    const c = m.counter('t_hits_total', 'Hits', ['tier', 'result'])
+    const hits = c.with({ tier: 'l1', result: 'hit' })
+    hits.inc()
+    hits.inc(2)
+    c.inc({ tier: 'l1', result: 'hit' })
+    c.inc({ tier: 'l1', result: 'miss' })
+    const h = m.histogram('t_seconds', 'Latency', ['route'], [0.01, 1])
+    const a = h.with({ route: '/a' })
+    a.observe(0.005)
+    h.observe({ route: '/a' }, 0.5)
+    const text = m.render()
+    expect(text).toContain('t_hits_total{tier="l1",result="hit"} 4\n')
+    expect(text).toContain('t_hits_total{tier="l1",result="miss"} 1\n')
+    expect(text.match(/t_hits_total\{/g)).toHaveLength(2)
+    expect(text).toContain('t_seconds_bucket{route="/a",le="0.01"} 1\n')
+    expect(text).toContain('t_seconds_bucket{route="/a",le="1"} 2\n')
+    expect(text).toContain('t_seconds_count{route="/a"} 2\n')
   })
 })
