@@ -31,6 +31,7 @@ import { ROOT } from '../test/support/app-server.ts'
 import { freePort } from '../test/support/free-port.ts'
 import { findPostgresBin, startPostgres } from '../test/support/postgres.ts'
 import { startRedisServer } from '../test/support/redis-server.ts'
+import { runCommand } from '../test/support/run-command.ts'
 import { createMigratedDatabase } from '../test/support/services.ts'
 import { startUpstashRest } from '../test/support/upstash-rest.ts'
 import { writeReport } from './report.ts'
@@ -190,30 +191,6 @@ function placeDatabase(dataDir: string, cpus: string): void {
 
 // ---------------------------------------------------------------- load
 
-/**
- * Runs a command to its end and gives its output, without blocking this
- * process's event loop: the Upstash REST stand-in in front of Redis runs in
- * this process and must go on answering while `wrk` drives the servers
- * that use it.
- */
-function exec(cmd: string[], timeoutMs: number): Promise<{ status: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d))
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.once('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-    child.once('close', (status) => {
-      clearTimeout(timer)
-      resolve({ status, out })
-    })
-  })
-}
-
 function parseDuration(text: string): number {
   const m = /^([\d.]+)(us|ms|s|m)$/.exec(text)
   if (!m) return Number.NaN
@@ -226,8 +203,10 @@ async function wrk(url: string, opts: { connections: number; seconds: number; sc
   const args = [...LOAD_CPU, 'wrk', '-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency', '--timeout', '5s']
   if (opts.script) args.push('-s', opts.script)
   args.push(url)
-  const { status, out } = await exec(args, (opts.seconds + 30) * 1000)
-  if (status !== 0) throw new Error(`wrk exited with ${status}:\n${out}`)
+  // Awaited, not run synchronously: the Upstash REST stand-in in front of Redis runs in this process and must go on
+  // answering while wrk drives the servers that use it.
+  const { code, out } = await runCommand(args[0]!, args.slice(1), {}, (opts.seconds + 30) * 1000)
+  if (code !== 0) throw new Error(`wrk exited with ${code}:\n${out}`)
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
   const pct = (p: string) => parseDuration(new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(out)?.[1] ?? '')
   // Printed by the steady cases' script (luaSteady), whose done() reads wrk's own latency histogram.
@@ -249,7 +228,7 @@ async function pgbench(
   const args = [...SERVER_CPU, bin, '-n', '-M', 'prepared', `-c${opts.clients}`, '-j1', `-T${opts.seconds}`, '-f', script, '-r']
   for (const [k, v] of Object.entries(opts.vars)) args.push('-D', `${k}=${v}`)
   args.push(url)
-  const { out } = await exec(args, (opts.seconds + 60) * 1000)
+  const { out } = await runCommand(args[0]!, args.slice(1), {}, (opts.seconds + 60) * 1000)
   const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1])
   const lat = Number(/latency average = ([\d.]+) ms/.exec(out)?.[1])
   const failed = Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? 0)
