@@ -5,11 +5,26 @@ import { canonicalJson } from '../lib/canonical-json.ts'
 import type { AppEnv } from './context.ts'
 import type { PlainAnswer } from './edge.ts'
 import { AppError } from './problem.ts'
+import { text } from './text.ts'
 
 /** How long a stored answer is kept (the API promises at least 24 h; the daily purge removes older ones). */
 export const IDEMPOTENCY_TTL_MS = 25 * 3600 * 1000
 
-const KEY = /^[\x21-\x7e]{1,255}$/
+/**
+ * The `Idempotency-Key` header as routes declare it, and as {@link idempotency}
+ * checks it: a missing or empty key is 400 `idempotency_key_missing`, any
+ * other that breaks this rule 400 `validation_failed`.
+ */
+export const IDEMPOTENCY_KEY = text({
+  min: 1,
+  max: 255,
+  pattern: /^[\x21-\x7e]*$/,
+  message: 'must be 1 to 255 visible ASCII characters',
+}).openapi({
+  description:
+    'Required: 1 to 255 visible ASCII characters, one key per intended operation. Missing or empty: 400 `idempotency_key_missing`; otherwise invalid: 400 `validation_failed`.',
+  example: '5f0e2a7c-1b3d-4e6f-8a9b-0c1d2e3f4a5b',
+})
 const KEPT = new Set(['content-type', 'location', 'etag'])
 /** Answers that are outcomes of the request and are replayed; validation, auth and server errors are not. */
 const STORED_ERRORS = new Set([404, 409, 412, 422])
@@ -83,9 +98,10 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
     const key = c.req.header('idempotency-key')
     if (key === undefined || key === '')
       throw new AppError('idempotency_key_missing', 'Send an Idempotency-Key header (1 to 255 characters)')
-    if (!KEY.test(key)) {
+    const checked = IDEMPOTENCY_KEY.safeParse(key)
+    if (!checked.success) {
       throw new AppError('validation_failed', 'The Idempotency-Key is not valid', {
-        errors: [{ path: 'headers.idempotency-key', message: 'must be 1 to 255 visible ASCII characters' }],
+        errors: checked.error.issues.map((issue) => ({ path: 'headers.idempotency-key', message: issue.message })),
       })
     }
     const userId = c.get('principal').userId

@@ -44,15 +44,14 @@ export function problems(...codes: ErrorCode[]) {
   return out
 }
 
-/** A JSON response of a route. */
-export const json = <T extends z.ZodType>(schema: T, description: string) => ({
+/** A JSON response of a route, with an example answer when given (`/docs` shows it). */
+export const json = <T extends z.ZodType>(schema: T, description: string, example?: z.output<T>) => ({
   description,
-  content: { 'application/json': { schema } },
+  content: { 'application/json': { schema, ...(example === undefined ? {} : { example }) } },
 })
 
-/** A required JSON request body. */
-export const jsonBody = <T extends z.ZodType>(schema: T, description?: string) => ({
+/** A required JSON request body, with an example when given (`/docs` shows it). */
+export const jsonBody = <T extends z.ZodType>(schema: T, example?: z.input<T>) => ({
   required: true,
-  ...(description ? { description } : {}),
-  content: { 'application/json': { schema } },
+  content: { 'application/json': { schema, ...(example === undefined ? {} : { example }) } },
 })

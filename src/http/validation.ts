@@ -15,32 +15,14 @@ export function fieldErrors(error: ZodError, target: string): FieldError[] {
   })
 }
 
-/** The paths of the strings in `value` that hold U+0000, which PostgreSQL cannot store in `text` or `jsonb`. */
-function nulStrings(value: unknown, at: string, out: FieldError[]): FieldError[] {
-  if (typeof value === 'string') {
-    if (value.includes('\u0000')) out.push({ path: at, message: 'must not contain the NUL character (U+0000)' })
-  } else if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) nulStrings(value[i], `${at}.${i}`, out)
-  } else if (value !== null && typeof value === 'object') {
-    for (const [key, v] of Object.entries(value)) nulStrings(v, `${at}.${key}`, out)
-  }
-  return out
-}
-
 /**
  * The default hook of every OpenAPI route: a failed parse becomes 400
- * `validation_failed` listing every bad field. A body or query that parsed is
- * refused the same way when one of its strings holds U+0000: the database
- * would refuse it later, as an error instead of an answer. (Path ids are not
- * text to the database: one that is not a UUID is simply unknown, 404.)
+ * `validation_failed` listing every bad field. What a field may hold — U+0000
+ * and unpaired surrogates are refused in every string — is its schema's own
+ * rule (`text()` in `text.ts`), the same rule the OpenAPI document declares.
  */
-export function validationHook(result: { success: boolean; error?: unknown; data?: unknown; target: string }, _c: Context): void {
-  if (result.success) {
-    if (result.target !== 'json' && result.target !== 'query') return
-    const nul = nulStrings(result.data, TARGET[result.target]!, [])
-    if (nul.length > 0) throw new AppError('validation_failed', 'Some fields are missing or invalid', { errors: nul })
-    return
-  }
+export function validationHook(result: { success: boolean; error?: unknown; target: string }, _c: Context): void {
+  if (result.success) return
   throw new AppError('validation_failed', 'Some fields are missing or invalid', {
     errors: fieldErrors(result.error as ZodError, result.target),
   })

@@ -20,6 +20,7 @@ export interface JsonSchema {
   items?: JsonSchema
   properties?: Record<string, JsonSchema>
   required?: string[]
+  minProperties?: number
   additionalProperties?: boolean | JsonSchema
   anyOf?: JsonSchema[]
   oneOf?: JsonSchema[]
@@ -99,7 +100,8 @@ export function operations(doc: OpenApiDocument): Operation[] {
       let access: Access = 'public'
       if (schemes.includes('bearerAuth')) access = statuses.includes(403) ? 'admin' : 'customer'
       else if (schemes.includes('metricsToken')) access = 'metrics'
-      else if (params.some((p) => p.in === 'header' && p.name === 'upstash-signature')) access = 'signed'
+      else if (schemes.includes('upstashSignature') || params.some((p) => p.in === 'header' && p.name === 'upstash-signature'))
+        access = 'signed'
       const bodySchema = op.requestBody?.content['application/json']?.schema
       const success = new Map<number, JsonSchema>()
       const plainErrors: number[] = []

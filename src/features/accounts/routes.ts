@@ -3,12 +3,25 @@ import type { Context } from 'hono'
 import { authenticate } from '../../http/auth.ts'
 import { clientIp, rateLimitSubject } from '../../http/client-ip.ts'
 import type { AppEnv } from '../../http/context.ts'
+import { EXAMPLE_ADMIN, EXAMPLE_IDS, EXAMPLE_TIME, exampleTokens } from '../../http/examples.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
 import { rateLimit } from '../../http/rate-limit.ts'
 import { sha256Hex } from '../../lib/base64.ts'
 import type { Platform } from '../../platform.ts'
 import { LoginRequest, RefreshRequest, Session, SignupRequest, User } from './schemas.ts'
 import { type AccountsDeps, login, logout, me, normalizeEmail, refresh, signup } from './service.ts'
+
+/** Routes anyone may call. */
+const open: [] = []
+
+const customer = {
+  id: EXAMPLE_IDS.customer,
+  email: 'ada@example.com',
+  name: 'Ada Lovelace',
+  role: 'customer' as const,
+  createdAt: EXAMPLE_TIME,
+}
+const admin = { id: EXAMPLE_IDS.admin, email: EXAMPLE_ADMIN.email, name: 'Administrator', role: 'admin' as const, createdAt: EXAMPLE_TIME }
 
 const limitedProblems = ['validation_failed', 'invalid_json', 'unsupported_media_type', 'rate_limited', 'service_unavailable'] as const
 
@@ -22,30 +35,43 @@ async function bodyField(c: Context<AppEnv>, field: string): Promise<string | un
 const signupRoute = createRoute({
   method: 'post',
   path: '/v1/auth/signup',
+  operationId: 'signup',
   tags: ['Accounts'],
   summary: 'Create a customer account',
   description: 'Creates a customer and logs them in. Rate limited per client IP and per email (`RATE_LIMIT_AUTH`).',
-  request: { body: jsonBody(SignupRequest) },
-  responses: { 201: json(Session, 'The new account and its first tokens'), ...problems('email_taken', ...limitedProblems) },
+  security: open,
+  request: { body: jsonBody(SignupRequest, { email: 'ada@example.com', password: 'correct horse battery', name: 'Ada Lovelace' }) },
+  responses: {
+    201: json(Session, 'The new account and its first tokens', { user: customer, ...exampleTokens(EXAMPLE_IDS.customer) }),
+    ...problems('email_taken', ...limitedProblems),
+  },
 })
 
 const loginRoute = createRoute({
   method: 'post',
   path: '/v1/auth/login',
+  operationId: 'login',
   tags: ['Accounts'],
   summary: 'Log in',
-  description: 'An unknown email and a wrong password get the same answer in similar time. Rate limited per client IP and per email.',
-  request: { body: jsonBody(LoginRequest) },
-  responses: { 200: json(Session, 'A new token family'), ...problems('invalid_credentials', ...limitedProblems) },
+  description:
+    'An unknown email and a wrong password get the same answer in similar time. Rate limited per client IP and per email. The example logs in as the admin that `ADMIN_EMAIL` and `ADMIN_PASSWORD` make.',
+  security: open,
+  request: { body: jsonBody(LoginRequest, { ...EXAMPLE_ADMIN }) },
+  responses: {
+    200: json(Session, 'A new token family', { user: admin, ...exampleTokens(EXAMPLE_IDS.admin) }),
+    ...problems('invalid_credentials', ...limitedProblems),
+  },
 })
 
 const refreshRoute = createRoute({
   method: 'post',
   path: '/v1/auth/refresh',
+  operationId: 'refreshSession',
   tags: ['Accounts'],
   summary: 'Rotate a refresh token',
   description:
     'Answers a new pair; the presented token stops working. Presenting a token that was already rotated revokes its whole family (`refresh_token_reused`): whoever holds the newer token must log in again too. Of two concurrent refreshes of one token, exactly one succeeds.',
+  security: open,
   request: { body: jsonBody(RefreshRequest) },
   responses: { 200: json(Session, 'The next pair of the family'), ...problems('refresh_token_reused', 'unauthorized', ...limitedProblems) },
 })
@@ -53,9 +79,11 @@ const refreshRoute = createRoute({
 const logoutRoute = createRoute({
   method: 'post',
   path: '/v1/auth/logout',
+  operationId: 'logout',
   tags: ['Accounts'],
   summary: 'Log out',
   description: "Revokes the refresh token's family. Answers 204 whether or not the token was known.",
+  security: open,
   request: { body: jsonBody(RefreshRequest) },
   responses: {
     204: { description: 'Logged out' },
@@ -66,6 +94,7 @@ const logoutRoute = createRoute({
 const meRoute = createRoute({
   method: 'get',
   path: '/v1/me',
+  operationId: 'getMe',
   tags: ['Accounts'],
   summary: 'The caller’s account',
   security: [{ bearerAuth: [] }],

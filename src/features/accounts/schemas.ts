@@ -1,6 +1,22 @@
 import { z } from '@hono/zod-openapi'
+import { text } from '../../http/text.ts'
 
-const email = z.email({ error: 'must be an email address' }).max(254).openapi({ example: 'ada@example.com' })
+/**
+ * An address as RFC 5321 writes most of them: a dot-atom local part (so
+ * `o!reilly@example.com`), and a domain of DNS labels ending in a top-level
+ * domain of letters. Quoted local parts and address literals are refused.
+ * Every address it accepts is a valid JSON Schema `email`.
+ */
+const EMAIL =
+  /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/
+
+const email = text({
+  max: 254,
+  pattern: EMAIL,
+  message: 'must be an email address',
+  description:
+    'Compared case-insensitively. A dot-atom local part (`o!reilly@example.com`); quoted local parts and address literals are refused.',
+}).openapi({ format: 'email', example: 'ada@example.com' })
 
 export const User = z
   .object({
@@ -24,18 +40,16 @@ export const Session = z
 export const SignupRequest = z
   .strictObject({
     email,
-    password: z.string().min(10, 'must be at least 10 characters').max(128, 'must be at most 128 characters'),
-    name: z.string().trim().min(1, 'must not be empty').max(100, 'must be at most 100 characters'),
+    password: text({ min: 10, max: 128, description: 'Any text of 10 to 128 characters, kept exactly as sent.' }),
+    name: text({ min: 1, max: 100, trim: true }),
   })
   .openapi('SignupRequest', { description: 'Unknown fields (such as `role`) are refused: every account starts as a customer.' })
 
 export const LoginRequest = z
   .strictObject({
     email,
-    password: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters'),
+    password: text({ min: 1, max: 128 }),
   })
   .openapi('LoginRequest')
 
-export const RefreshRequest = z
-  .strictObject({ refreshToken: z.string().min(1, 'must not be empty').max(512, 'is too long') })
-  .openapi('RefreshRequest')
+export const RefreshRequest = z.strictObject({ refreshToken: text({ min: 1, max: 512 }) }).openapi('RefreshRequest')

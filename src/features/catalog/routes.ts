@@ -3,9 +3,11 @@ import type { Context } from 'hono'
 import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv } from '../../http/context.ts'
 import { type AnswerForm, type EarlyRoute, finalAnswer, plainAnswers, requestIdFrom } from '../../http/edge.ts'
+import { EXAMPLE_IDS, EXAMPLE_TIME } from '../../http/examples.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
 import { AppError } from '../../http/problem.ts'
 import { API_HEADERS, CORS_HEADERS_WITHOUT_ORIGIN } from '../../http/security.ts'
+import { text } from '../../http/text.ts'
 import type { Cached } from '../../infra/cache.ts'
 import { ifMatchVersions, noneMatch, PUBLIC_CACHE_CONTROL } from '../../lib/http-cache.ts'
 import { isUuid } from '../../lib/uuid.ts'
@@ -28,16 +30,36 @@ const cacheable = z.object({
 })
 const notModified = { description: 'Not modified: the `If-None-Match` tag is current', headers: cacheable }
 const admin = [{ bearerAuth: [] }]
+const open: [] = []
+const newProduct = {
+  sku: 'MUG-001',
+  name: 'Enamel mug',
+  description: 'Holds 350 ml.',
+  priceCents: 1200,
+  stock: 100,
+  category: 'kitchen',
+}
+const productExample = {
+  id: EXAMPLE_IDS.product,
+  ...newProduct,
+  currency: 'USD',
+  active: true,
+  version: 1,
+  createdAt: EXAMPLE_TIME,
+  updatedAt: EXAMPLE_TIME,
+}
 const adminProblems = ['unauthorized', 'forbidden', 'service_unavailable'] as const
 const bodyProblems = ['validation_failed', 'invalid_json', 'unsupported_media_type'] as const
 
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/products',
+  operationId: 'listProducts',
   tags: ['Catalog'],
   summary: 'List active products, newest first',
   description:
     'Keyset pages: the cost of a page does not depend on its depth. Served from the cache; `ETag` and `Cache-Control` let HTTP caches keep it.',
+  security: open,
   request: { query: ListQuery },
   responses: {
     200: { ...json(ProductPage, 'A page of products'), headers: cacheable },
@@ -49,9 +71,11 @@ const listRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/products/{id}',
+  operationId: 'getProduct',
   tags: ['Catalog'],
   summary: 'One product',
   description: 'Unknown and archived products are 404. Served from the cache.',
+  security: open,
   // The hottest route: the id is checked by hand (`productAnswer` treats a non-UUID as unknown)
   // instead of by a validator layer, which cost ~7% of its CPU time (docs/BENCHMARKS.md).
   parameters: [
@@ -73,12 +97,16 @@ const getRoute = createRoute({
 const createProductRoute = createRoute({
   method: 'post',
   path: '/v1/products',
+  operationId: 'createProduct',
   tags: ['Catalog'],
   summary: 'Create a product (admin)',
   security: admin,
-  request: { body: jsonBody(CreateProduct) },
+  request: { body: jsonBody(CreateProduct, newProduct) },
   responses: {
-    201: { ...json(Product, 'The new product'), headers: z.object({ Location: z.string().openapi({ description: 'The product’s URL' }) }) },
+    201: {
+      ...json(Product, 'The new product', productExample),
+      headers: z.object({ Location: z.string().openapi({ description: 'The product’s URL' }) }),
+    },
     ...problems('sku_taken', ...bodyProblems, ...adminProblems),
   },
 })
@@ -86,6 +114,7 @@ const createProductRoute = createRoute({
 const updateRoute = createRoute({
   method: 'patch',
   path: '/v1/products/{id}',
+  operationId: 'updateProduct',
   tags: ['Catalog'],
   summary: 'Change a product (admin)',
   description:
@@ -93,7 +122,7 @@ const updateRoute = createRoute({
   security: admin,
   request: {
     params: ProductId,
-    headers: z.object({ 'if-match': z.string().optional().openapi({ description: '`"<version>"` of the product you read.' }) }),
+    headers: z.object({ 'if-match': text({ description: '`"<version>"` of the product you read.' }).optional() }),
     body: jsonBody(UpdateProduct),
   },
   responses: {
@@ -105,6 +134,7 @@ const updateRoute = createRoute({
 const archiveRoute = createRoute({
   method: 'delete',
   path: '/v1/products/{id}',
+  operationId: 'archiveProduct',
   tags: ['Catalog'],
   summary: 'Archive a product (admin)',
   description: 'The product is no longer listed or orderable; past orders keep it. Archiving an archived product is a 204 again.',

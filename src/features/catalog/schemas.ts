@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi'
+import { text } from '../../http/text.ts'
 
 export const Product = z
   .object({
@@ -27,18 +28,15 @@ export const ProductPage = z
   })
   .openapi('ProductPage')
 
-const sku = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(64, 'must be at most 64 characters')
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'may hold letters, digits, dots, dashes and underscores')
-const category = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(50, 'must be at most 50 characters')
-  .regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lower-case letters, digits and dashes')
-const name = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters')
-const description = z.string().max(5000, 'must be at most 5000 characters')
+const sku = text({
+  min: 1,
+  max: 64,
+  pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+  message: 'may hold letters, digits, dots, dashes and underscores',
+})
+const category = text({ min: 1, max: 50, pattern: /^[a-z0-9][a-z0-9-]*$/, message: 'must be lower-case letters, digits and dashes' })
+const name = text({ min: 1, max: 200, trim: true })
+const description = text({ max: 5000 })
 const priceCents = z.number().int('must be a whole number of minor units').min(0).max(100_000_000)
 const stock = z.number().int('must be a whole number').min(0).max(1_000_000_000)
 
@@ -57,13 +55,36 @@ export const UpdateProduct = z
     active: z.boolean().optional(),
   })
   .refine((v) => Object.keys(v).length > 0, 'name at least one field to change')
-  .openapi('UpdateProduct')
+  .openapi('UpdateProduct', { minProperties: 1 })
 
-export const ListQuery = z.object({
-  limit: z.coerce.number().int('must be a whole number').min(1).max(100).default(20).openapi({ description: '1 to 100.' }),
-  cursor: z.string().max(64).optional().openapi({ description: 'The `nextCursor` of the previous page.' }),
+/** A whole number in a query string: decimal digits only (`1e1`, ` 5` or `0x10` stay text and are refused). */
+const wholeNumber = (v: unknown) => (typeof v === 'string' && /^-?[0-9]+$/.test(v) ? Number(v) : v)
+
+/** `limit` and `cursor`, the query of every list. */
+export const PageQuery = z.object({
+  limit: z
+    .preprocess(
+      wholeNumber,
+      z
+        .number({ error: 'must be a whole number' })
+        .int('must be a whole number')
+        .min(1, 'must be at least 1')
+        .max(100, 'must be at most 100'),
+    )
+    .default(20)
+    .openapi({ description: '1 to 100.' }),
+  cursor: text({
+    min: 22,
+    max: 22,
+    pattern: /^[A-Za-z0-9_-]{22}$/,
+    message: 'is not a cursor from this API',
+    description: 'The `nextCursor` of the previous page.',
+  }).optional(),
+})
+
+export const ListQuery = PageQuery.extend({
   category: category.optional(),
-  q: z.string().trim().min(1).max(100).optional().openapi({ description: 'Matches name or SKU, case-insensitively.' }),
+  q: text({ min: 1, max: 100, trim: true, description: 'Matches name or SKU, case-insensitively.' }).optional(),
 })
 
 export const ProductId = z.object({

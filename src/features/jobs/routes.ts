@@ -7,13 +7,14 @@ import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv } from '../../http/context.ts'
 import { json, problems } from '../../http/openapi.ts'
 import { AppError } from '../../http/problem.ts'
+import { text } from '../../http/text.ts'
 import { JOB_FAILURES_PATH, jobPath, markDead } from '../../infra/jobs/dispatch.ts'
 import { runJobById } from '../../infra/jobs/jobs.ts'
 import { isUuid } from '../../lib/uuid.ts'
 import type { Platform } from '../../platform.ts'
 import { DAILY, MINUTELY, runSchedule } from '../../schedule.ts'
+import { PageQuery } from '../catalog/schemas.ts'
 import { decodeCursor, encodeCursor } from '../catalog/service.ts'
-import { PageQuery } from '../orders/schemas.ts'
 
 const Job = z
   .object({
@@ -43,21 +44,23 @@ const EmailPage = z.object({ items: z.array(Email), nextCursor: z.string().nulla
 /** How long a delivery waits for one of the instance's job slots before it asks QStash to come back later. */
 const DELIVERY_WAIT_MS = 10_000
 
-const signature = z.object({
-  'upstash-signature': z.string().optional().openapi({ description: 'QStash’s JWT over the raw body and this URL.' }),
-})
+const signature = z.object({ 'upstash-signature': text({ description: 'QStash’s JWT over the raw body and this URL.' }).optional() })
+/** QStash's signature: these routes take no other credentials. */
+const signed = [{ upstashSignature: [] }]
 const delivered = z.object({ status: z.enum(['done', 'already finished']) })
 
 const deliveryRoute = createRoute({
   method: 'post',
   path: '/internal/jobs/{name}',
+  operationId: 'deliverJob',
   tags: ['Internal'],
   summary: 'A job delivered by QStash',
   description:
     'Only QStash calls this: `Upstash-Signature` is verified against the raw body and this URL with the current and the next signing key (401 `invalid_signature` otherwise, and nothing runs). 2xx once handled (a job that already finished is a no-op); 503 asks QStash to retry. At most `JOB_CONCURRENCY` deliveries run at once per instance; the others wait up to 10 s for a turn, then get 503.',
   // The body is documented with a plain schema, not zod: a validator would parse it before the signature is checked against the raw bytes.
+  security: signed,
   request: {
-    params: z.object({ name: z.string() }),
+    params: z.object({ name: text({ min: 1 }) }),
     headers: signature,
     body: {
       content: {
@@ -71,9 +74,11 @@ const deliveryRoute = createRoute({
 const failureRoute = createRoute({
   method: 'post',
   path: JOB_FAILURES_PATH,
+  operationId: 'recordJobFailure',
   tags: ['Internal'],
   summary: 'QStash gave up on a job',
   description: 'QStash’s failure callback, signed like a delivery: the job becomes `dead`; an admin can queue it again.',
+  security: signed,
   request: { headers: signature },
   responses: { 200: json(z.object({ dead: z.number().int() }), 'Recorded'), ...problems('invalid_signature', 'validation_failed') },
 })
@@ -81,10 +86,12 @@ const failureRoute = createRoute({
 const scheduleRoute = createRoute({
   method: 'post',
   path: '/internal/schedules/{schedule}',
+  operationId: 'runSchedule',
   tags: ['Internal'],
   summary: 'A schedule tick from a QStash schedule',
   description:
     'For deployments that tick with QStash schedules instead of cron triggers: `minutely` (`* * * * *`) and `daily` (`0 3 * * *`). Signed like a delivery. A tick runs once per slot, whoever else ticks.',
+  security: signed,
   request: { params: z.object({ schedule: z.enum(['minutely', 'daily']) }), headers: signature },
   responses: {
     200: json(z.object({ ran: z.boolean() }).passthrough(), 'The tick’s report'),
@@ -95,6 +102,7 @@ const scheduleRoute = createRoute({
 const listJobsRoute = createRoute({
   method: 'get',
   path: '/v1/admin/jobs',
+  operationId: 'listJobs',
   tags: ['Admin'],
   summary: 'Background jobs, newest first (admin)',
   security: [{ bearerAuth: [] }],
@@ -105,6 +113,7 @@ const listJobsRoute = createRoute({
 const retryRoute = createRoute({
   method: 'post',
   path: '/v1/admin/jobs/{id}/retry',
+  operationId: 'retryJob',
   tags: ['Admin'],
   summary: 'Queue a dead job again (admin)',
   description: 'Its attempts start from zero; its last error is kept until it runs.',
@@ -116,6 +125,7 @@ const retryRoute = createRoute({
 const emailsRoute = createRoute({
   method: 'get',
   path: '/v1/admin/emails',
+  operationId: 'listEmails',
   tags: ['Admin'],
   summary: 'Emails the mailer sent, newest first (admin)',
   security: [{ bearerAuth: [] }],

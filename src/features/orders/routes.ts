@@ -3,17 +3,29 @@ import type { Context } from 'hono'
 import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv } from '../../http/context.ts'
 import { jsonAnswer } from '../../http/edge.ts'
+import { EXAMPLE_IDS } from '../../http/examples.ts'
 import { idempotency } from '../../http/idempotency.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
 import type { Platform } from '../../platform.ts'
+import { PageQuery } from '../catalog/schemas.ts'
 import { PRODUCTS, productKey } from '../catalog/service.ts'
-import { CreateOrder, IdempotencyHeaders, Order, OrderId, OrderPage, PageQuery, PayOrder } from './schemas.ts'
+import { CreateOrder, IdempotencyHeaders, Order, OrderId, OrderPage, PayOrder } from './schemas.ts'
 import { type ChangedProduct, cancelOrder, checkout, fulfilOrder, getOrder, listOrders, payOrder } from './service.ts'
 
 const bearer = [{ bearerAuth: [] }]
 const authProblems = ['unauthorized', 'service_unavailable'] as const
 const bodyProblems = ['validation_failed', 'invalid_json', 'unsupported_media_type'] as const
 const idempotencyProblems = ['idempotency_key_missing', 'idempotency_key_reused', 'idempotency_request_in_progress'] as const
+const orderExample = (status: 'pending_payment' | 'payment_processing', updatedAt: string) => ({
+  id: EXAMPLE_IDS.order,
+  status,
+  items: [{ productId: EXAMPLE_IDS.product, sku: 'MUG-001', name: 'Enamel mug', unitPriceCents: 1200, quantity: 2, lineTotalCents: 2400 }],
+  totalCents: 2400,
+  currency: 'USD',
+  createdAt: '2026-01-15T09:35:00.000Z',
+  updatedAt,
+  expiresAt: '2026-01-15T09:50:00.000Z',
+})
 const replayed = z.object({
   'Idempotent-Replayed': z
     .string()
@@ -24,15 +36,16 @@ const replayed = z.object({
 const createOrderRoute = createRoute({
   method: 'post',
   path: '/v1/orders',
+  operationId: 'createOrder',
   tags: ['Orders'],
   summary: 'Check out',
   description:
     'Reserves stock for every line atomically, all or nothing, and creates the order in `pending_payment`; unpaid, it expires after `ORDER_TTL_SECONDS`. Idempotent per user and `Idempotency-Key`: the same key and body replay the first answer; the same key with another body is 422; the same key while the first request runs is 409.',
   security: bearer,
-  request: { headers: IdempotencyHeaders, body: jsonBody(CreateOrder) },
+  request: { headers: IdempotencyHeaders, body: jsonBody(CreateOrder, { items: [{ productId: EXAMPLE_IDS.product, quantity: 2 }] }) },
   responses: {
     201: {
-      ...json(Order, 'The order, in pending_payment'),
+      ...json(Order, 'The order, in pending_payment', orderExample('pending_payment', '2026-01-15T09:35:00.000Z')),
       headers: replayed.extend({ Location: z.string().openapi({ description: 'The order’s URL' }) }),
     },
     ...problems('insufficient_stock', 'unknown_product', ...idempotencyProblems, ...bodyProblems, ...authProblems),
@@ -42,6 +55,7 @@ const createOrderRoute = createRoute({
 const listRoute = createRoute({
   method: 'get',
   path: '/v1/orders',
+  operationId: 'listOrders',
   tags: ['Orders'],
   summary: 'The caller’s orders, newest first (an admin: all orders)',
   security: bearer,
@@ -52,6 +66,7 @@ const listRoute = createRoute({
 const getRoute = createRoute({
   method: 'get',
   path: '/v1/orders/{id}',
+  operationId: 'getOrder',
   tags: ['Orders'],
   summary: 'One order (its owner or an admin)',
   description: 'Someone else’s order is a 404: its existence is not revealed.',
@@ -63,14 +78,18 @@ const getRoute = createRoute({
 const payRoute = createRoute({
   method: 'post',
   path: '/v1/orders/{id}/pay',
+  operationId: 'payOrder',
   tags: ['Orders'],
   summary: 'Pay an order (its owner)',
   description:
     'Moves the order to `payment_processing` and queues the capture, which runs in a background job: the order becomes `paid` (and a confirmation email is sent) or `payment_failed` (payable again). Idempotent like checkout.',
   security: bearer,
-  request: { params: OrderId, headers: IdempotencyHeaders, body: jsonBody(PayOrder) },
+  request: { params: OrderId, headers: IdempotencyHeaders, body: jsonBody(PayOrder, { paymentToken: 'tok_ok' }) },
   responses: {
-    202: { ...json(Order, 'The order, in payment_processing'), headers: replayed },
+    202: {
+      ...json(Order, 'The order, in payment_processing', orderExample('payment_processing', '2026-01-15T09:36:00.000Z')),
+      headers: replayed,
+    },
     ...problems('not_found', 'invalid_state', ...idempotencyProblems, ...bodyProblems, ...authProblems),
   },
 })
@@ -78,6 +97,7 @@ const payRoute = createRoute({
 const cancelRoute = createRoute({
   method: 'post',
   path: '/v1/orders/{id}/cancel',
+  operationId: 'cancelOrder',
   tags: ['Orders'],
   summary: 'Cancel an unpaid order (its owner or an admin)',
   description: 'From `pending_payment` or `payment_failed`; the reserved stock is released, once.',
@@ -89,6 +109,7 @@ const cancelRoute = createRoute({
 const fulfilRoute = createRoute({
   method: 'post',
   path: '/v1/orders/{id}/fulfil',
+  operationId: 'fulfilOrder',
   tags: ['Orders'],
   summary: 'Mark a paid order fulfilled (admin)',
   security: bearer,

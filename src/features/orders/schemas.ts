@@ -1,4 +1,6 @@
 import { z } from '@hono/zod-openapi'
+import { IDEMPOTENCY_KEY } from '../../http/idempotency.ts'
+import { text, UUID } from '../../http/text.ts'
 
 export const OrderItem = z.object({
   productId: z.uuid(),
@@ -30,7 +32,9 @@ export const CreateOrder = z
       .array(
         z.strictObject({
           // Lower-cased: the database reads any case, and the lines are matched, deduplicated and cached by this text.
-          productId: z.uuid({ error: 'must be a product id' }).transform((id) => id.toLowerCase()),
+          productId: text({ pattern: UUID, message: 'must be a product id' })
+            .openapi({ format: 'uuid' })
+            .transform((id) => id.toLowerCase()),
           quantity: z.number().int('must be a whole number').min(1, 'must be at least 1').max(100, 'must be at most 100'),
         }),
       )
@@ -38,28 +42,21 @@ export const CreateOrder = z
       .max(50, 'must hold at most 50 lines')
       .refine((lines) => new Set(lines.map((l) => l.productId)).size === lines.length, 'each product may appear once'),
   })
-  .openapi('CreateOrder', { description: 'Prices come from the catalog, never from the request.' })
+  .openapi('CreateOrder', {
+    description:
+      'Prices come from the catalog, never from the request. Each product may appear in one line only (400 `validation_failed` otherwise: JSON Schema cannot say this of one property of the lines). An order whose total would pass 2,147,483,647 minor units is refused the same way.',
+  })
 
 export const PayOrder = z
   .strictObject({
-    paymentToken: z
-      .string()
-      .min(1)
-      .max(200)
-      .openapi({ description: 'From the payment provider. The `simulated` provider takes `tok_ok`, `tok_declined` and `tok_flaky`.' }),
+    paymentToken: text({
+      min: 1,
+      max: 200,
+      description: 'From the payment provider. The `simulated` provider takes `tok_ok`, `tok_declined` and `tok_flaky`.',
+    }),
   })
   .openapi('PayOrder')
 
-export const IdempotencyHeaders = z.object({
-  'idempotency-key': z
-    .string()
-    .optional()
-    .openapi({ description: 'Required: 1 to 255 characters, unique per intended operation (400 `idempotency_key_missing`).' }),
-})
+export const IdempotencyHeaders = z.object({ 'idempotency-key': IDEMPOTENCY_KEY })
 
 export const OrderId = z.object({ id: z.string().openapi({ format: 'uuid' }) })
-
-export const PageQuery = z.object({
-  limit: z.coerce.number().int('must be a whole number').min(1).max(100).default(20),
-  cursor: z.string().max(64).optional(),
-})

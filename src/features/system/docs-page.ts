@@ -1,4 +1,5 @@
 import { ERROR_CODES, type ErrorCode } from '../../http/problem.ts'
+import { NON_BLANK_TEXT, TEXT } from '../../http/text.ts'
 
 /*
  * Renders the OpenAPI document as one self-contained HTML page: no script,
@@ -37,8 +38,16 @@ function constraints(s: Json): string {
     ['pattern', 'pattern'],
     ['default', 'default'],
   ]
-  for (const [k, label] of keys)
-    if (s[k] !== undefined) parts.push(`${label} ${esc(typeof s[k] === 'string' ? s[k] : JSON.stringify(s[k]))}`)
+  // The two text patterns are long and everywhere: named here, spelled out in the document.
+  const named: Record<string, string> = {
+    [TEXT.source]: 'text: no U+0000, no unpaired surrogate',
+    [NON_BLANK_TEXT.source]: 'text, not blank: no U+0000, no unpaired surrogate',
+  }
+  for (const [k, label] of keys) {
+    if (s[k] === undefined) continue
+    if (k === 'pattern' && typeof s[k] === 'string' && named[s[k]]) parts.push(named[s[k]]!)
+    else parts.push(`${label} ${esc(typeof s[k] === 'string' ? s[k] : JSON.stringify(s[k]))}`)
+  }
   return parts.length ? ` <small>(${parts.join(', ')})</small>` : ''
 }
 
@@ -77,6 +86,12 @@ function fields(s: Json, depth: number): string {
   return `<ul class="fields">${rows.join('')}</ul>`
 }
 
+/** An example value as indented JSON. */
+const example = (value: unknown, label: string) =>
+  value === undefined
+    ? ''
+    : `<details class="ex" open><summary>${esc(label)}</summary><pre>${esc(JSON.stringify(value, null, 2))}</pre></details>`
+
 function operation(method: string, path: string, op: Json): string {
   const id = `op-${slug(`${method} ${path}`)}`
   const params = (op.parameters ?? []) as Json[]
@@ -84,18 +99,22 @@ function operation(method: string, path: string, op: Json): string {
   let html = `<section class="op" id="${id}"><h3><span class="m m-${method}">${method.toUpperCase()}</span> <code>${esc(path)}</code></h3>`
   if (op.summary) html += `<p class="summary">${esc(op.summary)}</p>`
   html += prose(op.description)
-  if (security.length)
-    html += `<p class="auth">Requires ${security
+  // An empty requirement among others makes the credentials optional.
+  const required = security.filter((s) => Object.keys(s).length > 0)
+  if (required.length)
+    html += `<p class="auth">${required.length < security.length ? 'Takes' : 'Requires'} ${required
       .map((s) =>
         Object.keys(s)
           .map((k) => `<code>${esc(k)}</code>`)
           .join(' + '),
       )
-      .join(' or ')}</p>`
+      .join(' or ')}${required.length < security.length ? ', or no credentials' : ''}</p>`
   if (params.length) {
     html += '<h4>Parameters</h4><table><tr><th>name</th><th>in</th><th>type</th><th>description</th></tr>'
     for (const p of params) {
-      html += `<tr><td><code>${esc(p.name)}</code>${p.required ? '' : '<span class="opt">?</span>'}</td><td>${esc(p.in)}</td><td>${typeOf(p.schema as Json, 0)}${constraints((p.schema ?? {}) as Json)}</td><td>${prose(p.description)}</td></tr>`
+      const shown = p.example ?? (p.schema as Json | undefined)?.example
+      const eg = shown === undefined ? '' : `<p>Example: <code>${esc(shown)}</code></p>`
+      html += `<tr><td><code>${esc(p.name)}</code>${p.required ? '' : '<span class="opt">?</span>'}</td><td>${esc(p.in)}</td><td>${typeOf(p.schema as Json, 0)}${constraints((p.schema ?? {}) as Json)}</td><td>${prose(p.description)}${eg}</td></tr>`
     }
     html += '</table>'
   }
@@ -103,7 +122,7 @@ function operation(method: string, path: string, op: Json): string {
   if (body) {
     const content = (body.content ?? {}) as Record<string, Json>
     for (const [type, media] of Object.entries(content))
-      html += `<h4>Body <small>${esc(type)}</small></h4>${typeOf(media.schema as Json, 0)}`
+      html += `<h4>Body <small>${esc(type)}</small></h4>${typeOf(media.schema as Json, 0)}${example(media.example, 'Example body')}`
   }
   html += '<h4>Responses</h4><dl class="responses">'
   for (const [status, res] of Object.entries((op.responses ?? {}) as Record<string, Json>)) {
@@ -117,7 +136,8 @@ function operation(method: string, path: string, op: Json): string {
       codes.length && codes.every((c) => c in ERROR_CODES)
         ? codes.map((c) => `<a href="#error-${c}"><code>${c}</code></a>`).join(', ')
         : esc(res.description ?? '')
-    html += `<dt class="s${status[0]}">${esc(status)}</dt><dd>${described}${media && !status.startsWith('4') && !status.startsWith('5') ? `<div class="schema">${typeOf(media[1].schema as Json, 0)}</div>` : ''}</dd>`
+    const success = media && !status.startsWith('4') && !status.startsWith('5')
+    html += `<dt class="s${status[0]}">${esc(status)}</dt><dd>${described}${success ? `<div class="schema">${typeOf(media[1].schema as Json, 0)}</div>${example(media[1].example, `Example answer (${status})`)}` : ''}</dd>`
   }
   return `${html}</dl></section>`
 }
@@ -166,6 +186,8 @@ main{padding:1.5rem 2.5rem;max-width:960px}code{font:13px ui-monospace,monospace
 .op{border-top:1px solid #e3e5ea;padding:1rem 0}.summary{font-weight:600}.opt{color:#a06400}
 table{border-collapse:collapse;width:100%}td,th{border:1px solid #e3e5ea;padding:.3rem .5rem;text-align:left;vertical-align:top}
 ul.fields{margin:.2rem 0;padding-left:1.2rem}dl.responses dt{font-weight:bold;float:left;width:3.5rem}dl.responses dd{margin:0 0 .4rem 3.5rem}
+pre{font:12px/1.4 ui-monospace,monospace;background:#f5f6f8;border:1px solid #e3e5ea;border-radius:4px;padding:.5rem;overflow:auto}
+details.ex summary{cursor:pointer;color:#2457c5;font-size:.85rem}
 .s2{color:#1f7a4d}.s4{color:#a06400}.s5{color:#b3261e}.t{color:#555}small{color:#667}.auth{color:#2457c5}
 </style></head><body>
 <nav><strong>${esc(info.title)}</strong> <small>${esc(info.version)}</small>${nav}<h2>Reference</h2><ul><li><a href="#schemas">Schemas</a></li><li><a href="#errors">Error codes</a></li><li><a href="/openapi.json">openapi.json</a></li></ul></nav>

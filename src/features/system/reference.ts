@@ -9,7 +9,11 @@ const DESCRIPTION = `A commerce backend: accounts, a cached catalog, orders with
 
 Errors are RFC 9457 problem details (\`application/problem+json\`) with a stable \`code\`; see the error codes at the end of this page. Every answer carries \`X-Request-Id\`.
 
-Lists take \`limit\` (1 to 100, default 20) and an opaque \`cursor\`, and answer \`{ items, nextCursor }\`.`
+Lists take \`limit\` (1 to 100, default 20) and an opaque \`cursor\`, and answer \`{ items, nextCursor }\`.
+
+Every string a client sends is refused (400 \`validation_failed\`, naming the field) when it holds U+0000 or an unpaired UTF-16 surrogate: each string's \`pattern\` says so, and lengths count characters (code points).
+
+The first five minutes, as the examples below tell them: with \`ADMIN_EMAIL\` and \`ADMIN_PASSWORD\` set, that admin exists once the service has started. Log in as them (\`POST /v1/auth/login\`) and send the \`accessToken\` as \`Authorization: Bearer …\`; create a product (\`POST /v1/products\`). Sign up a customer (\`POST /v1/auth/signup\`); with their token, check out (\`POST /v1/orders\` with a fresh \`Idempotency-Key\`) and pay with \`tok_ok\` (\`POST /v1/orders/{id}/pay\`, another key). The capture runs in the background: \`GET /v1/orders/{id}\` shows \`paid\` a moment later.`
 
 /**
  * `GET /openapi.json` and `GET /docs`, built from the routes registered on
@@ -26,6 +30,12 @@ export function registerReference(app: OpenAPIHono<AppEnv>, platform: Platform):
     type: 'http',
     scheme: 'bearer',
     description: 'The value of `METRICS_TOKEN`.',
+  })
+  app.openAPIRegistry.registerComponent('securitySchemes', 'upstashSignature', {
+    type: 'apiKey',
+    in: 'header',
+    name: 'Upstash-Signature',
+    description: 'QStash’s signature (a JWT over the raw body and the URL), verified with the current and the next signing key.',
   })
 
   let document: string | undefined

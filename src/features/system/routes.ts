@@ -24,7 +24,9 @@ const Readiness = z
 const healthz = createRoute({
   method: 'get',
   path: '/healthz',
+  operationId: 'getHealth',
   tags: ['System'],
+  security: [],
   summary: 'Liveness: the process answers',
   description: 'Touches no dependency. Use it for liveness probes; use `/readyz` to decide whether to send traffic.',
   responses: { 200: json(Health, 'The process is alive') },
@@ -33,7 +35,9 @@ const healthz = createRoute({
 const readyz = createRoute({
   method: 'get',
   path: '/readyz',
+  operationId: 'getReadiness',
   tags: ['System'],
+  security: [],
   summary: 'Readiness: the database answers',
   description:
     'Checks the database (and Redis, when configured) within a bound of under two seconds. 503 when the database does not answer.',
@@ -43,14 +47,18 @@ const readyz = createRoute({
   },
 })
 
+const metricsAccess: Record<string, string[]>[] = [{ metricsToken: [] }, {}]
+
 const metricsRoute = createRoute({
   method: 'get',
   path: '/metrics',
+  operationId: 'getMetrics',
   tags: ['System'],
   summary: 'Prometheus metrics',
   description:
     'Request counts and latency histograms by route and status, database pool gauges. With `METRICS_TOKEN` set it needs `Authorization: Bearer <METRICS_TOKEN>`; without, only loopback peers may read it. Collected on Bun and Node; on Workers use Workers analytics (404).',
-  security: [{ metricsToken: [] }],
+  // The token, or none: without METRICS_TOKEN set, loopback peers read it with no credentials.
+  security: metricsAccess,
   responses: {
     200: { description: 'Prometheus text exposition format 0.0.4', content: { 'text/plain': { schema: z.string() } } },
     ...problems('unauthorized', 'forbidden', 'not_found'),
