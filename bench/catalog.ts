@@ -1,10 +1,10 @@
 /**
  * Catalog read latency by cache tier, and by catalog size:
  *
- *   node bench/catalog.ts [--big 1000000] [--rounds 300]
+ *   ./run node bench/catalog.ts [--big 1000000] [--rounds 300]
  *
  * Starts PostgreSQL, redis-server with the Upstash REST stand-in, and
- * edgeshop on Bun and on Node, seeds the catalog with `bun run seed`, then
+ * edgeshop on Bun and on Node, seeds the catalog with `./run seed`, then
  * times sequential requests (one at a time: latency, not throughput) over
  * loopback:
  *

@@ -1,5 +1,5 @@
 /**
- * Checkout rate and latency: `node bench/checkout.ts [--seconds 15] [--connections 32]`.
+ * Checkout rate and latency: `./run node bench/checkout.ts [--seconds 15] [--connections 32]`.
  *
  * Starts PostgreSQL and edgeshop (Bun and Node, PostgreSQL mode, embedded
  * job runner), creates products whose stock never runs out and a set of

@@ -1,5 +1,5 @@
 /**
- * Time of one login on each runtime: `node bench/login.ts [rounds]`.
+ * Time of one login on each runtime: `./run node bench/login.ts [rounds]`.
  *
  * Starts PostgreSQL and each target as the contract suite does, signs up one
  * user, then times sequential logins (one at a time, so this is the latency

@@ -3,11 +3,11 @@
  * every sample grouped by the module it ran in (a package under
  * node_modules, a file of src/, a `node:` module, or V8's own entries such
  * as the garbage collector), idle time left out. For the bundle that
- * production runs (`bun run build:node`), whose `// <path>` comments say
+ * production runs (`./run build:node`), whose `// <path>` comments say
  * which module each line came from.
  *
- *   node --cpu-prof --cpu-prof-dir=prof dist/runtime/node.mjs   # under load, then SIGINT
- *   node bench/profile.ts prof/<file>.cpuprofile [dist/runtime/node.mjs]
+ *   ./run node --cpu-prof --cpu-prof-dir=prof dist/runtime/node.mjs   # under load, then SIGINT
+ *   ./run node bench/profile.ts prof/<file>.cpuprofile [dist/runtime/node.mjs]
  */
 import { readFileSync } from 'node:fs'
 
@@ -23,7 +23,7 @@ interface Profile {
 }
 
 const [file, bundle = 'dist/runtime/node.mjs'] = process.argv.slice(2)
-if (!file) throw new Error('usage: node bench/profile.ts <file.cpuprofile> [bundle]')
+if (!file) throw new Error('usage: ./run node bench/profile.ts <file.cpuprofile> [bundle]')
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile
 // The line at which each bundled module starts, from the bundler's `// path` comments.
 const starts: [number, string][] = []

@@ -13,7 +13,7 @@
  * with the classes made by one function, no case promotes.
  * postgres.js itself against PostgreSQL is measured in docs/BENCHMARKS.md.
  *
- *   node bench/promotion.ts            # every case, ~4 s each
+ *   ./run node bench/promotion.ts      # every case, ~4 s each
  *
  * Each case runs in a child `node --max-semi-space-size=8 --trace-gc-nvp`;
  * the figure is the sum of `promoted=` over its scavenges divided by the

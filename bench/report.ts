@@ -4,7 +4,7 @@
  * method. Only the part between the `results` markers is rewritten; the prose
  * around it is kept.
  *
- *   node bench/report.ts bench/results/<date>.json
+ *   ./run node bench/report.ts bench/results/<date>.json
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -183,7 +183,8 @@ export function render(r: BenchResults, chartDir = 'bench'): string {
   const lines: string[] = []
   const t = targets(r)
   lines.push(
-    `Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC, \`${r.command}\`, ${r.durationSeconds} s; results in \`bench/results/${r.date.slice(0, 10)}.json\`.`,
+    // Runs recorded before `./run` was the documented entry say `bun run bench`: the same package script.
+    `Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC, \`${r.command.replace(/^bun run /, './run ')}\`, ${r.durationSeconds} s; results in \`bench/results/${r.date.slice(0, 10)}.json\`.`,
   )
   lines.push('')
   lines.push('### Targets')
@@ -294,7 +295,7 @@ export function writeReport(r: BenchResults, opts: { write: boolean }): string {
 if (import.meta.main || process.argv[1] === import.meta.filename) {
   const file = process.argv[2]
   if (!file) {
-    process.stderr.write('usage: node bench/report.ts bench/results/<date>.json\n')
+    process.stderr.write('usage: ./run node bench/report.ts bench/results/<date>.json\n')
     process.exit(2)
   }
   const r = JSON.parse(readFileSync(file, 'utf8')) as BenchResults

@@ -1,5 +1,5 @@
 /**
- * `bun run bench [--quick]`: edgeshop measured side by side with the
+ * `./run bench [--quick]`: edgeshop measured side by side with the
  * runtime's own limit and with the peers, in one run, as ratios.
  *
  * It starts what it needs — PostgreSQL, redis-server with the Upstash REST
@@ -286,7 +286,7 @@ async function main(): Promise<void> {
   }
   const upstash = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: rest.token }
   const noL1 = { CACHE_L1_MAX_ENTRIES: '0' }
-  // Each runtime as production runs it: Bun runs the sources, Node the bundle (`bun run build:node`, as in the Docker image).
+  // Each runtime as production runs it: Bun runs the sources, Node the bundle (`./run build:node`, as in the Docker image).
   const edgeshop = (runtime: 'bun' | 'node') =>
     runtime === 'bun'
       ? [bunBin, 'src/runtime/bun.ts']
@@ -514,7 +514,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     quick: QUICK,
     durationSeconds: Math.round((Date.now() - started) / 1000),
-    command: QUICK ? 'bun run bench --quick' : 'bun run bench',
+    command: QUICK ? './run bench --quick' : './run bench',
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), pinned: PINNED },
     versions: versions(),
     plan: {

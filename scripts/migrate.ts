@@ -1,6 +1,6 @@
 /**
  * Applies the committed migrations (drizzle/) to the database at
- * DATABASE_URL: `bun run db:migrate`, or `node scripts/migrate.ts` in the
+ * DATABASE_URL: `./run db:migrate`, or `node scripts/migrate.ts` in the
  * production image. Safe to run from several places at once: an advisory
  * lock serialises them, and applied migrations are skipped.
  */

@@ -1,9 +1,9 @@
 /**
- * `bun run seed`: makes the database ready to try. Idempotent — run it as
+ * `./run seed`: makes the database ready to try. Idempotent — run it as
  * often as you like.
  *
  * - the admin from ADMIN_EMAIL / ADMIN_PASSWORD (created, or reset to that password)
- * - a demo catalog: `bun run seed --products 1000` (default 100; up to
+ * - a demo catalog: `./run seed --products 1000` (default 100; up to
  *   millions, in batches, with a progress bar; re-running continues after the
  *   products already there)
  *

@@ -53,7 +53,9 @@ const WORKERS_SOCKET_ERRORS =
 /**
  * True when an error means "the database is not there or not answering"
  * rather than "this query is wrong": connection failures, the server
- * shutting down or refusing connections (SQLSTATE 08xxx, 57P0x, 53xxx), and
+ * shutting down or refusing connections (SQLSTATE 08xxx, 57P0x), out of
+ * resources such as a full disk (53xxx), refusing writes because it is
+ * read-only (25006: a standby, `default_transaction_read_only`), and
  * statements cancelled by `statement_timeout` (57014).
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
@@ -62,13 +64,27 @@ export function isDatabaseUnavailable(err: unknown): boolean {
     const code = (e as { code?: unknown }).code
     if (typeof code === 'string') {
       if (CONNECTION_CODES.has(code)) return true
-      if (/^(08...|57P0.|53...|57014)$/.test(code)) return true
+      if (/^(08...|57P0.|53...|57014|25006)$/.test(code)) return true
     }
     // Workers' sockets (cloudflare:sockets, Hyperdrive) fail with bare messages and no code.
     const msg = (e as { message?: unknown }).message
     if (typeof msg === 'string' && WORKERS_SOCKET_ERRORS.test(msg)) return true
   }
   return false
+}
+
+/** True when `err`, or an error it was caused by, carries one of these SQLSTATEs. */
+function hasSqlState(err: unknown, ...codes: string[]): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && codes.includes(code)) return true
+  }
+  return false
+}
+
+/** True when the database could not write for want of disk space (SQLSTATE 53100). */
+export function isDiskFull(err: unknown): boolean {
+  return hasSqlState(err, '53100')
 }
 
 /** Rejects with {@link DatabaseUnavailableError} when `work` has not settled within `ms`. */
@@ -95,10 +111,7 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
  * order's total over what an integer column holds.
  */
 export function isOutOfRange(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if ((e as { code?: unknown }).code === '22003') return true
-  }
-  return false
+  return hasSqlState(err, '22003')
 }
 
 /** The rows of a raw `db.execute(sql…)`: postgres.js answers an array, PGlite `{ rows }`. */
@@ -111,11 +124,7 @@ export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0]
 
 /** True for the errors a retried transaction can succeed after: serialization failures and deadlocks. */
 export function isRetryableConflict(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code
-    if (code === '40001' || code === '40P01') return true
-  }
-  return false
+  return hasSqlState(err, '40001', '40P01')
 }
 
 /**

@@ -3,7 +3,7 @@ import { boolean, check, index, integer, jsonb, pgTable, primaryKey, text, times
 
 /*
  * The database schema. drizzle-kit generates the SQL migrations in
- * `drizzle/` from this file (`bun run db:generate`); the SQL must run on
+ * `drizzle/` from this file (`./run db:generate`); the SQL must run on
  * PostgreSQL 15 and on PGlite, so it sticks to what both accept.
  *
  * Ids are UUID version 7, made by the application (src/lib/uuid.ts): time

@@ -5,7 +5,9 @@ export type LogFields = Record<string, unknown>
 
 /**
  * Writes one JSON object per line. Fields whose names suggest a secret are
- * replaced, so a careless call site cannot leak a token or a password.
+ * replaced, so a careless call site cannot leak a token or a password; a
+ * number or a boolean under such a name (`purgedRefreshTokens: 12`) is a
+ * count or a flag, never a secret, and is kept.
  *
  * @example
  * ```ts
@@ -55,7 +57,7 @@ function scrub(value: unknown, depth: number): unknown {
   for (const k in value) {
     if (depth === 0 && RESERVED.has(k)) continue
     const v = (value as Record<string, unknown>)[k]
-    out[k] = isSecretKey(k) ? '[redacted]' : scrub(v, depth + 1)
+    out[k] = typeof v !== 'number' && typeof v !== 'boolean' && isSecretKey(k) ? '[redacted]' : scrub(v, depth + 1)
   }
   return out
 }

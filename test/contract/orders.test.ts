@@ -195,6 +195,19 @@ describe('idempotency', () => {
     expect(await stockOf(p.id)).toBe(10)
   })
 
+  it('a key of 1 to 255 visible ASCII characters is taken; any other is 400 validation_failed and reserves nothing', async () => {
+    const p = await product(10)
+    const buyer = await customer().init()
+    const items = [{ productId: p.id, quantity: 1 }]
+    for (const bad of ['two words', 'k'.repeat(256), 'cl\u00e9', 'tab\there']) {
+      const problem = await expectProblem(await buyer.order(items, bad), 400, 'validation_failed')
+      expect(problem.errors?.map((e) => e.path)).toEqual(['headers.idempotency-key'])
+    }
+    expect(await stockOf(p.id)).toBe(10)
+    for (const good of ['!', `~${'k'.repeat(254)}`]) expect((await buyer.order(items, good)).status).toBe(201)
+    expect(await stockOf(p.id)).toBe(8)
+  })
+
   it('concurrent duplicates have one effect: one order, the others replay it or are told it is in progress', async () => {
     const p = await product(50)
     const buyer = await customer().init()

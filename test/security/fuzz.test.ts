@@ -21,7 +21,7 @@ import { expectSafeAnswer, schemaViolations } from './requests.ts'
  *
  * FUZZ_SEED (default 20230605) and FUZZ_RUNS (requests per route, default
  * 60) choose the run; CI uses the defaults. A longer random run:
- *   FUZZ_SEED=$RANDOM FUZZ_RUNS=1000 node_modules/.bin/vitest run test/security/fuzz.test.ts
+ *   FUZZ_SEED=$RANDOM FUZZ_RUNS=1000 ./run vitest run test/security/fuzz.test.ts
  * FUZZ_REPORT=1 adds the statuses per route to the summary line. A failure
  * prints the seed and the path fast-check needs to replay it.
  */

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { freePort } from './free-port.ts'
@@ -47,7 +47,7 @@ function watch(pid: number) {
 let bundled: string | undefined
 
 /**
- * The Node bundle production runs (`bun run build:node`), built once per
+ * The Node bundle production runs (`./run build:node`), built once per
  * test process from the current sources; written under a private name and
  * renamed, so parallel test files never run a half-written bundle.
  */
@@ -62,6 +62,12 @@ export function nodeBundle(): string {
   rmSync(tmp, { recursive: true, force: true })
   bundled = out
   return out
+}
+
+function emptyFile(dir: string): string {
+  const file = join(dir, 'none.env')
+  writeFileSync(file, '')
+  return file
 }
 
 function bin(name: string): string {
@@ -95,6 +101,9 @@ function command(
         '--log-level',
         // WRANGLER_LOG_LEVEL=log shows the worker's own log lines when debugging a test.
         process.env.WRANGLER_LOG_LEVEL ?? 'warn',
+        // Settings come from the test alone: an env file of none keeps the checkout's .dev.vars (./run dev:worker's) out.
+        '--env-file',
+        emptyFile(stateDir),
       ]
       for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`)
       const procEnv: Record<string, string> = { WRANGLER_SEND_METRICS: 'false', WRANGLER_LOG_PATH: stateDir, CI: '1' }

@@ -1,9 +1,12 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { chownSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
+import { asPostgresUser, findPostgresBin, initdb, postgresUserIds } from '../../scripts/postgres-binaries.ts'
 import { freePort } from './free-port.ts'
+
+export { findPostgresBin }
 
 /*
  * A real PostgreSQL server for one test run: initdb into a throwaway
@@ -31,35 +34,8 @@ export interface PostgresServer {
   stop(): Promise<void>
 }
 
-export function findPostgresBin(): string {
-  const fromEnv = process.env.PG_BIN
-  if (fromEnv && existsSync(join(fromEnv, 'postgres'))) return fromEnv
-  const root = '/usr/lib/postgresql'
-  const majors = existsSync(root)
-    ? readdirSync(root)
-        .filter((d) => /^\d+$/.test(d))
-        .sort((a, b) => Number(b) - Number(a))
-    : []
-  for (const major of majors) {
-    const bin = join(root, major, 'bin')
-    if (existsSync(join(bin, 'postgres')) && existsSync(join(bin, 'initdb'))) return bin
-  }
-  throw new Error('PostgreSQL server binaries not found: install postgresql (Debian: postgresql-15) or set PG_BIN')
-}
-
-const asRoot = process.getuid?.() === 0
 /** Password of the `postgres` role; connections over TCP authenticate with SCRAM, as in production. */
 const PASSWORD = 'edgeshop-test'
-
-function asPostgresUser(cmd: string, args: string[]): [string, string[]] {
-  return asRoot ? ['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', '--', cmd, ...args]] : [cmd, args]
-}
-
-function ownerIds(): { uid: number; gid: number } | undefined {
-  if (!asRoot) return undefined
-  const id = (flag: string) => Number(spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' }).stdout.trim())
-  return { uid: id('-u'), gid: id('-g') }
-}
 
 async function waitReady(url: string, dataDir: string, child: ChildProcess, log: () => string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -107,28 +83,11 @@ export async function startPostgres(
   const bin = findPostgresBin()
   const timeoutMs = opts.timeoutMs ?? 30_000
   const dir = mkdtempSync(join(tmpdir(), 'edgeshop-pg-'))
-  const ids = ownerIds()
+  const ids = postgresUserIds()
   if (ids) chownSync(dir, ids.uid, ids.gid)
   const data = join(dir, 'data')
 
-  const pwfile = join(dir, 'pwfile')
-  writeFileSync(pwfile, `${PASSWORD}\n`)
-  if (ids) chownSync(pwfile, ids.uid, ids.gid)
-  const [initCmd, initArgs] = asPostgresUser(join(bin, 'initdb'), [
-    '-D',
-    data,
-    '-U',
-    'postgres',
-    `--pwfile=${pwfile}`,
-    '--auth-host=scram-sha-256',
-    '--auth-local=trust',
-    '-E',
-    'UTF8',
-    '--locale=C',
-    '--no-sync',
-  ])
-  const init = spawnSync(initCmd, initArgs, { encoding: 'utf8', timeout: timeoutMs })
-  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.stdout || init.error?.message}`)
+  initdb(bin, { dataDir: data, user: 'postgres', password: PASSWORD, noSync: true, timeoutMs })
 
   const port = await freePort()
   const url = (database = 'postgres') => `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/${database}`

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { createLogger } from '../../src/observability/logger.ts'
 import { createMetrics } from '../../src/observability/metrics.ts'
+import { DAILY, runSchedule } from '../../src/schedule.ts'
+import { createTestApp } from '../support/test-app.ts'
 
 describe('logger', () => {
   it('writes one JSON object per line, at or above its level', () => {
@@ -26,6 +28,28 @@ describe('logger', () => {
     for (const secret of ['hunter2', 'rt-123', 'Bearer x', 'postgres://', 'shh']) expect(text).not.toContain(secret)
     expect(JSON.parse(text).user.email).toBe('a@b.c')
     expect(JSON.parse(text).err).toEqual({ name: 'Error', message: 'boom' })
+  })
+
+  it('keeps counts and flags whose names mention a secret, and still redacts the secrets beside them', () => {
+    const lines: string[] = []
+    const log = createLogger({ level: 'info', sink: (l) => lines.push(l) })
+    log.info('schedule ran', {
+      purgedRefreshTokens: 12,
+      passwordRehashed: true,
+      session: { revokedTokens: 3, refreshToken: 'rt-456' },
+      apiKey: '12345',
+      secret: { nested: 'shh' },
+    })
+    const line = JSON.parse(lines[0]!)
+    expect(line).toMatchObject({
+      purgedRefreshTokens: 12,
+      passwordRehashed: true,
+      session: { revokedTokens: 3, refreshToken: '[redacted]' },
+    })
+    expect(line.apiKey).toBe('[redacted]')
+    expect(line.secret).toBe('[redacted]')
+    expect(lines[0]).not.toContain('rt-456')
+    expect(lines[0]).not.toContain('shh')
   })
 
   it('keeps its own time, level and msg when a call passes fields of the same names', () => {
@@ -55,6 +79,35 @@ describe('logger', () => {
       ['info', 'request'],
       ['info', 'first'],
     ])
+  })
+})
+
+describe('the daily purge', () => {
+  it('logs how many refresh tokens it purged as a number', async () => {
+    const t = await createTestApp()
+    try {
+      const signup = await t.app.request('/v1/auth/signup', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email: 'purged@example.test', password: 'a long enough password', name: 'P' }),
+      })
+      expect(signup.status).toBe(201)
+      // A day well past the token's 30-day lifetime, at the daily slot.
+      const later = new Date(Date.now() + 40 * 24 * 3600 * 1000)
+      later.setUTCHours(3, 0, 30, 0)
+      const { platform } = t
+      const env = {
+        db: t.database.db,
+        cache: platform.cache,
+        dispatcher: platform.dispatcher,
+        logger: platform.logger,
+        waitUntil: () => {},
+      }
+      expect(await runSchedule(DAILY, later, env)).toMatchObject({ ran: true, purgedRefreshTokens: 1 })
+      expect(t.logs.find((l) => l.msg === 'schedule ran')).toMatchObject({ schedule: DAILY, purgedRefreshTokens: 1 })
+    } finally {
+      await t.close()
+    }
   })
 })
 

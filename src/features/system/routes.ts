@@ -4,6 +4,7 @@ import { json, problems } from '../../http/openapi.ts'
 import { AppError } from '../../http/problem.ts'
 import { isLoopback, timingSafeEqual } from '../../lib/compare.ts'
 import type { Platform } from '../../platform.ts'
+import { checkDatabase } from './readiness.ts'
 
 const Health = z.object({ status: z.literal('ok') }).openapi('Health')
 
@@ -11,7 +12,10 @@ const Readiness = z
   .object({
     status: z.enum(['ready', 'unavailable']),
     checks: z.object({
-      db: z.enum(['ok', 'unavailable']),
+      db: z.enum(['ok', 'unavailable', 'read_only', 'disk_full']).openapi({
+        description:
+          '`unavailable` when it does not answer; `read_only` when it answers but refuses writes (a standby, `default_transaction_read_only`); `disk_full` when its disk has no room for new data. Each of the three makes the service unready: writes would answer 503.',
+      }),
       cache: z.enum(['ok', 'disabled', 'unavailable']).openapi({
         description:
           '`disabled` when no Redis is configured; `unavailable` does not make the service unready (catalog reads fall back to the database).',
@@ -38,12 +42,12 @@ const readyz = createRoute({
   operationId: 'getReadiness',
   tags: ['System'],
   security: [],
-  summary: 'Readiness: the database answers',
+  summary: 'Readiness: the database answers and takes writes',
   description:
-    'Checks the database (and Redis, when configured) within a bound of under two seconds. 503 when the database does not answer.',
+    'Checks, within a bound of under two seconds, that the database answers and would take a write (it is not read-only and has disk space; the check writes nothing that stays), and Redis when configured. 503 when the database does not answer or refuses writes.',
   responses: {
     200: json(Readiness, 'Ready to serve'),
-    503: json(Readiness, 'The database is unreachable'),
+    503: json(Readiness, 'The database is unreachable or refuses writes'),
   },
 })
 
@@ -91,19 +95,20 @@ export function systemRoutes(platform: Platform) {
     .openapi(readyz, async (c) => {
       const deps = c.get('deps')
       const [db, cache] = await Promise.all([
-        check(() => deps.database.ping(DB_CHECK_MS), DB_CHECK_MS + 100),
+        checkDatabase(deps.database, DB_CHECK_MS),
         redis ? check(() => redis.ping(), CACHE_CHECK_MS) : Promise.resolve(undefined),
       ])
+      const ready = db === 'ok'
       const body = {
-        status: db ? ('ready' as const) : ('unavailable' as const),
+        status: ready ? ('ready' as const) : ('unavailable' as const),
         checks: {
-          db: db ? ('ok' as const) : ('unavailable' as const),
+          db,
           cache: cache === undefined ? ('disabled' as const) : cache ? ('ok' as const) : ('unavailable' as const),
           queue: platform.mode.queue === 'qstash' ? ('ok' as const) : ('embedded' as const),
         },
       }
       c.header('Cache-Control', 'no-store')
-      if (!db) {
+      if (!ready) {
         c.header('Retry-After', '1')
         return c.json(body, 503)
       }
