@@ -45,6 +45,8 @@ const CONNECTION_CODES = new Set([
   'CONNECTION_ENDED',
   'CONNECTION_DESTROYED',
   'CONNECT_TIMEOUT',
+  // A connection that heard nothing from the server for too long while waiting for an answer (src/db/postgres.ts).
+  'CONNECTION_STALLED',
 ])
 
 const WORKERS_SOCKET_ERRORS =

@@ -21,9 +21,10 @@ export type PostgresClient = postgres.Sql
 /**
  * Opens Postgres through postgres.js with a bounded pool. Every query and
  * transaction is counted for `/metrics`, and no caller waits longer than
- * `timeoutMs` for a connection (plus `statementTimeoutMs` for the statement):
- * past that it gets {@link DatabaseUnavailableError}, which the app answers
- * with 503.
+ * `timeoutMs` for a connection, nor `timeoutMs + statementTimeoutMs` for a
+ * statement's answer — also from a server that accepts and never answers:
+ * past that it gets {@link DatabaseUnavailableError} (or a connection error),
+ * which the app answers with 503.
  *
  * @example
  * ```ts
@@ -35,6 +36,11 @@ export function createPostgresDatabase(opts: PostgresOptions): DatabaseHandle & 
   const raw = postgres(opts.url, {
     max: opts.poolMax,
     connect_timeout: opts.timeoutMs / 1000,
+    // A server that stops answering (a partition, a frozen primary) would hold a query until TCP gives up, minutes
+    // later. A connection that has heard nothing for longer than the server takes to cancel a statement by itself,
+    // and a little more, is taken for dead and destroyed: every statement on it fails (transactions' too, BEGIN and
+    // COMMIT included), and the pool connects anew (patches/postgres@3.4.9.patch).
+    stall_timeout: (opts.timeoutMs + opts.statementTimeoutMs) / 1000,
     idle_timeout: opts.perRequest ? 0 : 30,
     fetch_types: !opts.perRequest,
     prepare: true,
@@ -79,25 +85,29 @@ function instrument(raw: postgres.Sql, stats: PoolStats, acquireMs: number, quer
     let done = false
     stats.queries++
     stats.queriesInFlight++
-    const timer = setTimeout(() => {
+    // One timer per query, re-armed only for the rare query still unanswered when it fires.
+    let timer = setTimeout(() => {
       if (done) return
-      stats.timeouts++
-      // Cancelling sends a request on a new connection; with the database gone that fails too, and must not go unhandled.
-      tracked.cancel()?.catch(() => {})
-    }, queryMs)
-    // A query that no connection has taken yet (none free, or none can connect) waits no longer than a transaction
-    // does: cancelling it before it is sent takes it out of the queue and rejects it (57014, so 503).
-    const waiting = setTimeout(() => {
-      if (done || tracked.state) return
-      stats.timeouts++
-      tracked.cancel()?.catch(() => {})
+      if (!tracked.state) {
+        // No connection has taken it (none free, or none can connect): it waits no longer than a transaction does.
+        // Cancelling it before it is sent takes it out of the queue and rejects it (57014, so 503).
+        stats.timeouts++
+        tracked.cancel()?.catch(() => {})
+        return
+      }
+      // Sent: the server cancels it itself after statementTimeoutMs. Its caller waits no longer than that after the
+      // acquire bound, whatever the connection does; a connection that went silent is destroyed (stall_timeout).
+      timer = setTimeout(() => {
+        if (done) return
+        stats.timeouts++
+        tracked.reject(new DatabaseUnavailableError(`no answer within ${queryMs} ms`))
+      }, queryMs - acquireMs)
     }, acquireMs)
     const finish = () => {
       if (done) return
       done = true
       stats.queriesInFlight--
       clearTimeout(timer)
-      clearTimeout(waiting)
     }
     tracked.resolve = (x) => {
       finish()

@@ -1,12 +1,13 @@
 import { spawnSync } from 'node:child_process'
 import { sql } from 'drizzle-orm'
 import postgres from 'postgres'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { DatabaseUnavailableError, isDatabaseUnavailable } from '../../src/db/database.ts'
 import { migrate } from '../../src/db/migrate.ts'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { ROOT } from '../support/app-server.ts'
 import { freshDatabase } from '../support/databases.ts'
+import { startTcpProxy } from '../support/tcp-proxy.ts'
 
 /*
  * The Postgres layer against a real PostgreSQL: migrations, the pool's
@@ -159,6 +160,102 @@ describe('postgres.js under connection loss (patched: patches/postgres@3.4.9.pat
     expect(attempts).not.toContain('hung')
     expect(attempts.at(-1)).toBe('ok')
     await Promise.all([sql.end({ timeout: 1 }), killer.end({ timeout: 1 })])
+  })
+})
+
+describe('postgres.js and a server that accepts but never answers (patched: patches/postgres@3.4.9.patch)', () => {
+  /** A client of a fresh database through a proxy that can stall (test/support/tcp-proxy.ts). */
+  async function stallable(options: postgres.Options<Record<string, postgres.PostgresType>>) {
+    const url = await freshDatabase()
+    const port = new URL(url).port
+    const proxy = await startTcpProxy(Number(port))
+    const sql = postgres(url.replace(`:${port}/`, `:${proxy.port}/`), { onnotice: () => {}, ...options })
+    return {
+      proxy,
+      sql,
+      async close() {
+        proxy.thaw()
+        await sql.end({ timeout: 1 })
+        await proxy.close()
+      },
+    }
+  }
+  /** How a query ended, and when; `hung` after `ms`. */
+  const within = (work: Promise<unknown>, ms: number) =>
+    Promise.race([
+      work.then(
+        () => 'ok',
+        (e: { code?: string }) => e.code ?? 'error',
+      ),
+      new Promise((r) => setTimeout(() => r('hung'), ms)),
+    ])
+
+  it('stall_timeout: a connection that hears nothing while it waits for an answer is destroyed, and the pool connects anew', async () => {
+    const { proxy, sql, close } = await stallable({ max: 1, stall_timeout: 1 })
+    try {
+      // Silence that is not a stall: an idle connection, and a statement that takes a while but less than the bound.
+      await sql`select 1`
+      await new Promise((r) => setTimeout(r, 1200))
+      expect(await within(sql`select pg_sleep(0.5)`, 5000)).toBe('ok')
+
+      proxy.freeze()
+      const started = Date.now()
+      const [first, second] = await Promise.all([within(sql`select 1`, 5000), within(sql`select 2`, 5000)])
+      // Every query on it, the pipelined one too.
+      expect([first, second]).toEqual(['CONNECTION_STALLED', 'CONNECTION_STALLED'])
+      expect(Date.now() - started).toBeLessThan(3000)
+      proxy.thaw()
+      expect(await within(sql`select 3`, 5000)).toBe('ok')
+      expect(proxy.accepted).toBe(2)
+    } finally {
+      await close()
+    }
+  })
+
+  it('a transaction whose connection was destroyed sends nothing more on it, once the pool has connected it anew', async () => {
+    const { proxy, sql, close } = await stallable({ max: 1, stall_timeout: 0.5 })
+    try {
+      await sql`create table marks (n int)`
+      const late: unknown[] = []
+      let body: Promise<void> | undefined
+      const tx = sql.begin((t) => {
+        body = (async () => {
+          await t`insert into marks values (1)`
+          proxy.freeze()
+          late.push(await within(t`insert into marks values (2)`, 5000))
+          proxy.thaw()
+          // The pool's one connection serves others again, in a new session.
+          late.push(await within(sql`select 1`, 5000))
+          // A statement of the lost transaction, made after all that, must not run there, outside any transaction.
+          late.push(await within(t`insert into marks values (3)`, 5000))
+        })()
+        return body
+      })
+      // The transaction fails when its connection goes; its callback runs on, and is done with the pool's help.
+      expect(await within(tx, 10_000)).toBe('CONNECTION_CLOSED')
+      await body
+      expect(late).toEqual(['CONNECTION_STALLED', 'ok', 'CONNECTION_CLOSED'])
+      expect(await sql`select n from marks`).toEqual([])
+    } finally {
+      await close()
+    }
+  })
+
+  it('a query cancelled while its connection is being made does not cost the pool that connection', async () => {
+    const { proxy, sql, close } = await stallable({ max: 1, connect_timeout: 5 })
+    try {
+      proxy.freeze()
+      const query = sql`select 1`
+      const cancelled = within(query, 5000)
+      await vi.waitFor(() => expect(proxy.accepted).toBe(1))
+      await query.cancel()
+      expect(await cancelled).toBe('57014')
+      // The connection finishes connecting after its query was cancelled: it must still go to the pool.
+      proxy.thaw()
+      expect(await within(sql`select 2`, 5000)).toBe('ok')
+    } finally {
+      await close()
+    }
   })
 })
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { AppServer } from '../support/app-server.ts'
 import { type Action, type LoadResult, type Sample, startLoad, summarize } from '../support/load-generator.ts'
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts'
 import {
   DATABASE_TIMEOUT_MS,
   type Deployment,
@@ -19,8 +20,9 @@ import { type FaultFigures, printReport, record, type ScenarioReport } from './r
  * The reliability suite (docs/RELIABILITY.md): mixed traffic at 128
  * connections against real Bun and Node processes in Postgres mode with
  * Redis and QStash, then the same load with one fault at a time —
- * PostgreSQL stopped, Redis stopped, QStash unreachable, the process
- * SIGKILLed, two instances on one database — and after every scenario the
+ * PostgreSQL stopped, PostgreSQL stalled (accepting, never answering), Redis
+ * stopped, QStash unreachable, the process SIGKILLed, two instances on one
+ * database — and after every scenario the
  * invariants of ./invariants.ts, read from PostgreSQL.
  *
  * `bun run test:reliability`; RELIABILITY_SECONDS sets the length of a load
@@ -40,6 +42,7 @@ const loadAround = (faultEndsMs: number) => Math.max(LOAD_MS, faultEndsMs + RECO
 let stack: Stack
 const deployments: Deployment[] = []
 const servers: AppServer[] = []
+const proxies: TcpProxy[] = []
 
 beforeAll(async () => {
   stack = await startStack()
@@ -47,6 +50,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled(servers.map((s) => s.stop()))
+  await Promise.allSettled(proxies.map((p) => p.close()))
   await Promise.allSettled(deployments.map((d) => d.close()))
   await stack?.stop()
   printReport()
@@ -121,6 +125,45 @@ function slowRefusals(samples: Sample[], before: number, refusals: Sample[], dep
   return {
     figure: [...slowest].map(([a, ms]) => `${a} ${ms} ms (limit ${limit(a)} ms)`).join(', ') || 'none',
     tooSlow: refusals.filter((r) => took(r) > limit(r.action)).map((r) => `${r.action} ${took(r)} ms`),
+  }
+}
+
+/**
+ * The load around a database fault from `from` to `to`: its answers meanwhile, its refusals against
+ * `boundMs` (see {@link slowRefusals}), when errors stopped and the first checkout after it. `check()`
+ * asserts the guarantee: every 5xx is a 503 service_unavailable, answered in bounded time, and only
+ * around the fault; every request got an answer; checkouts succeed again.
+ */
+function databaseFault(
+  s: Sample[],
+  from: number,
+  to: number,
+  boundMs: number,
+  words: { during: string; after: string },
+  watch: ReturnType<typeof logWatch>,
+) {
+  const during = s.filter((x) => overlaps(x, from, to))
+  const refusals = during.filter((x) => x.status === 503)
+  const slow = slowRefusals(s, from, refusals, boundMs)
+  const errors = s.filter(is5xx)
+  const firstCheckout = s.find((x) => x.action === 'checkout' && x.status === 201 && x.start >= to)
+  const late = errors.filter((x) => x.end < from || x.start > to + RECOVERY_BOUND_MS)
+  return {
+    figures: {
+      [`answers ${words.during}`]: tally(during),
+      [`slowest 503 ${words.during}`]: slow.figure,
+      [`errors stopped ${words.after}`]: `${Math.max(0, maxOf(errors.map((x) => x.end)) - to)} ms`,
+      [`first checkout 201 ${words.after}`]: firstCheckout ? `${firstCheckout.end - to} ms` : 'none',
+      ...(late.length > 0 ? { 'logged after recovery': watch.since(to + RECOVERY_BOUND_MS) || 'nothing' } : {}),
+    },
+    check() {
+      expect(refusals.length).toBeGreaterThan(0)
+      expect(tally(errors.filter((x) => x.status !== 503 || x.code !== 'service_unavailable'))).toBe('')
+      expect(tally(late)).toBe('')
+      expect(slow.tooSlow).toEqual([])
+      expect(tally(s.filter(noAnswer))).toBe('')
+      expect(firstCheckout).toBeDefined()
+    },
   }
 }
 
@@ -256,25 +299,20 @@ describe('faults during the load, one at a time', () => {
           liftedAt = Date.now()
         }
         const result = await run.done
-        const s = result.samples
-        const during = s.filter((x) => overlaps(x, downAt, liftedAt))
-        const refusals = during.filter((x) => x.status === 503)
-        const slow = slowRefusals(s, downAt, refusals, DATABASE_TIMEOUT_MS)
-        const errors = s.filter(is5xx)
-        const firstCheckout = s.find((x) => x.action === 'checkout' && x.status === 201 && x.start >= liftedAt)
-        const late = errors.filter((x) => x.end < downAt || x.start > liftedAt + RECOVERY_BOUND_MS)
+        const fault = databaseFault(
+          result.samples,
+          downAt,
+          liftedAt,
+          DATABASE_TIMEOUT_MS,
+          { during: 'while down', after: 'after restart' },
+          watch,
+        )
         const report = begin('PostgreSQL outage', `${runtime}, PostgreSQL, Redis, ${jobs}`, result, [
           {
             fault: 'PostgreSQL stopped (immediate shutdown), then started on the same port and data',
             atMs: downAt - result.startedAt,
             durationMs: liftedAt - downAt,
-            figures: {
-              'answers while down': tally(during),
-              'slowest 503 while down': slow.figure,
-              'errors stopped after restart': `${Math.max(0, maxOf(errors.map((x) => x.end)) - liftedAt)} ms`,
-              'first checkout 201 after restart': firstCheckout ? `${firstCheckout.end - liftedAt} ms` : 'none',
-              ...(late.length > 0 ? { 'logged after recovery': watch.since(liftedAt + RECOVERY_BOUND_MS) || 'nothing' } : {}),
-            },
+            figures: fault.figures,
           },
         ])
         const finish = async () => {
@@ -292,14 +330,87 @@ describe('faults during the load, one at a time', () => {
         else check = await finish()
 
         expect(readyWhileDown).toBe(503)
-        expect(refusals.length).toBeGreaterThan(0)
         // Every 5xx is a 503 service_unavailable, answered in bounded time, and only while the database was away.
-        expect(tally(errors.filter((x) => x.status !== 503 || x.code !== 'service_unavailable'))).toBe('')
-        expect(tally(late)).toBe('')
-        expect(slow.tooSlow).toEqual([])
-        expect(tally(s.filter(noAnswer))).toBe('')
-        expect(firstCheckout).toBeDefined()
+        fault.check()
         check?.()
+      })
+    })
+  }
+
+  // A network partition or a frozen primary: connections stay open and nothing answers. The statement bound is
+  // shortened here so that a 12 s stall outlasts the bound on waiting for an answer (DATABASE_TIMEOUT_MS +
+  // STATEMENT_TIMEOUT_MS = 7 s), and what happens at that bound is seen.
+  const STALL_STATEMENT_TIMEOUT_MS = 4000
+  const STALL_MS = 12_000
+  for (const [runtime, seed] of [
+    ['node', 7],
+    ['bun', 8],
+  ] as const) {
+    it(`${runtime} (embedded runner): PostgreSQL stalls for 12 s — 503 service_unavailable within the answer bound, never a hang, recovery without a restart`, async () => {
+      const dep = await deployment(`stall_${runtime}`, { qstash: false })
+      const proxy = await startTcpProxy(stack.pg.port)
+      proxies.push(proxy)
+      const watch = logWatch()
+      const server = track(
+        await dep.start(runtime, {
+          onOutput: watch.onOutput,
+          env: {
+            DATABASE_URL: dep.databaseUrl.replace(`:${stack.pg.port}/`, `:${proxy.port}/`),
+            STATEMENT_TIMEOUT_MS: String(STALL_STATEMENT_TIMEOUT_MS),
+          },
+        }),
+      )
+      await withOutput([server], async () => {
+        const shop = await dep.seed(server.url)
+        const run = startLoad({
+          targets: [server.url],
+          shop: shop.shop,
+          connections: CONNECTIONS,
+          durationMs: loadAround(6000 + STALL_MS),
+          seed,
+        })
+        let stalled = false
+        let stalledAt = 0
+        let liftedAt = 0
+        let readyWhileStalled = { status: 0, ms: 0 }
+        try {
+          await sleepUntil(run.startedAt + 6000)
+          stalledAt = Date.now()
+          stalled = true
+          proxy.freeze()
+          const res = await fetch(`${server.url}/readyz`, { signal: AbortSignal.timeout(10_000) })
+          readyWhileStalled = { status: res.status, ms: Date.now() - stalledAt }
+          await sleepUntil(stalledAt + STALL_MS)
+        } finally {
+          if (stalled) proxy.thaw()
+          liftedAt = Date.now()
+        }
+        const result = await run.done
+        const bound = DATABASE_TIMEOUT_MS + STALL_STATEMENT_TIMEOUT_MS
+        const fault = databaseFault(
+          result.samples,
+          stalledAt,
+          liftedAt,
+          bound,
+          { during: 'while stalled', after: 'after the stall' },
+          watch,
+        )
+        const report = begin('PostgreSQL stall', `${runtime}, PostgreSQL behind a stalled proxy, Redis, embedded runner`, result, [
+          {
+            fault:
+              'TCP proxy in front of PostgreSQL stops forwarding both ways, closing nothing (connections still accepted), then forwards again',
+            atMs: stalledAt - result.startedAt,
+            durationMs: liftedAt - stalledAt,
+            figures: { '/readyz while stalled': `${readyWhileStalled.status} in ${readyWhileStalled.ms} ms`, ...fault.figures },
+          },
+        ])
+        const waited = await conclude(report, dep, shop, result, { all: false, timeoutMs: 30_000 })
+        expect(readyWhileStalled.status).toBe(503)
+        // Every 5xx is a 503 service_unavailable, answered within the bound on an answer, and only around the stall.
+        fault.check()
+        expect(waited.left).toBe(0)
+        expectInvariants(report)
+        expect(await server.stop()).toBe(0)
       })
     })
   }
