@@ -90,6 +90,8 @@ const schema = z.object({
   QSTASH_TOKEN: opt(z.string().trim().min(1)),
   QSTASH_CURRENT_SIGNING_KEY: opt(z.string().trim().min(1)),
   QSTASH_NEXT_SIGNING_KEY: opt(z.string().trim().min(1)),
+  QSTASH_TIMEOUT_MS: opt(int(100, 60_000)),
+  QSTASH_MAX_IN_FLIGHT: opt(int(1, 10_000)),
   PUBLIC_URL: opt(httpUrl),
   JWT_SECRET: opt(z.string().min(32, 'must be at least 32 characters')),
   JWT_PREVIOUS_SECRET: opt(z.string().min(32, 'must be at least 32 characters')),
@@ -146,7 +148,18 @@ export interface Config {
     statementTimeoutMs: number
   }
   redis: { url: string; token: string } | undefined
-  qstash: { url: string; token: string; currentSigningKey: string; nextSigningKey: string } | undefined
+  qstash:
+    | {
+        url: string
+        token: string
+        currentSigningKey: string
+        nextSigningKey: string
+        /** Bound of one publish, answer included; also how long shutdown waits for publishes in flight. */
+        timeoutMs: number
+        /** Publishes under way at once per process; jobs past it wait in the outbox for the minute schedule. */
+        maxInFlight: number
+      }
+    | undefined
   publicUrl: string
   jwt: {
     secret: string
@@ -311,6 +324,8 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
           token: raw.QSTASH_TOKEN!,
           currentSigningKey: raw.QSTASH_CURRENT_SIGNING_KEY!,
           nextSigningKey: raw.QSTASH_NEXT_SIGNING_KEY!,
+          timeoutMs: raw.QSTASH_TIMEOUT_MS ?? 5000,
+          maxInFlight: raw.QSTASH_MAX_IN_FLIGHT ?? 64,
         }
       : undefined,
     publicUrl: (raw.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
