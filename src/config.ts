@@ -86,6 +86,7 @@ const schema = z.object({
   STATEMENT_TIMEOUT_MS: opt(int(100, 600_000)),
   UPSTASH_REDIS_REST_URL: opt(httpUrl),
   UPSTASH_REDIS_REST_TOKEN: opt(z.string().trim().min(1)),
+  UPSTASH_TIMEOUT_MS: opt(int(10, 60_000)),
   QSTASH_URL: opt(httpUrl),
   QSTASH_TOKEN: opt(z.string().trim().min(1)),
   QSTASH_CURRENT_SIGNING_KEY: opt(z.string().trim().min(1)),
@@ -147,7 +148,8 @@ export interface Config {
     /** Server-side bound on one statement. */
     statementTimeoutMs: number
   }
-  redis: { url: string; token: string } | undefined
+  /** `timeoutMs`: every Upstash REST call is aborted after this (the rate limit and L2 reads give up sooner, at their budgets). */
+  redis: { url: string; token: string; timeoutMs: number } | undefined
   qstash:
     | {
         url: string
@@ -317,7 +319,9 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
       timeoutMs: raw.DATABASE_TIMEOUT_MS ?? 3000,
       statementTimeoutMs: raw.STATEMENT_TIMEOUT_MS ?? 10_000,
     },
-    redis: hasRedis ? { url: raw.UPSTASH_REDIS_REST_URL!, token: raw.UPSTASH_REDIS_REST_TOKEN! } : undefined,
+    redis: hasRedis
+      ? { url: raw.UPSTASH_REDIS_REST_URL!, token: raw.UPSTASH_REDIS_REST_TOKEN!, timeoutMs: raw.UPSTASH_TIMEOUT_MS ?? 1000 }
+      : undefined,
     qstash: hasQstash
       ? {
           url: raw.QSTASH_URL ?? 'https://qstash.upstash.io',

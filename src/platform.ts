@@ -92,21 +92,21 @@ export interface PlatformParts {
  */
 export function createPlatform(parts: PlatformParts): Platform {
   const { config, logger, metrics } = parts
-  const redis = config.redis
-    ? new Redis({ url: config.redis.url, token: config.redis.token, enableTelemetry: false, retry: { retries: 0 } })
-    : undefined
+  // Every call aborted after UPSTASH_TIMEOUT_MS, the answer's body included: a budget that only stops waiting (the rate
+  // limiter's, the cache's) would leave the request running, and a silent Upstash would collect them for ever. A signal
+  // made per request (a function), so that an aborted call throws rather than answering "Aborted" as its result.
+  const upstashTimeoutMs = config.redis?.timeoutMs ?? 0
+  const upstash = config.redis && {
+    url: config.redis.url,
+    token: config.redis.token,
+    enableTelemetry: false,
+    retry: { retries: 0 },
+    signal: () => AbortSignal.timeout(upstashTimeoutMs),
+  }
+  const redis = upstash ? new Redis(upstash) : undefined
   const pending = new Set<Promise<unknown>>()
   // The cache reads raw strings: no JSON parsing, no base64 decoding of the bytes it serves.
-  const cacheRedis = config.redis
-    ? new Redis({
-        url: config.redis.url,
-        token: config.redis.token,
-        enableTelemetry: false,
-        retry: { retries: 0 },
-        automaticDeserialization: false,
-        responseEncoding: false,
-      })
-    : undefined
+  const cacheRedis = upstash ? new Redis({ ...upstash, automaticDeserialization: false, responseEncoding: false }) : undefined
 
   const track = (work: Promise<unknown>) => {
     const p = work
@@ -243,8 +243,9 @@ export function createPlatform(parts: PlatformParts): Platform {
     deps,
     peerAddress: parts.peerAddress,
     async close() {
-      // Publishes end within QSTASH_TIMEOUT_MS, answered or not; what is still pending then is given up.
-      const boundMs = Math.max(1000, config.qstash?.timeoutMs ?? 0)
+      // Outbound work ends within its bound (a publish within QSTASH_TIMEOUT_MS, an Upstash call within
+      // UPSTASH_TIMEOUT_MS); what is left then (a cache write's later retries) is given up.
+      const boundMs = Math.max(1000, config.qstash?.timeoutMs ?? 0, config.redis?.timeoutMs ?? 0)
       let timer: ReturnType<typeof setTimeout> | undefined
       const deadline = new Promise((r) => (timer = setTimeout(r, boundMs)))
       await Promise.race([Promise.allSettled([dispatcher.close?.(), ...pending]), deadline])

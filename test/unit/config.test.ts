@@ -51,6 +51,7 @@ describe('configuration', () => {
         DATABASE_POOL_MAX: '25',
         UPSTASH_REDIS_REST_URL: 'https://redis.example',
         UPSTASH_REDIS_REST_TOKEN: 'rt',
+        UPSTASH_TIMEOUT_MS: '750',
         QSTASH_URL: 'https://qstash.example',
         QSTASH_TOKEN: 'qt',
         QSTASH_CURRENT_SIGNING_KEY: 'k1',
@@ -77,7 +78,7 @@ describe('configuration', () => {
     expect(config.port).toBe(8080)
     expect(config.host).toBe('0.0.0.0')
     expect(config.database).toMatchObject({ url: 'postgres://u:p@db:5432/shop', poolMax: 25 })
-    expect(config.redis).toEqual({ url: 'https://redis.example', token: 'rt' })
+    expect(config.redis).toEqual({ url: 'https://redis.example', token: 'rt', timeoutMs: 750 })
     expect(config.qstash).toEqual({
       url: 'https://qstash.example',
       token: 'qt',
