@@ -134,7 +134,8 @@ describe('L2 writes while Redis accepts and never answers', () => {
       await Promise.all(writes)
       mostHeld = Math.max(mostHeld, rest.unanswered())
       expect(mostHeld).toBeGreaterThan(0)
-      expect(mostHeld).toBeLessThanOrEqual(64)
+      // 64, and a few the client has given up on whose close the stand-in has not seen yet.
+      expect(mostHeld).toBeLessThanOrEqual(64 + 16)
       await expect.poll(() => rest.unanswered(), { timeout: 2000 }).toBe(0)
     } finally {
       clearInterval(watch)
