@@ -136,11 +136,19 @@ describe('a QStash that accepts and never answers', () => {
       )
     ).json.id as string
 
-    // Watched from QStash's side: the requests it holds open are the publishes the app still waits on.
+    // Watched from both sides: the requests QStash holds open, and the app's own count of its publishes in flight.
     let mostHeld = 0
-    const watch = setInterval(() => {
+    let mostInFlight = 0
+    let watching = true
+    const watchHeld = setInterval(() => {
       mostHeld = Math.max(mostHeld, qstash.unanswered())
     }, 20)
+    const watchInFlight = (async () => {
+      while (watching) {
+        mostInFlight = Math.max(mostInFlight, await metric(app.url, 'edgeshop_qstash_publishes_in_flight'))
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    })()
     try {
       expect(await checkouts(app.url, buyer, product, WARM_UP, 'warm')).toBe(WARM_UP)
       const baseline = rssMb(app.pid)
@@ -151,17 +159,19 @@ describe('a QStash that accepts and never answers', () => {
       }
       // The lower of the last two samples: a collection that has not come yet lifts one sample, not the floor.
       const after = Math.min(...samples.slice(-2))
-      const inFlight = await metric(app.url, 'edgeshop_qstash_publishes_in_flight')
+      watching = false
+      await watchInFlight
       const waiting = await metric(app.url, 'edgeshop_jobs_waiting_for_handover')
       const oldest = await metric(app.url, 'edgeshop_jobs_waiting_for_handover_oldest_seconds')
       const timedOut = await metric(app.url, 'edgeshop_qstash_publishes_total{outcome="timeout"}')
       const deferred = await metric(app.url, 'edgeshop_qstash_publishes_deferred_total')
       mostHeld = Math.max(mostHeld, qstash.unanswered())
       console.info(
-        `silent QStash: RSS ${baseline.toFixed(0)} MB, then ${samples.map((m) => m.toFixed(0)).join(' ')} MB every ${BLOCK} checkouts; most publishes held ${mostHeld}`,
+        `silent QStash: RSS ${baseline.toFixed(0)} MB, then ${samples.map((m) => m.toFixed(0)).join(' ')} MB every ${BLOCK} checkouts; most publishes in flight ${mostInFlight}, held by QStash ${mostHeld}`,
       )
-      expect.soft(mostHeld).toBeLessThanOrEqual(MAX_IN_FLIGHT)
-      expect.soft(inFlight).toBeLessThanOrEqual(MAX_IN_FLIGHT)
+      expect.soft(mostInFlight).toBeLessThanOrEqual(MAX_IN_FLIGHT)
+      // The cap, and a few the app has given up on whose close QStash has not seen yet.
+      expect.soft(mostHeld).toBeLessThanOrEqual(MAX_IN_FLIGHT + 4)
       // Every job of the run is still waiting to be handed over, and the metrics say so.
       expect.soft(waiting).toBeGreaterThanOrEqual(WARM_UP + MEASURED - MAX_IN_FLIGHT)
       expect.soft(oldest).toBeGreaterThan(1)
@@ -170,7 +180,8 @@ describe('a QStash that accepts and never answers', () => {
       expect.soft(deferred).toBeGreaterThan(0)
       expect.soft(after - baseline).toBeLessThan(RSS_GROWTH_MB)
     } finally {
-      clearInterval(watch)
+      watching = false
+      clearInterval(watchHeld)
     }
 
     // A publish is pending right now; SIGTERM still ends within the publish bound (plus the process's own closing).
