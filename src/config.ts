@@ -86,10 +86,13 @@ const schema = z.object({
   STATEMENT_TIMEOUT_MS: opt(int(100, 600_000)),
   UPSTASH_REDIS_REST_URL: opt(httpUrl),
   UPSTASH_REDIS_REST_TOKEN: opt(z.string().trim().min(1)),
+  UPSTASH_TIMEOUT_MS: opt(int(10, 60_000)),
   QSTASH_URL: opt(httpUrl),
   QSTASH_TOKEN: opt(z.string().trim().min(1)),
   QSTASH_CURRENT_SIGNING_KEY: opt(z.string().trim().min(1)),
   QSTASH_NEXT_SIGNING_KEY: opt(z.string().trim().min(1)),
+  QSTASH_TIMEOUT_MS: opt(int(100, 60_000)),
+  QSTASH_MAX_IN_FLIGHT: opt(int(1, 10_000)),
   PUBLIC_URL: opt(httpUrl),
   JWT_SECRET: opt(z.string().min(32, 'must be at least 32 characters')),
   JWT_PREVIOUS_SECRET: opt(z.string().min(32, 'must be at least 32 characters')),
@@ -145,8 +148,20 @@ export interface Config {
     /** Server-side bound on one statement. */
     statementTimeoutMs: number
   }
-  redis: { url: string; token: string } | undefined
-  qstash: { url: string; token: string; currentSigningKey: string; nextSigningKey: string } | undefined
+  /** `timeoutMs`: every Upstash REST call is aborted after this (the rate limit and L2 reads give up sooner, at their budgets). */
+  redis: { url: string; token: string; timeoutMs: number } | undefined
+  qstash:
+    | {
+        url: string
+        token: string
+        currentSigningKey: string
+        nextSigningKey: string
+        /** Bound of one publish, answer included; also how long shutdown waits for publishes in flight. */
+        timeoutMs: number
+        /** Publishes under way at once per process; jobs past it wait in the outbox for the minute schedule. */
+        maxInFlight: number
+      }
+    | undefined
   publicUrl: string
   jwt: {
     secret: string
@@ -304,13 +319,17 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
       timeoutMs: raw.DATABASE_TIMEOUT_MS ?? 3000,
       statementTimeoutMs: raw.STATEMENT_TIMEOUT_MS ?? 10_000,
     },
-    redis: hasRedis ? { url: raw.UPSTASH_REDIS_REST_URL!, token: raw.UPSTASH_REDIS_REST_TOKEN! } : undefined,
+    redis: hasRedis
+      ? { url: raw.UPSTASH_REDIS_REST_URL!, token: raw.UPSTASH_REDIS_REST_TOKEN!, timeoutMs: raw.UPSTASH_TIMEOUT_MS ?? 1000 }
+      : undefined,
     qstash: hasQstash
       ? {
           url: raw.QSTASH_URL ?? 'https://qstash.upstash.io',
           token: raw.QSTASH_TOKEN!,
           currentSigningKey: raw.QSTASH_CURRENT_SIGNING_KEY!,
           nextSigningKey: raw.QSTASH_NEXT_SIGNING_KEY!,
+          timeoutMs: raw.QSTASH_TIMEOUT_MS ?? 5000,
+          maxInFlight: raw.QSTASH_MAX_IN_FLIGHT ?? 64,
         }
       : undefined,
     publicUrl: (raw.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),

@@ -8,7 +8,7 @@ import { type OrderJobDeps, orderJobHandlers } from './features/orders/jobs.ts'
 import type { Deps } from './http/context.ts'
 import { type RecordRequest, requestRecorder } from './http/edge.ts'
 import { type Cache, createCache } from './infra/cache.ts'
-import { createQstashDispatcher, inlineDispatcher, type JobDispatcher } from './infra/jobs/dispatch.ts'
+import { createQstashDispatcher, handOverBacklog, inlineDispatcher, type JobDispatcher } from './infra/jobs/dispatch.ts'
 import { type JobRef, type JobRuntime, runJobById } from './infra/jobs/jobs.ts'
 import { createHttpMailer, createRecordingMailer, type Mailer } from './infra/mailer.ts'
 import { createSimulatedPaymentProvider, type PaymentProvider } from './infra/payments.ts'
@@ -92,21 +92,21 @@ export interface PlatformParts {
  */
 export function createPlatform(parts: PlatformParts): Platform {
   const { config, logger, metrics } = parts
-  const redis = config.redis
-    ? new Redis({ url: config.redis.url, token: config.redis.token, enableTelemetry: false, retry: { retries: 0 } })
-    : undefined
+  // Every call aborted after UPSTASH_TIMEOUT_MS, the answer's body included: a budget that only stops waiting (the rate
+  // limiter's, the cache's) would leave the request running, and a silent Upstash would collect them for ever. A signal
+  // made per request (a function), so that an aborted call throws rather than answering "Aborted" as its result.
+  const upstashTimeoutMs = config.redis?.timeoutMs ?? 0
+  const upstash = config.redis && {
+    url: config.redis.url,
+    token: config.redis.token,
+    enableTelemetry: false,
+    retry: { retries: 0 },
+    signal: () => AbortSignal.timeout(upstashTimeoutMs),
+  }
+  const redis = upstash ? new Redis(upstash) : undefined
   const pending = new Set<Promise<unknown>>()
   // The cache reads raw strings: no JSON parsing, no base64 decoding of the bytes it serves.
-  const cacheRedis = config.redis
-    ? new Redis({
-        url: config.redis.url,
-        token: config.redis.token,
-        enableTelemetry: false,
-        retry: { retries: 0 },
-        automaticDeserialization: false,
-        responseEncoding: false,
-      })
-    : undefined
+  const cacheRedis = upstash ? new Redis({ ...upstash, automaticDeserialization: false, responseEncoding: false }) : undefined
 
   const track = (work: Promise<unknown>) => {
     const p = work
@@ -150,7 +150,15 @@ export function createPlatform(parts: PlatformParts): Platform {
   const payments = createSimulatedPaymentProvider()
   const mailer = config.mailer.kind === 'http' ? createHttpMailer(config.mailer) : createRecordingMailer()
   const dispatcher = config.qstash
-    ? createQstashDispatcher({ url: config.qstash.url, token: config.qstash.token, publicUrl: config.publicUrl, logger })
+    ? createQstashDispatcher({
+        url: config.qstash.url,
+        token: config.qstash.token,
+        publicUrl: config.publicUrl,
+        logger,
+        timeoutMs: config.qstash.timeoutMs,
+        maxInFlight: config.qstash.maxInFlight,
+        metrics,
+      })
     : (parts.embeddedDispatcher ?? inlineDispatcher)
   const jobRuntime = (d: Deps): JobRuntime<OrderJobDeps> => {
     const rt: JobRuntime<OrderJobDeps> = {
@@ -168,6 +176,28 @@ export function createPlatform(parts: PlatformParts): Platform {
   const jobSlots = createSlots(config.jobs.concurrency)
   metrics?.gauge('edgeshop_job_deliveries_running', 'Job deliveries running in this process', () => jobSlots.busy)
   metrics?.gauge('edgeshop_job_deliveries_waiting', 'Job deliveries waiting for a slot in this process', () => jobSlots.waiting)
+
+  if (metrics && config.qstash && parts.database) {
+    // Read at scrape time (bounded): the outbox is shared by every instance, and a job any of them failed to hand over waits.
+    const db = parts.database.db
+    let backlog = { waiting: Number.NaN, oldest: null as Date | null }
+    let reading: Promise<void> | undefined
+    metrics.beforeScrape(
+      () =>
+        (reading ??= handOverBacklog(db)
+          .then((b) => {
+            backlog = b
+          })
+          .finally(() => {
+            reading = undefined
+          })),
+      1000,
+    )
+    metrics.gauge('edgeshop_jobs_waiting_for_handover', 'Pending jobs not handed to QStash yet (all instances)', () => backlog.waiting)
+    metrics.gauge('edgeshop_jobs_waiting_for_handover_oldest_seconds', 'How long the oldest of them has waited', () =>
+      backlog.oldest ? Math.max(0, (Date.now() - backlog.oldest.getTime()) / 1000) : 0,
+    )
+  }
 
   if (metrics && parts.database?.stats) {
     const stats = parts.database.stats.bind(parts.database)
@@ -213,8 +243,13 @@ export function createPlatform(parts: PlatformParts): Platform {
     deps,
     peerAddress: parts.peerAddress,
     async close() {
-      const deadline = new Promise((r) => setTimeout(r, 10_000))
-      await Promise.race([Promise.allSettled([...pending]), deadline])
+      // Outbound work ends within its bound (a publish within QSTASH_TIMEOUT_MS, an Upstash call within
+      // UPSTASH_TIMEOUT_MS); what is left then (a cache write's later retries) is given up.
+      const boundMs = Math.max(1000, config.qstash?.timeoutMs ?? 0, config.redis?.timeoutMs ?? 0)
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const deadline = new Promise((r) => (timer = setTimeout(r, boundMs)))
+      await Promise.race([Promise.allSettled([dispatcher.close?.(), ...pending]), deadline])
+      clearTimeout(timer)
       await parts.database?.close()
     },
   }

@@ -13,7 +13,8 @@ import type { Logger } from './observability/logger.ts'
  * in-process scheduler of Bun and Node, or a QStash schedule.
  *
  *   * * * * *   expire unpaid orders past their deadline (releasing their
- *               stock); hand QStash the jobs it never got
+ *               stock); hand QStash the jobs it never got (bounded: see
+ *               handOverStuck)
  *   0 3 * * *   purge expired idempotency records and refresh tokens, old
  *               finished jobs and old schedule records
  *
@@ -104,13 +105,35 @@ async function minutely(now: Date, env: ScheduleEnv) {
       ]),
     )
   }
-  let redispatched = 0
-  if (env.dispatcher.kind === 'qstash') {
-    const stuck = await undispatchedJobs(env.db, new Date(now.getTime() - (env.handoverBoundMs ?? 30_000)))
-    redispatched = stuck.length
-    if (stuck.length > 0) env.dispatcher.dispatch(stuck, { db: env.db, waitUntil: env.waitUntil, runNow: async () => {} })
+  const handedOver = env.dispatcher.handOver ? await handOverStuck(now, env, env.dispatcher.handOver) : 0
+  return { expiredOrders: expired, redispatchedJobs: handedOver }
+}
+
+/** Jobs read per batch when handing over what QStash never got. */
+const HANDOVER_BATCH = 500
+/** A tick stops handing jobs over after this, well before the next minute's tick. */
+const HANDOVER_BUDGET_MS = 45_000
+
+/**
+ * Hands QStash the jobs it never got, a batch at a time, through the
+ * dispatcher's cap on publishes in flight. Ends when none is left, at the
+ * first publish that fails or runs past its bound (QStash is not answering:
+ * the next tick tries again), or after {@link HANDOVER_BUDGET_MS}.
+ */
+async function handOverStuck(now: Date, env: ScheduleEnv, handOver: NonNullable<JobDispatcher['handOver']>): Promise<number> {
+  const before = new Date(now.getTime() - (env.handoverBoundMs ?? 30_000))
+  const until = Date.now() + HANDOVER_BUDGET_MS
+  let published = 0
+  let after: string | undefined
+  for (;;) {
+    const stuck = await undispatchedJobs(env.db, before, HANDOVER_BATCH, after)
+    if (stuck.length === 0) break
+    const report = await handOver(env.db, stuck)
+    published += report.published
+    if (report.left > 0 || report.failed > 0 || stuck.length < HANDOVER_BATCH || Date.now() > until) break
+    after = stuck.at(-1)!.id
   }
-  return { expiredOrders: expired, redispatchedJobs: redispatched }
+  return published
 }
 
 async function daily(tx: Transaction, now: Date) {

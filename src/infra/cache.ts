@@ -24,8 +24,15 @@ import { throttledLog } from '../observability/throttle.ts'
  * state in L2. Concurrent misses for one key share one load (single flight).
  * Redis errors and answers slower than the budget count as misses: the read
  * falls back to the database, Redis is skipped for a second, and the error is
- * logged once per interval and counted in /metrics.
+ * logged once per interval and counted in /metrics. Writes (sets after a
+ * load, invalidations and their retries) are at most {@link MAX_WRITES} at
+ * once: past that a write is given up at once, as after its last retry, so
+ * a Redis that stops answering holds a bounded number of calls (each ended by
+ * the client's own bound, UPSTASH_TIMEOUT_MS), not one per write.
  */
+
+/** Redis writes under way at once per process. */
+const MAX_WRITES = 64
 
 /** A cached answer: its body as sent, its ETag, and the version it shows. */
 export interface Cached {
@@ -173,6 +180,7 @@ export function createCache(opts: CacheOptions): Cache {
   const ttlMs = opts.l2TtlSeconds * 1000
   const cas = redis?.createScript<number>(CAS_SET)
   let l2PausedUntil = 0
+  let writing = 0
   const logError = throttledLog(opts.logger, 'warn', 'cache L2 unavailable; serving from the database', 10_000)
   const lookups = opts.metrics?.counter('edgeshop_cache_lookups_total', 'Cache lookups by tier and result', ['tier', 'result'])
   // Counted on every hot read: its series found once.
@@ -207,17 +215,30 @@ export function createCache(opts: CacheOptions): Cache {
     }
   }
 
+  /** A write within {@link MAX_WRITES}; given up (and counted) when that many are under way. */
+  async function write(op: string, work: () => Promise<unknown>): Promise<boolean> {
+    if (writing >= MAX_WRITES) {
+      failed(op, new Error(`${MAX_WRITES} Redis writes already under way`))
+      return false
+    }
+    writing++
+    try {
+      await work()
+      return true
+    } catch (err) {
+      failed(op, err)
+      return false
+    } finally {
+      writing--
+    }
+  }
+
   /** Writes that must reach Redis (invalidations): retried in the background for a few seconds. */
   async function persistent(op: string, work: () => Promise<unknown>): Promise<void> {
     if (!redis) return
     for (let attempt = 0; attempt < 4; attempt++) {
-      try {
-        await work()
-        return
-      } catch (err) {
-        failed(op, err)
-        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt))
-      }
+      if (await write(op, work)) return
+      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt))
     }
   }
 
@@ -269,9 +290,8 @@ export function createCache(opts: CacheOptions): Cache {
           if (raw !== undefined) lookups?.inc({ tier: 'l2', result: 'miss' })
         }
         const loaded = await load()
-        if (loaded && cas && l2Usable()) {
-          cas.exec([full], [String(loaded.version), encode(loaded), String(ttlMs), '0']).catch((err) => failed('set', err))
-        }
+        if (loaded && cas && l2Usable())
+          void write('set', () => cas.exec([full], [String(loaded.version), encode(loaded), String(ttlMs), '0']))
         return loaded
       })
     },
@@ -312,7 +332,7 @@ export function createCache(opts: CacheOptions): Cache {
           }
         }
         const loaded = await load()
-        if (redis && l2Usable()) redis.set(full, `${gen}\n${encode(loaded)}`, { px: ttlMs }).catch((err) => failed('set', err))
+        if (redis && l2Usable()) void write('set', () => redis.set(full, `${gen}\n${encode(loaded)}`, { px: ttlMs }))
         return loaded
       })
       return value!

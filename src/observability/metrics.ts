@@ -16,7 +16,11 @@ export interface Metrics {
   histogram<L extends string>(name: string, help: string, labels: readonly L[], buckets: readonly number[]): Histogram<L>
   /** A value read when rendered; `type: 'counter'` for a cumulative count kept elsewhere. */
   gauge(name: string, help: string, collect: () => GaugeSample[] | number, type?: 'gauge' | 'counter'): void
+  /** Work each scrape waits for (a value read from the database), at most `boundMs`; past it the last value is rendered. */
+  beforeScrape(refresh: () => Promise<unknown>, boundMs: number): void
   render(): string
+  /** Runs the `beforeScrape` work, then renders. */
+  scrape(): Promise<string>
 }
 
 export type Labels<L extends string> = Record<L, string | number>
@@ -86,6 +90,8 @@ function seriesFinder<S>(names: readonly string[], make: (labels: Record<string,
 
 export function createMetrics(): Metrics {
   const renderers: (() => string)[] = []
+  const refreshers: { refresh: () => Promise<unknown>; boundMs: number }[] = []
+  const render = () => renderers.map((r) => r()).join('')
 
   return {
     counter<L extends string>(name: string, help: string, names: readonly L[]): Counter<L> {
@@ -164,6 +170,21 @@ export function createMetrics(): Metrics {
       })
     },
 
-    render: () => renderers.map((r) => r()).join(''),
+    beforeScrape(refresh, boundMs) {
+      refreshers.push({ refresh, boundMs })
+    },
+
+    render,
+
+    async scrape() {
+      await Promise.all(
+        refreshers.map(({ refresh, boundMs }) => {
+          let timer: ReturnType<typeof setTimeout> | undefined
+          const bound = new Promise<void>((r) => (timer = setTimeout(r, boundMs)))
+          return Promise.race([refresh().catch(() => {}), bound]).finally(() => clearTimeout(timer))
+        }),
+      )
+      return render()
+    },
   }
 }

@@ -262,7 +262,8 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       logger.info('shutting down: finishing in-flight requests')
       draining = true
       await listener.stop(10_000)
-      await Promise.all([scheduler.stop(), runner?.stop()])
+      // The dispatcher closes with them: a schedule tick handing jobs to QStash then stops at once.
+      await Promise.all([scheduler.stop(), runner?.stop(), platform.dispatcher.close?.()])
       await platform.close()
       unlock?.()
       logger.info('stopped cleanly')

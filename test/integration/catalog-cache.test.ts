@@ -100,6 +100,50 @@ describe('L2 (Redis)', () => {
   })
 })
 
+describe('L2 writes while Redis accepts and never answers', () => {
+  it('at most 64 are under way; the others are given up at once, and each held call ends within its bound', async () => {
+    // As the platform makes it: every request aborted after its bound (UPSTASH_TIMEOUT_MS).
+    const silentCache = createCache({
+      l1MaxEntries: 100,
+      l1TtlMs: 2000,
+      redis: new Redis({
+        url: rest.url,
+        token: TOKEN,
+        automaticDeserialization: false,
+        responseEncoding: false,
+        retry: { retries: 0 },
+        signal: () => AbortSignal.timeout(500),
+      }),
+      l2TtlSeconds: 60,
+      l2TimeoutMs: 50,
+      logger,
+      prefix: 'silent:',
+    })
+    rest.silence()
+    let mostHeld = 0
+    const watch = setInterval(() => {
+      mostHeld = Math.max(mostHeld, rest.unanswered())
+    }, 5)
+    try {
+      const writes: Promise<void>[] = []
+      for (let i = 0; i < 200; i++) {
+        writes.push(silentCache.invalidateEntity(`k${i}`, 2))
+        // One request each: the client pipelines only the commands of one turn.
+        await new Promise((r) => setImmediate(r))
+      }
+      await Promise.all(writes)
+      mostHeld = Math.max(mostHeld, rest.unanswered())
+      expect(mostHeld).toBeGreaterThan(0)
+      // 64, and a few the client has given up on whose close the stand-in has not seen yet.
+      expect(mostHeld).toBeLessThanOrEqual(64 + 16)
+      await expect.poll(() => rest.unanswered(), { timeout: 2000 }).toBe(0)
+    } finally {
+      clearInterval(watch)
+      rest.speak()
+    }
+  })
+})
+
 describe('catalog reads against PostgreSQL', () => {
   let url: string
   let t: TestApp

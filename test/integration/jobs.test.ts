@@ -1,7 +1,7 @@
 import { eq, sql } from 'drizzle-orm'
 import postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { rowsOf } from '../../src/db/database.ts'
+import { rowsOf, type Transaction } from '../../src/db/database.ts'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { jobs, orderItems, orders, products, users } from '../../src/db/schema.ts'
 import { ensureAdmin } from '../../src/features/accounts/service.ts'
@@ -215,6 +215,28 @@ describe('jobs in one process', () => {
     expect(
       (await t.app.request('/v1/admin/jobs/not-a-job/retry', { method: 'POST', headers: { Authorization: `Bearer ${admin}` } })).status,
     ).toBe(404)
+  })
+
+  it('an email API that never answers, or sends its headers and then nothing, costs one EMAIL_TIMEOUT_MS and no open connection', async () => {
+    for (const what of ['all', 'body'] as const) {
+      // Past EMAIL_CIRCUIT_OPEN_MS the breaker lets a call through, whatever earlier failures left it in.
+      await new Promise((r) => setTimeout(r, 400))
+      mail.down(what)
+      const calls = mail.calls()
+      const email = { to: 'one@example.test', subject: 'S', template: 't', text: 'x', idempotencyKey: `silent-${what}-${Date.now()}` }
+      const started = performance.now()
+      await expect(t.database.db.transaction((tx) => t.platform.mailer.send(email, { tx: tx as Transaction }))).rejects.toThrow(
+        /timed? ?out|abort/i,
+      )
+      const elapsed = performance.now() - started
+      expect(mail.calls(), what).toBe(calls + 1)
+      expect(elapsed, what).toBeGreaterThanOrEqual(450)
+      expect(elapsed, what).toBeLessThan(500 + 1500)
+      // The mailer gave up on the call and closed its connection: nothing is left waiting on the provider.
+      await expect.poll(() => mail.unanswered(), { timeout: 2000 }).toBe(0)
+      mail.up()
+    }
+    await new Promise((r) => setTimeout(r, 400))
   })
 
   it('the mailer’s circuit breaker stops calling a dead provider, so failures are quick', async () => {

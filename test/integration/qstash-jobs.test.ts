@@ -281,7 +281,7 @@ describe('retries, dead letters, outages', () => {
     // The schedule, as any instance would run it a minute later.
     const handle = createPostgresDatabase({ url, poolMax: 2, timeoutMs: 2000, statementTimeoutMs: 5000 })
     const logger = createLogger({ level: 'silent' })
-    const dispatcher = createQstashDispatcher({ url: qstash.url, token: qstash.token, publicUrl, logger })
+    const dispatcher = createQstashDispatcher({ url: qstash.url, token: qstash.token, publicUrl, logger, timeoutMs: 5000, maxInFlight: 64 })
     const pending: Promise<unknown>[] = []
     const report = await runSchedule(MINUTELY, new Date(Date.now() + 120_000), {
       db: handle.db,

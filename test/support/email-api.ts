@@ -7,21 +7,31 @@ import { freePort } from './free-port.ts'
  * <key>`, `Idempotency-Key`, and `{ from, to: [...], subject, text }`;
  * answers `{ id }`. A repeated Idempotency-Key answers the first id and sends
  * nothing again, as such providers do. `fail(n)` makes the next n calls
- * answer 503; `down()` stops answering at all (connections hang).
+ * answer 503; `down()` stops answering at all (connections hang), and
+ * `down('body')` sends the answer's headers and then nothing more;
+ * `unanswered()` counts the calls held so (a client that gives up closes its
+ * own).
  */
 export async function startEmailApi(opts: { apiKey: string }) {
   const sent: { id: string; idempotencyKey: string; to: string[]; subject: string; text: string; from: string }[] = []
   const byKey = new Map<string, string>()
   const callsByKey = new Map<string, number>()
   let failures = 0
-  let hanging = false
+  let hanging: 'all' | 'body' | undefined
   let calls = 0
-  const held: IncomingMessage[] = []
+  const held = new Set<IncomingMessage>()
+  const hold = (req: IncomingMessage) => {
+    held.add(req)
+    req.socket.once('close', () => held.delete(req))
+  }
   const server: Server = createServer(async (req, res) => {
     calls++
-    if (hanging) {
-      held.push(req)
-      return
+    if (hanging === 'all') return hold(req)
+    if (hanging === 'body') {
+      for await (const _ of req);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '64' })
+      res.write('{"id":')
+      return hold(req)
     }
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
@@ -53,15 +63,18 @@ export async function startEmailApi(opts: { apiKey: string }) {
     fail(n: number) {
       failures = n
     },
-    down() {
-      hanging = true
+    down(what: 'all' | 'body' = 'all') {
+      hanging = what
     },
     up() {
-      hanging = false
-      for (const req of held.splice(0)) req.socket.destroy()
+      hanging = undefined
+      for (const req of held) req.socket.destroy()
+      held.clear()
     },
+    unanswered: () => held.size,
     async close() {
-      for (const req of held.splice(0)) req.socket.destroy()
+      for (const req of held) req.socket.destroy()
+      held.clear()
       server.closeAllConnections()
       await new Promise<void>((r) => server.close(() => r()))
     },

@@ -82,7 +82,10 @@
  * fetch's shared pool that the outage cut fails with `UND_ERR_SOCKET` "other
  * side closed" instead, and POSTs are not retried on it). Either way
  * deliveries are held until `resume()`, which listens on the same port again.
- * Deliveries already in flight finish.
+ * Deliveries already in flight finish. With `pause({ mode: 'silent' })` the
+ * stand-in accepts connections and reads requests but never answers them (a
+ * QStash that hangs); `unanswered()` counts the requests it holds open, and
+ * `resume()` drops their connections, as a restarted QStash would.
  *
  * The signature hashes the raw body bytes, like QStash; the client's
  * `Receiver` hashes `TextEncoder().encode(body)`, so only UTF-8 bodies can be
@@ -169,7 +172,7 @@ export interface MessageRecord {
   callerIp: string
 }
 
-export type PauseMode = 'unavailable' | 'refuse'
+export type PauseMode = 'unavailable' | 'refuse' | 'silent'
 
 export interface SignOptions {
   url: string
@@ -189,12 +192,15 @@ export interface QStashStandIn {
   token: string
   /**
    * Simulate an outage: `unavailable` (default) answers every request 503, as
-   * QStash behind its load balancer would; `refuse` closes the listener.
-   * Deliveries are held until `resume()`.
+   * QStash behind its load balancer would; `refuse` closes the listener;
+   * `silent` holds every request open without an answer. Deliveries are held
+   * until `resume()`.
    */
   pause(opts?: { mode?: PauseMode }): Promise<void>
   /** End the outage (same port) and send the held deliveries. */
   resume(): Promise<void>
+  /** Requests held open without an answer now (`silent` mode); a client that gives up closes its own. */
+  unanswered(): number
   /** Snapshot of every message published and what happened to it. */
   messages(): MessageRecord[]
   /** Resolves when no message is pending delivery; rejects after `timeoutMs` (default 10000). */
@@ -275,6 +281,7 @@ export async function startQStash(opts: QStashStandInOptions): Promise<QStashSta
   const idleWaiters = new Set<() => void>()
   const timers = new Set<NodeJS.Timeout>()
   const held: Message[] = []
+  const silenced = new Set<ServerResponse>()
   const agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) }
   let paused: PauseMode | undefined
   let closed = false
@@ -284,12 +291,19 @@ export async function startQStash(opts: QStashStandInOptions): Promise<QStashSta
     handle(req, res).catch((err: unknown) => sendJson(res, 500, { error: String(err) }))
   })
   server.keepAliveTimeout = 65_000
+  // A silent QStash holds requests for as long as the client waits: no 408 from Node's own request timeout.
+  server.requestTimeout = 0
   const port = opts.port ?? (await listenOnFreePort(server))
   if (opts.port !== undefined) await listen(server, port)
   const url = `http://127.0.0.1:${port}`
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req)
+    if (paused === 'silent') {
+      silenced.add(res)
+      res.once('close', () => silenced.delete(res))
+      return
+    }
     if (paused) return sendJson(res, 503, { error: 'Service Unavailable' })
     if (req.headers.authorization !== `Bearer ${opts.token}`) return sendJson(res, 401, { error: 'Unauthorized' })
     const target = req.url ?? '/'
@@ -649,7 +663,12 @@ export async function startQStash(opts: QStashStandInOptions): Promise<QStashSta
       if (!paused || closed) return
       if (paused === 'refuse') await listen(server, port)
       paused = undefined
+      for (const res of silenced) res.socket?.destroy()
+      silenced.clear()
       for (const m of held.splice(0)) setImmediate(() => deliver(m))
+    },
+    unanswered() {
+      return silenced.size
     },
     messages() {
       return [...records.values()].map(toRecord)
@@ -683,6 +702,8 @@ export async function startQStash(opts: QStashStandInOptions): Promise<QStashSta
       for (const timer of timers) clearTimeout(timer)
       timers.clear()
       held.length = 0
+      for (const res of silenced) res.socket?.destroy()
+      silenced.clear()
       if (server.listening) await stopListening(server)
       agents.http.destroy()
       agents.https.destroy()

@@ -56,6 +56,11 @@
  * and retries (5 retries, backoff exp(i)*50 ms, ~4.3 s in total) before
  * throwing `TypeError: fetch failed`. The next request reconnects to Redis.
  *
+ * Silence: `silence()` makes the stand-in accept requests and never answer
+ * them (an Upstash that hangs), until `speak()`, which drops the connections
+ * of the requests it held; `unanswered()` counts those held now (a client
+ * that gives up closes its own).
+ *
  * Isolation: `db` makes every upstream connection `SELECT` that database, so
  * several stand-ins on one redis-server (e.g. one per app instance in a test
  * run) don't see each other's keys (FLUSHDB stays local; FLUSHALL does not).
@@ -109,6 +114,12 @@ export interface UpstashRestHandle {
   port: number
   stats(): UpstashRestStats
   resetStats(): void
+  /** Accept requests and never answer them, until `speak()`. */
+  silence(): void
+  /** Answer again; the requests held while silent lose their connection. */
+  speak(): void
+  /** Requests held open without an answer now. */
+  unanswered(): number
   close(): Promise<void>
 }
 
@@ -489,8 +500,15 @@ export async function startUpstashRest(opts: UpstashRestOptions): Promise<Upstas
     }
   }
 
+  let silent = false
+  const held = new Set<ServerResponse>()
   const server = createServer((req, res) => {
     stats.requests++
+    if (silent) {
+      held.add(res)
+      res.once('close', () => held.delete(res))
+      return
+    }
     const chunks: Buffer[] = []
     let size = 0
     let tooBig = false
@@ -530,6 +548,15 @@ export async function startUpstashRest(opts: UpstashRestOptions): Promise<Upstas
     token,
     port,
     stats: () => ({ ...stats }),
+    silence() {
+      silent = true
+    },
+    speak() {
+      silent = false
+      for (const res of held) res.socket?.destroy()
+      held.clear()
+    },
+    unanswered: () => held.size,
     resetStats(): void {
       stats.requests = 0
       stats.commands = 0
@@ -538,6 +565,7 @@ export async function startUpstashRest(opts: UpstashRestOptions): Promise<Upstas
     },
     close(): Promise<void> {
       closing ??= (async () => {
+        for (const res of held) res.socket?.destroy()
         const closed = new Promise<void>((resolve) => server.close(() => resolve()))
         server.closeAllConnections()
         await Promise.all([closed, ...pool.map((c) => c.close()), ...[...dedicated].map((c) => c.close())])

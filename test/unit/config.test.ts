@@ -51,10 +51,13 @@ describe('configuration', () => {
         DATABASE_POOL_MAX: '25',
         UPSTASH_REDIS_REST_URL: 'https://redis.example',
         UPSTASH_REDIS_REST_TOKEN: 'rt',
+        UPSTASH_TIMEOUT_MS: '750',
         QSTASH_URL: 'https://qstash.example',
         QSTASH_TOKEN: 'qt',
         QSTASH_CURRENT_SIGNING_KEY: 'k1',
         QSTASH_NEXT_SIGNING_KEY: 'k2',
+        QSTASH_TIMEOUT_MS: '2500',
+        QSTASH_MAX_IN_FLIGHT: '32',
         PUBLIC_URL: 'https://api.shop.example/',
         JWT_SECRET: SECRET,
         ADMIN_EMAIL: 'Admin@Shop.Example',
@@ -75,8 +78,15 @@ describe('configuration', () => {
     expect(config.port).toBe(8080)
     expect(config.host).toBe('0.0.0.0')
     expect(config.database).toMatchObject({ url: 'postgres://u:p@db:5432/shop', poolMax: 25 })
-    expect(config.redis).toEqual({ url: 'https://redis.example', token: 'rt' })
-    expect(config.qstash).toEqual({ url: 'https://qstash.example', token: 'qt', currentSigningKey: 'k1', nextSigningKey: 'k2' })
+    expect(config.redis).toEqual({ url: 'https://redis.example', token: 'rt', timeoutMs: 750 })
+    expect(config.qstash).toEqual({
+      url: 'https://qstash.example',
+      token: 'qt',
+      currentSigningKey: 'k1',
+      nextSigningKey: 'k2',
+      timeoutMs: 2500,
+      maxInFlight: 32,
+    })
     expect(config.publicUrl).toBe('https://api.shop.example')
     expect(config.admin).toEqual({ email: 'admin@shop.example', password: 'correct horse battery' })
     expect(config.rateLimitAuth).toEqual({ limit: 5, windowSeconds: 120 })

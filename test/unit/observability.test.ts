@@ -112,6 +112,21 @@ describe('the daily purge', () => {
 })
 
 describe('metrics', () => {
+  it('waits for work before a scrape, but no longer than its bound', async () => {
+    const metrics = createMetrics()
+    let value = 1
+    let answer: (() => void) | undefined
+    metrics.gauge('edgeshop_test_read', 'A value read elsewhere', () => value)
+    metrics.beforeScrape(() => new Promise<void>((r) => (answer = r)).then(() => (value = 2)), 50)
+    const first = metrics.scrape()
+    answer!()
+    expect(await first).toContain('edgeshop_test_read 2\n')
+    // A read that never answers: the scrape renders the last value once its bound has passed.
+    const started = performance.now()
+    expect(await metrics.scrape()).toContain('edgeshop_test_read 2\n')
+    expect(performance.now() - started).toBeGreaterThanOrEqual(45)
+  })
+
   it('renders counters, cumulative histograms and gauges in the Prometheus text format', () => {
     const m = createMetrics()
     const c = m.counter('t_requests_total', 'Requests', ['route', 'status'])

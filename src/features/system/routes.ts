@@ -114,7 +114,7 @@ export function systemRoutes(platform: Platform) {
       }
       return c.json(body, 200)
     })
-    .openapi(metricsRoute, (c) => {
+    .openapi(metricsRoute, async (c) => {
       if (!metrics) throw new AppError('not_found', 'Metrics are collected on Bun and Node only')
       if (config.metricsToken !== undefined) {
         const header = c.req.header('authorization') ?? ''
@@ -124,6 +124,6 @@ export function systemRoutes(platform: Platform) {
         throw new AppError('forbidden', 'Set METRICS_TOKEN to read metrics from other hosts')
       }
       c.header('Cache-Control', 'no-store')
-      return c.text(metrics.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' })
+      return c.text(await metrics.scrape(), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' })
     })
 }
