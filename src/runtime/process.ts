@@ -1,4 +1,5 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { createServer as createNetServer } from 'node:net'
 import { resolve } from 'node:path'
 import type { Context } from 'hono'
 import { createApp, earlyRoute } from '../app.ts'
@@ -30,8 +31,11 @@ export interface HttpAdapter {
    * before it builds a `Request` (Node). Otherwise the app's `fetch` takes it.
    */
   takesEarlyRoute: boolean
-  /** Serves `fetch`, after `early` when the adapter takes it. */
-  listen(fetch: FetchHandler, opts: { port: number; host: string; early?: EarlyRoute | undefined }): Promise<Listener>
+  /**
+   * Serves `fetch`, after `early` when the adapter takes it. Without `reusePort` a port another process
+   * listens on fails with `EADDRINUSE` (Bun's `Bun.serve` would otherwise share it when not in development).
+   */
+  listen(fetch: FetchHandler, opts: { port: number; host: string; reusePort: boolean; early?: EarlyRoute | undefined }): Promise<Listener>
   peerAddress(c: Context): string | undefined
 }
 
@@ -78,6 +82,29 @@ export function createStdoutSink(): { sink: (line: string) => void; flush: () =>
     },
     flush,
   }
+}
+
+/** Another process listens on the address (and `PORT_SHARING` is off). */
+export class PortInUseError extends Error {
+  constructor(address: string) {
+    super(`${address} is already in use by another process: stop that process, or set PORT (or HOST) to a free address`)
+    this.name = 'PortInUseError'
+  }
+}
+
+const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`
+
+/**
+ * Fails with {@link PortInUseError} when another process listens on `host:port`. Asked before the
+ * database is opened, so a second instance started by mistake touches no data; the real listen later
+ * fails the same way should the port be taken in between.
+ */
+function ensurePortFree(host: string, port: number): Promise<void> {
+  return new Promise((done, fail) => {
+    const probe = createNetServer()
+    probe.once('error', (err: NodeJS.ErrnoException) => fail(err.code === 'EADDRINUSE' ? new PortInUseError(hostPort(host, port)) : err))
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => done()))
+  })
 }
 
 /** Makes sure only one process uses an embedded data directory. */
@@ -204,6 +231,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   }
   for (const w of warnings) logger.warn(w)
 
+  if (!config.portSharing) await ensurePortFree(config.host, config.port)
   const { database, unlock } = await openDatabase(config, logger)
 
   const metrics = createMetrics()
@@ -250,8 +278,15 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       if (answer && draining) answer.headers.Connection = 'close'
       return answer
     })
-  const listener = await adapter.listen(fetch, { port: config.port, host: config.host, early })
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${listener.port}`
+  let listener: Listener
+  try {
+    listener = await adapter.listen(fetch, { port: config.port, host: config.host, reusePort: config.portSharing, early })
+  } catch (err) {
+    await platform.close()
+    unlock?.()
+    throw (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? new PortInUseError(hostPort(config.host, config.port)) : err
+  }
+  const url = `http://${hostPort(config.host, listener.port)}`
   logger.info(`listening on ${url}`, { port: listener.port })
   runner?.start()
   const scheduler = startScheduler(platform)

@@ -1,10 +1,14 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expectProblem } from '../contract/helpers.ts'
-import { startAppServer } from '../support/app-server.ts'
+import { ROOT, startAppServer } from '../support/app-server.ts'
+import { migratedDatabase } from '../support/databases.ts'
 import { freePort } from '../support/free-port.ts'
+import { listeningPids } from '../support/listener.ts'
 import { type PostgresServer, startPostgres } from '../support/postgres.ts'
 import { runCommand } from '../support/run-command.ts'
 import { createMigratedDatabase } from '../support/services.ts'
@@ -59,6 +63,30 @@ describe('embedded mode, as the README starts it', () => {
     }
   })
 
+  it('refuses a second instance on a port in use, on Bun and Node, naming it before opening any database', async () => {
+    const first = await startAppServer('bun', { DATA_DIR: dataDir })
+    try {
+      for (const [cmd, file] of [
+        [bun, 'src/runtime/bun.ts'],
+        [process.execPath, 'src/runtime/node.ts'],
+      ] as const) {
+        // Another DATA_DIR is the harmful case (two databases behind one port); the same one must name the port too.
+        const other = join(tmpdir(), `edgeshop-other-${process.pid}-${Date.now()}`)
+        for (const dir of [other, dataDir]) {
+          const second = await runCommand(cmd, [file], { DATA_DIR: dir, PORT: String(first.port), HOST: '127.0.0.1' })
+          expect(second.code, second.out).toBe(1)
+          expect(second.out).toContain(`127.0.0.1:${first.port} is already in use by another process`)
+          expect(second.out).not.toMatch(/database ready|listening on/)
+        }
+        expect(existsSync(other)).toBe(false)
+      }
+      expect(listeningPids(first.port)).toEqual([first.pid])
+      expect((await fetch(`${first.url}/readyz`)).status).toBe(200)
+    } finally {
+      expect(await first.stop()).toBe(0)
+    }
+  }, 120_000)
+
   it('takes over the lock of a process that died', async () => {
     const crashed = await startAppServer('bun', { DATA_DIR: dataDir })
     await crashed.kill()
@@ -67,6 +95,42 @@ describe('embedded mode, as the README starts it', () => {
     expect((await fetch(`${next.url}/readyz`)).status).toBe(200)
     expect(await next.stop()).toBe(0)
   })
+})
+
+describe('port sharing, asked for explicitly', () => {
+  it('lets Bun and Node instances on one PostgreSQL database listen on one port', async () => {
+    const env = { DATABASE_URL: await migratedDatabase('port_sharing'), PORT_SHARING: 'true' }
+    const first = await startAppServer('bun', env)
+    // Not through startAppServer: on a shared port its readiness check would be answered by the first.
+    const more = [
+      [bun, 'src/runtime/bun.ts'],
+      [process.execPath, 'src/runtime/node.ts'],
+    ].map(([cmd, file]) => {
+      const child = spawn(cmd!, [file!], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env, PORT: String(first.port), HOST: '127.0.0.1' },
+      })
+      let out = ''
+      child.stdout.on('data', (d) => (out += d))
+      child.stderr.on('data', (d) => (out += d))
+      return { child, out: () => out, exited: once(child, 'exit').then(([code]) => code as number | null) }
+    })
+    try {
+      for (const { child, out } of more) {
+        await expect.poll(() => out(), { timeout: 60_000 }).toContain('listening on')
+        expect(listeningPids(first.port)).toContain(child.pid)
+      }
+      const byNumber = (a: number, b: number) => a - b
+      expect(listeningPids(first.port)?.sort(byNumber)).toEqual([first.pid, ...more.map(({ child }) => child.pid!)].sort(byNumber))
+      expect((await fetch(`${first.url}/readyz`)).status).toBe(200)
+    } finally {
+      for (const { child, exited } of more) {
+        child.kill('SIGTERM')
+        expect(await exited).toBe(0)
+      }
+      expect(await first.stop()).toBe(0)
+    }
+  }, 120_000)
 })
 
 describe('bad configuration', () => {
