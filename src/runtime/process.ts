@@ -84,6 +84,18 @@ export function createStdoutSink(): { sink: (line: string) => void; flush: () =>
   }
 }
 
+/** Another live process holds the embedded data directory. */
+export class DataDirLockedError extends Error {
+  readonly dir: string
+  readonly pid: number
+  constructor(dir: string, pid: number) {
+    super(`another edgeshop process (pid ${pid}) is using ${dir}; stop it or choose another DATA_DIR`)
+    this.name = 'DataDirLockedError'
+    this.dir = dir
+    this.pid = pid
+  }
+}
+
 /** Another process listens on the address (and `PORT_SHARING` is off). */
 export class PortInUseError extends Error {
   constructor(address: string) {
@@ -121,7 +133,7 @@ function lockDataDir(dir: string): () => void {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       const pid = Number(readFileSync(file, 'utf8').trim())
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-        throw new Error(`another edgeshop process (pid ${pid}) is using ${dir}; stop it or choose another DATA_DIR`)
+        throw new DataDirLockedError(dir, pid)
       }
       rmSync(file, { force: true })
     }

@@ -6,6 +6,7 @@ import postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ROOT, startAppServer } from '../support/app-server.ts'
 import { migratedDatabase } from '../support/databases.ts'
+import { runCommand } from '../support/run-command.ts'
 
 const bun = process.env.BUN_BIN ?? 'bun'
 
@@ -53,6 +54,24 @@ describe('bun run seed', () => {
     expect(again.stdout).toContain('demo products: 9000 already there')
     expect(await count()).toEqual({ n: 9000, skus: 9000 })
   })
+})
+
+describe('bun run seed on a DATA_DIR a running server holds', () => {
+  it('says in one line what to do, without a stack trace', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'edgeshop-seed-locked-'))
+    const server = await startAppServer('bun', { DATA_DIR: dataDir })
+    try {
+      const res = await runCommand(bun, ['scripts/seed.ts'], { DATA_DIR: dataDir })
+      expect(res.code).toBe(1)
+      expect(res.out.trimEnd().split('\n')).toEqual([
+        `seed: the embedded database in ${dataDir} is in use by a running edgeshop (pid ${server.pid}): stop it first, or seed PostgreSQL with DATABASE_URL, or choose another DATA_DIR`,
+      ])
+      expect((await fetch(`${server.url}/readyz`)).status).toBe(200)
+    } finally {
+      expect(await server.stop()).toBe(0)
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  }, 120_000)
 })
 
 describe('graceful shutdown', () => {
