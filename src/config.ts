@@ -86,6 +86,7 @@ const schema = z.object({
   PORT: opt(int(1, 65535)),
   HOST: opt(z.string().trim().min(1)),
   PORT_SHARING: opt(bool),
+  SHUTDOWN_DRAIN_MS: opt(int(0, 600_000)),
   DATA_DIR: opt(z.string().trim().min(1)),
   DATABASE_URL: opt(postgresUrl),
   DATABASE_POOL_MAX: opt(int(1, 500)),
@@ -150,6 +151,13 @@ export interface Config {
    * Off: a port already in use is a start error, named before the database is opened.
    */
   portSharing: boolean
+  /**
+   * After SIGTERM/SIGINT, the longest Bun and Node go on accepting and answering (every answer with
+   * `Connection: close`, `/readyz` 503) so that requests already sent, still in the accept queue or unread
+   * on a kept-alive connection, are answered rather than reset. Usually far less: they stop once a request
+   * of their own, sent after the signal, has come through the accept queue (with a shared port, the whole time).
+   */
+  shutdownDrainMs: number
   dataDir: string
   database: {
     /** Unset: the embedded PGlite database under `dataDir`. */
@@ -331,6 +339,7 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     port,
     host: raw.HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
     portSharing: raw.PORT_SHARING ?? false,
+    shutdownDrainMs: raw.SHUTDOWN_DRAIN_MS ?? 5000,
     dataDir: raw.DATA_DIR ?? '.data',
     database: {
       url: raw.DATABASE_URL,

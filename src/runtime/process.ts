@@ -1,4 +1,5 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { get as httpGet } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
 import { resolve } from 'node:path'
 import type { Context } from 'hono'
@@ -116,6 +117,29 @@ function ensurePortFree(host: string, port: number): Promise<void> {
     const probe = createNetServer()
     probe.once('error', (err: NodeJS.ErrnoException) => fail(err.code === 'EADDRINUSE' ? new PortInUseError(hostPort(host, port)) : err))
     probe.listen({ port, host, exclusive: true }, () => probe.close(() => done()))
+  })
+}
+
+/**
+ * Resolves once a request this process sends to itself now has been answered, or after `boundMs`.
+ * Connections wait in the accept queue first in, first out: when its own has been accepted and read,
+ * so has every connection made before it, and the requests that were waiting on kept-alive connections
+ * have been read in the same turns. With a shared port the kernel may hand that connection to another
+ * process, so the answer proves nothing and the whole bound is waited (as when the request fails).
+ */
+function acceptQueueDrained(host: string, port: number, boundMs: number, shared: boolean): Promise<void> {
+  return new Promise((done) => {
+    const bound = setTimeout(done, boundMs)
+    if (shared) return
+    const self = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host
+    // A connection of its own (no agent): one kept alive from before would skip the queue.
+    httpGet({ host: self, port, path: '/healthz', agent: false, timeout: boundMs }, (res) => {
+      res.resume()
+      res.once('end', () => {
+        clearTimeout(bound)
+        done()
+      })
+    }).once('error', () => {})
   })
 }
 
@@ -248,6 +272,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
 
   const metrics = createMetrics()
   let platformRef: Platform | undefined
+  let draining = false
   const runner = config.qstash
     ? undefined
     : createEmbeddedRunner({
@@ -265,11 +290,11 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     peerAddress: adapter.peerAddress,
     passwords: processPasswordHasher(config.passwordHash),
     embeddedDispatcher: runner?.dispatcher,
+    draining: () => draining,
   })
   platformRef = platform
   const app = createApp(platform, { earlyRoute: !adapter.takesEarlyRoute })
   await bootstrapAdmin(platform, database)
-  let draining = false
   // While shutting down, every answer asks the client to close its connection, so keep-alive connections end with their last response.
   // Not async: an answer made synchronously (the catalog's read lane) is passed on as it is, and
   // `@hono/node-server` writes such an answer without awaiting anything.
@@ -306,8 +331,14 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   let stopping: Promise<void> | undefined
   const stop = () =>
     (stopping ??= (async () => {
-      logger.info('shutting down: finishing in-flight requests')
+      // Closing the listener at once would reset requests already sent: connections waiting in the accept
+      // queue, and requests not yet read on kept-alive connections the server counts as idle. So it goes on
+      // answering until those are read, each answer closing its connection; /readyz sends balancers elsewhere.
       draining = true
+      logger.info('shutting down: answering requests already sent, then finishing in-flight requests')
+      const started = performance.now()
+      await acceptQueueDrained(config.host, listener.port, config.shutdownDrainMs, config.portSharing)
+      logger.info('requests already sent are in: closing the listener', { drainMs: Math.round(performance.now() - started) })
       await listener.stop(10_000)
       // The dispatcher closes with them: a schedule tick handing jobs to QStash then stops at once.
       await Promise.all([scheduler.stop(), runner?.stop(), platform.dispatcher.close?.()])

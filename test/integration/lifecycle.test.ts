@@ -99,7 +99,7 @@ describe('embedded mode, as the README starts it', () => {
 
 describe('port sharing, asked for explicitly', () => {
   it('lets Bun and Node instances on one PostgreSQL database listen on one port', async () => {
-    const env = { DATABASE_URL: await migratedDatabase('port_sharing'), PORT_SHARING: 'true' }
+    const env = { DATABASE_URL: await migratedDatabase('port_sharing'), PORT_SHARING: 'true', SHUTDOWN_DRAIN_MS: '100' }
     const first = await startAppServer('bun', env)
     // Not through startAppServer: on a shared port its readiness check would be answered by the first.
     const more = [
@@ -259,4 +259,32 @@ describe('unknown routes with a database that is down', () => {
       await server.stop()
     }
   })
+})
+
+describe('signals', () => {
+  for (const runtime of ['bun', 'node'] as const) {
+    it(`${runtime}: while draining, /readyz answers 503 draining and every answer closes its connection; a later second signal exits at once`, async () => {
+      // A shared port makes the server wait the whole drain window, long enough to look at it.
+      const env = { DATABASE_URL: await migratedDatabase(`drain_${runtime}`), PORT_SHARING: 'true', SHUTDOWN_DRAIN_MS: '60000' }
+      const server = await startAppServer(runtime, env)
+      try {
+        const stopped = server.stop()
+        await expect.poll(async () => (await fetch(`${server.url}/readyz`)).status, { timeout: 10_000 }).toBe(503)
+        const drainingSince = performance.now()
+        const ready = await fetch(`${server.url}/readyz`)
+        expect(await ready.json()).toMatchObject({ status: 'draining', checks: { db: 'ok' } })
+        expect(ready.headers.get('connection')).toBe('close')
+        const read = await fetch(`${server.url}/v1/products`)
+        expect(read.status).toBe(200)
+        expect(read.headers.get('connection')).toBe('close')
+        // An operator's second Ctrl-C comes well after the first (here 1.5 s after the server took it): not the same press.
+        await new Promise((r) => setTimeout(r, Math.max(0, 1500 - (performance.now() - drainingSince))))
+        process.kill(server.pid, 'SIGINT')
+        expect(await stopped).toBe(1)
+        expect(server.output()).toContain('received SIGINT again: exiting now')
+      } finally {
+        await server.stop()
+      }
+    }, 120_000)
+  }
 })
