@@ -366,12 +366,20 @@ export async function main(adapter: HttpAdapter): Promise<void> {
     process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: message })}\n`)
     process.exit(1)
   }
-  let signals = 0
+  // A launcher (`bun run`, npm) relays a terminal's Ctrl-C to its child, which got it from the terminal
+  // already: a signal within a second of the first is that same press. A later one insists: exit at once.
+  let firstSignalAt: number | undefined
   const onSignal = (signal: string) => {
-    if (++signals > 1) {
+    const now = performance.now()
+    if (firstSignalAt !== undefined) {
+      if (now - firstSignalAt < 1000) {
+        server.logger.info(`${signal} again within a second: the same stop`)
+        return
+      }
       process.stderr.write(`received ${signal} again: exiting now\n`)
       process.exit(1)
     }
+    firstSignalAt = now
     server.stop().then(
       () => process.exit(0),
       (err) => {

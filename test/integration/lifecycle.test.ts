@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -8,10 +9,12 @@ import { expectProblem } from '../contract/helpers.ts'
 import { ROOT, startAppServer } from '../support/app-server.ts'
 import { migratedDatabase } from '../support/databases.ts'
 import { freePort } from '../support/free-port.ts'
+import { freshClone, pathWithoutTools } from '../support/fresh-clone.ts'
 import { listeningPids } from '../support/listener.ts'
 import { type PostgresServer, startPostgres } from '../support/postgres.ts'
 import { runCommand } from '../support/run-command.ts'
 import { createMigratedDatabase } from '../support/services.ts'
+import { runShell } from '../support/shell-command.ts'
 
 /*
  * The service as a process: how it starts, what it says, how it stops, and
@@ -261,8 +264,79 @@ describe('unknown routes with a database that is down', () => {
   })
 })
 
+/** The server's gauge of requests received and not yet answered (this request included). */
+async function inFlight(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  return Number(text.match(/^edgeshop_http_requests_in_flight (\d+)$/m)?.[1] ?? 0)
+}
+
+/** A login whose body stays half sent until `finish()`, which sends the rest and resolves with the whole answer. */
+async function heldRequest(port: number): Promise<{ finish(): Promise<string> }> {
+  const body = JSON.stringify({ email: 'held@example.test', password: 'not the password' })
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  let answer = ''
+  socket.on('data', (d) => (answer += d))
+  socket.on('error', () => {})
+  const closed = once(socket, 'close')
+  socket.write(
+    `POST /v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+  )
+  return {
+    async finish() {
+      socket.write(body.slice(10))
+      await closed
+      return answer
+    },
+  }
+}
+
 describe('signals', () => {
+  for (const script of ['start', 'start:node'] as const) {
+    it(`./run ${script} is the server process itself, and one Ctrl-C to its process group is one graceful stop`, async () => {
+      // A clone of its own: start:node rebuilds dist/runtime/node.mjs, which other test files run from this checkout.
+      const clone = freshClone()
+      const port = await freePort()
+      const server = runShell(`./run ${script}`, {
+        cwd: clone.dir,
+        env: { PATH: pathWithoutTools(), HOME: process.env.HOME ?? '/tmp', PORT: String(port) },
+      })
+      try {
+        await server.waitForOutput(/listening on/, 150_000)
+        expect(listeningPids(port)).toEqual([server.pid])
+        server.signal('SIGINT')
+        expect(await server.exited).toBe(0)
+        expect(server.output()).toContain('stopped cleanly')
+        expect(server.output()).not.toContain('exiting now')
+      } finally {
+        await server.kill()
+        clone.remove()
+      }
+    }, 180_000)
+  }
+
   for (const runtime of ['bun', 'node'] as const) {
+    it(`${runtime}: a signal relayed a moment after the first (as \`bun run\` relays a terminal's Ctrl-C) is the same graceful stop`, async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'edgeshop-relay-'))
+      const server = await startAppServer(runtime, { DATA_DIR: dataDir })
+      try {
+        // A request the server holds until its body is complete keeps the stop going while the relayed signal arrives.
+        const held = await heldRequest(server.port)
+        await expect.poll(() => inFlight(server.url), { timeout: 10_000 }).toBeGreaterThanOrEqual(2)
+        const stopped = server.stop()
+        await expect.poll(() => server.output(), { timeout: 10_000, interval: 5 }).toContain('shutting down')
+        process.kill(server.pid, 'SIGTERM')
+        await expect.poll(() => server.output(), { timeout: 10_000, interval: 5 }).toMatch(/the same stop|again/)
+        expect(await held.finish()).toMatch(/^HTTP\/1\.1 401 /)
+        expect(await stopped).toBe(0)
+        expect(server.output()).toContain('stopped cleanly')
+        expect(server.output()).not.toContain('exiting now')
+      } finally {
+        await server.stop()
+        rmSync(dataDir, { recursive: true, force: true })
+      }
+    }, 120_000)
+
     it(`${runtime}: while draining, /readyz answers 503 draining and every answer closes its connection; a later second signal exits at once`, async () => {
       // A shared port makes the server wait the whole drain window, long enough to look at it.
       const env = { DATABASE_URL: await migratedDatabase(`drain_${runtime}`), PORT_SHARING: 'true', SHUTDOWN_DRAIN_MS: '60000' }
