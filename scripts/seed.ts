@@ -16,7 +16,7 @@ import { countUsers, ensureAdmin } from '../src/features/accounts/service.ts'
 import { createAccessTokens } from '../src/features/accounts/tokens.ts'
 import { createLogger } from '../src/observability/logger.ts'
 import { processPasswordHasher } from '../src/runtime/argon2.ts'
-import { openDatabase } from '../src/runtime/process.ts'
+import { DataDirLockedError, openDatabase } from '../src/runtime/process.ts'
 import { highestDemo, insertDemoBatch } from './demo-catalog.ts'
 import { progress } from './progress.ts'
 
@@ -41,7 +41,13 @@ const { config } = loadConfig(Object.fromEntries(SEED_SETTINGS.map((k) => [k, pr
 const logger = createLogger({ level: 'warn' })
 const say = (msg: string) => process.stdout.write(`${msg}\n`)
 
-const { database, unlock } = await openDatabase(config, logger, { poolMax: 4 })
+const { database, unlock } = await openDatabase(config, logger, { poolMax: 4 }).catch((err) => {
+  if (!(err instanceof DataDirLockedError)) throw err
+  process.stderr.write(
+    `seed: the embedded database in ${err.dir} is in use by a running edgeshop (pid ${err.pid}): stop it first, or seed PostgreSQL with DATABASE_URL, or choose another DATA_DIR\n`,
+  )
+  process.exit(1)
+})
 try {
   const passwords = processPasswordHasher(config.passwordHash)
   const tokens = createAccessTokens({ secret: config.jwt.secret, ttlSeconds: config.jwt.accessTtlSeconds })

@@ -45,6 +45,12 @@ const int = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
 
+const bool = z
+  .string()
+  .trim()
+  .regex(/^(true|false)$/, 'must be true or false')
+  .transform((v) => v === 'true')
+
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
 
 const postgresUrl = z
@@ -79,6 +85,8 @@ const schema = z.object({
   NODE_ENV: opt(z.enum(['development', 'production', 'test'])),
   PORT: opt(int(1, 65535)),
   HOST: opt(z.string().trim().min(1)),
+  PORT_SHARING: opt(bool),
+  SHUTDOWN_DRAIN_MS: opt(int(0, 600_000)),
   DATA_DIR: opt(z.string().trim().min(1)),
   DATABASE_URL: opt(postgresUrl),
   DATABASE_POOL_MAX: opt(int(1, 500)),
@@ -138,6 +146,18 @@ export interface Config {
   runtime: RuntimeName
   port: number
   host: string
+  /**
+   * Several processes may listen on one port (SO_REUSEPORT; the kernel spreads connections over them).
+   * Off: a port already in use is a start error, named before the database is opened.
+   */
+  portSharing: boolean
+  /**
+   * After SIGTERM/SIGINT, the longest Bun and Node go on accepting and answering (every answer with
+   * `Connection: close`, `/readyz` 503) so that requests already sent, still in the accept queue or unread
+   * on a kept-alive connection, are answered rather than reset. Usually far less: they stop once a request
+   * of their own, sent after the signal, has come through the accept queue (with a shared port, the whole time).
+   */
+  shutdownDrainMs: number
   dataDir: string
   database: {
     /** Unset: the embedded PGlite database under `dataDir`. */
@@ -297,6 +317,12 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     })
   }
 
+  if (raw.PORT_SHARING === true && raw.DATABASE_URL === undefined) {
+    issues.push({
+      setting: 'PORT_SHARING',
+      message: 'needs DATABASE_URL: processes sharing a port must share one database (an embedded one belongs to one process)',
+    })
+  }
   if (runtime === 'workers' && raw.PASSWORD_HASH === 'argon2id') {
     issues.push({ setting: 'PASSWORD_HASH', message: 'argon2id is not available on Workers; use pbkdf2-sha256' })
   }
@@ -312,6 +338,8 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     runtime,
     port,
     host: raw.HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
+    portSharing: raw.PORT_SHARING ?? false,
+    shutdownDrainMs: raw.SHUTDOWN_DRAIN_MS ?? 5000,
     dataDir: raw.DATA_DIR ?? '.data',
     database: {
       url: raw.DATABASE_URL,

@@ -61,6 +61,8 @@ export interface Platform {
   deps(ctx?: ExecutionContextLike): Deps
   /** The peer's address as the runtime's socket reports it; never taken from a header a client controls. */
   peerAddress(c: Context): string | undefined
+  /** Whether the process is shutting down (Bun and Node): `/readyz` answers 503 so balancers send elsewhere. */
+  draining(): boolean
   /** Waits for work handed to `waitUntil` and closes what the platform opened. */
   close(): Promise<void>
 }
@@ -79,6 +81,8 @@ export interface PlatformParts {
   passwords: PasswordHasher
   /** Runs jobs when QStash is not configured: the embedded runner on Bun and Node. Default: run due jobs after the response. */
   embeddedDispatcher?: JobDispatcher
+  /** Bun and Node: whether the process is shutting down. Default: never (a Worker isolate is not stopped by a signal). */
+  draining?: () => boolean
 }
 
 /**
@@ -242,6 +246,7 @@ export function createPlatform(parts: PlatformParts): Platform {
     },
     deps,
     peerAddress: parts.peerAddress,
+    draining: parts.draining ?? (() => false),
     async close() {
       // Outbound work ends within its bound (a publish within QSTASH_TIMEOUT_MS, an Upstash call within
       // UPSTASH_TIMEOUT_MS); what is left then (a cache write's later retries) is given up.

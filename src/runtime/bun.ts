@@ -6,10 +6,13 @@ export const bunAdapter: HttpAdapter = {
   name: 'bun',
   // Bun hands over a Request anyway: the app's fetch takes the early route.
   takesEarlyRoute: false,
-  async listen(fetch, { port, host }) {
+  async listen(fetch, { port, host, reusePort }) {
     const server = Bun.serve({
       port,
       hostname: host,
+      // Explicit: with `development: false` Bun sets SO_REUSEPORT unless told otherwise, and a second
+      // process on the port would start without error and get part of the connections.
+      reusePort,
       idleTimeout: 60,
       development: false,
       fetch: (req, srv) => fetch(req, srv),

@@ -1,13 +1,13 @@
 import { createServer as createHttpServer, type RequestListener, type Server, type ServerOptions } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { type HttpBindings, serve } from '@hono/node-server'
+import { createAdaptorServer, type HttpBindings } from '@hono/node-server'
 import { type HttpAdapter, main } from './process.ts'
 
 /** Serving with `node:http` through `@hono/node-server`; the peer address comes from the socket. */
 export const nodeAdapter: HttpAdapter = {
   name: 'node',
   takesEarlyRoute: true,
-  listen(fetch, { port, host, early }) {
+  listen(fetch, { port, host, reusePort, early }) {
     // The early route is taken on node:http's own request, before `@hono/node-server` builds a Request
     // and reads back a Response: for the hot read that translation costs more than the answer.
     const earlyFirst =
@@ -26,16 +26,19 @@ export const nodeAdapter: HttpAdapter = {
       // `@hono/node-server` calls this with its own listener; its option is typed as every overload of `createServer`.
       const createServer = ((options: ServerOptions, routed: RequestListener) =>
         createHttpServer(options, earlyFirst(routed))) as typeof createHttpServer
-      const server = serve({ fetch, port, hostname: host, createServer }, (info: AddressInfo) => {
+      const server = createAdaptorServer({ fetch, hostname: host, createServer }) as Server
+      server.once('error', reject)
+      server.keepAliveTimeout = 60_000
+      server.listen({ port, host, reusePort }, () => {
+        const info = server.address() as AddressInfo
         resolve({
           port: info.port,
           stop: (graceMs) =>
             new Promise<void>((done) => {
-              const http = server as Server
               // Keep-alive connections become idle as their responses finish: close each then, not at the end of the grace period.
-              const sweep = setInterval(() => http.closeIdleConnections(), 25)
+              const sweep = setInterval(() => server.closeIdleConnections(), 25)
               const timer = setTimeout(() => {
-                http.closeAllConnections()
+                server.closeAllConnections()
                 finish()
               }, graceMs)
               const finish = () => {
@@ -43,13 +46,11 @@ export const nodeAdapter: HttpAdapter = {
                 clearTimeout(timer)
                 done()
               }
-              http.close(() => finish())
-              http.closeIdleConnections()
+              server.close(() => finish())
+              server.closeIdleConnections()
             }),
         })
       })
-      server.once('error', reject)
-      if ('keepAliveTimeout' in server) server.keepAliveTimeout = 60_000
     })
   },
   peerAddress: (c) => (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress,

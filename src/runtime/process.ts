@@ -1,4 +1,6 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { get as httpGet } from 'node:http'
+import { createServer as createNetServer } from 'node:net'
 import { resolve } from 'node:path'
 import type { Context } from 'hono'
 import { createApp, earlyRoute } from '../app.ts'
@@ -30,8 +32,11 @@ export interface HttpAdapter {
    * before it builds a `Request` (Node). Otherwise the app's `fetch` takes it.
    */
   takesEarlyRoute: boolean
-  /** Serves `fetch`, after `early` when the adapter takes it. */
-  listen(fetch: FetchHandler, opts: { port: number; host: string; early?: EarlyRoute | undefined }): Promise<Listener>
+  /**
+   * Serves `fetch`, after `early` when the adapter takes it. Without `reusePort` a port another process
+   * listens on fails with `EADDRINUSE` (Bun's `Bun.serve` would otherwise share it when not in development).
+   */
+  listen(fetch: FetchHandler, opts: { port: number; host: string; reusePort: boolean; early?: EarlyRoute | undefined }): Promise<Listener>
   peerAddress(c: Context): string | undefined
 }
 
@@ -80,6 +85,64 @@ export function createStdoutSink(): { sink: (line: string) => void; flush: () =>
   }
 }
 
+/** Another live process holds the embedded data directory. */
+export class DataDirLockedError extends Error {
+  readonly dir: string
+  readonly pid: number
+  constructor(dir: string, pid: number) {
+    super(`another edgeshop process (pid ${pid}) is using ${dir}; stop it or choose another DATA_DIR`)
+    this.name = 'DataDirLockedError'
+    this.dir = dir
+    this.pid = pid
+  }
+}
+
+/** Another process listens on the address (and `PORT_SHARING` is off). */
+export class PortInUseError extends Error {
+  constructor(address: string) {
+    super(`${address} is already in use by another process: stop that process, or set PORT (or HOST) to a free address`)
+    this.name = 'PortInUseError'
+  }
+}
+
+const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`
+
+/**
+ * Fails with {@link PortInUseError} when another process listens on `host:port`. Asked before the
+ * database is opened, so a second instance started by mistake touches no data; the real listen later
+ * fails the same way should the port be taken in between.
+ */
+function ensurePortFree(host: string, port: number): Promise<void> {
+  return new Promise((done, fail) => {
+    const probe = createNetServer()
+    probe.once('error', (err: NodeJS.ErrnoException) => fail(err.code === 'EADDRINUSE' ? new PortInUseError(hostPort(host, port)) : err))
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => done()))
+  })
+}
+
+/**
+ * Resolves once a request this process sends to itself now has been answered, or after `boundMs`.
+ * Connections wait in the accept queue first in, first out: when its own has been accepted and read,
+ * so has every connection made before it, and the requests that were waiting on kept-alive connections
+ * have been read in the same turns. With a shared port the kernel may hand that connection to another
+ * process, so the answer proves nothing and the whole bound is waited (as when the request fails).
+ */
+function acceptQueueDrained(host: string, port: number, boundMs: number, shared: boolean): Promise<void> {
+  return new Promise((done) => {
+    const bound = setTimeout(done, boundMs)
+    if (shared) return
+    const self = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host
+    // A connection of its own (no agent): one kept alive from before would skip the queue.
+    httpGet({ host: self, port, path: '/healthz', agent: false, timeout: boundMs }, (res) => {
+      res.resume()
+      res.once('end', () => {
+        clearTimeout(bound)
+        done()
+      })
+    }).once('error', () => {})
+  })
+}
+
 /** Makes sure only one process uses an embedded data directory. */
 function lockDataDir(dir: string): () => void {
   mkdirSync(dir, { recursive: true })
@@ -94,7 +157,7 @@ function lockDataDir(dir: string): () => void {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       const pid = Number(readFileSync(file, 'utf8').trim())
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-        throw new Error(`another edgeshop process (pid ${pid}) is using ${dir}; stop it or choose another DATA_DIR`)
+        throw new DataDirLockedError(dir, pid)
       }
       rmSync(file, { force: true })
     }
@@ -204,10 +267,12 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   }
   for (const w of warnings) logger.warn(w)
 
+  if (!config.portSharing) await ensurePortFree(config.host, config.port)
   const { database, unlock } = await openDatabase(config, logger)
 
   const metrics = createMetrics()
   let platformRef: Platform | undefined
+  let draining = false
   const runner = config.qstash
     ? undefined
     : createEmbeddedRunner({
@@ -225,11 +290,11 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     peerAddress: adapter.peerAddress,
     passwords: processPasswordHasher(config.passwordHash),
     embeddedDispatcher: runner?.dispatcher,
+    draining: () => draining,
   })
   platformRef = platform
   const app = createApp(platform, { earlyRoute: !adapter.takesEarlyRoute })
   await bootstrapAdmin(platform, database)
-  let draining = false
   // While shutting down, every answer asks the client to close its connection, so keep-alive connections end with their last response.
   // Not async: an answer made synchronously (the catalog's read lane) is passed on as it is, and
   // `@hono/node-server` writes such an answer without awaiting anything.
@@ -250,8 +315,15 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       if (answer && draining) answer.headers.Connection = 'close'
       return answer
     })
-  const listener = await adapter.listen(fetch, { port: config.port, host: config.host, early })
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${listener.port}`
+  let listener: Listener
+  try {
+    listener = await adapter.listen(fetch, { port: config.port, host: config.host, reusePort: config.portSharing, early })
+  } catch (err) {
+    await platform.close()
+    unlock?.()
+    throw (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? new PortInUseError(hostPort(config.host, config.port)) : err
+  }
+  const url = `http://${hostPort(config.host, listener.port)}`
   logger.info(`listening on ${url}`, { port: listener.port })
   runner?.start()
   const scheduler = startScheduler(platform)
@@ -259,8 +331,14 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   let stopping: Promise<void> | undefined
   const stop = () =>
     (stopping ??= (async () => {
-      logger.info('shutting down: finishing in-flight requests')
+      // Closing the listener at once would reset requests already sent: connections waiting in the accept
+      // queue, and requests not yet read on kept-alive connections the server counts as idle. So it goes on
+      // answering until those are read, each answer closing its connection; /readyz sends balancers elsewhere.
       draining = true
+      logger.info('shutting down: answering requests already sent, then finishing in-flight requests')
+      const started = performance.now()
+      await acceptQueueDrained(config.host, listener.port, config.shutdownDrainMs, config.portSharing)
+      logger.info('requests already sent are in: closing the listener', { drainMs: Math.round(performance.now() - started) })
       await listener.stop(10_000)
       // The dispatcher closes with them: a schedule tick handing jobs to QStash then stops at once.
       await Promise.all([scheduler.stop(), runner?.stop(), platform.dispatcher.close?.()])
@@ -288,12 +366,20 @@ export async function main(adapter: HttpAdapter): Promise<void> {
     process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: message })}\n`)
     process.exit(1)
   }
-  let signals = 0
+  // A launcher (`bun run`, npm) relays a terminal's Ctrl-C to its child, which got it from the terminal
+  // already: a signal within a second of the first is that same press. A later one insists: exit at once.
+  let firstSignalAt: number | undefined
   const onSignal = (signal: string) => {
-    if (++signals > 1) {
+    const now = performance.now()
+    if (firstSignalAt !== undefined) {
+      if (now - firstSignalAt < 1000) {
+        server.logger.info(`${signal} again within a second: the same stop`)
+        return
+      }
       process.stderr.write(`received ${signal} again: exiting now\n`)
       process.exit(1)
     }
+    firstSignalAt = now
     server.stop().then(
       () => process.exit(0),
       (err) => {

@@ -1,13 +1,20 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expectProblem } from '../contract/helpers.ts'
-import { startAppServer } from '../support/app-server.ts'
+import { ROOT, startAppServer } from '../support/app-server.ts'
+import { migratedDatabase } from '../support/databases.ts'
 import { freePort } from '../support/free-port.ts'
+import { freshClone, pathWithoutTools } from '../support/fresh-clone.ts'
+import { listeningPids } from '../support/listener.ts'
 import { type PostgresServer, startPostgres } from '../support/postgres.ts'
 import { runCommand } from '../support/run-command.ts'
 import { createMigratedDatabase } from '../support/services.ts'
+import { runShell } from '../support/shell-command.ts'
 
 /*
  * The service as a process: how it starts, what it says, how it stops, and
@@ -59,6 +66,30 @@ describe('embedded mode, as the README starts it', () => {
     }
   })
 
+  it('refuses a second instance on a port in use, on Bun and Node, naming it before opening any database', async () => {
+    const first = await startAppServer('bun', { DATA_DIR: dataDir })
+    try {
+      for (const [cmd, file] of [
+        [bun, 'src/runtime/bun.ts'],
+        [process.execPath, 'src/runtime/node.ts'],
+      ] as const) {
+        // Another DATA_DIR is the harmful case (two databases behind one port); the same one must name the port too.
+        const other = join(tmpdir(), `edgeshop-other-${process.pid}-${Date.now()}`)
+        for (const dir of [other, dataDir]) {
+          const second = await runCommand(cmd, [file], { DATA_DIR: dir, PORT: String(first.port), HOST: '127.0.0.1' })
+          expect(second.code, second.out).toBe(1)
+          expect(second.out).toContain(`127.0.0.1:${first.port} is already in use by another process`)
+          expect(second.out).not.toMatch(/database ready|listening on/)
+        }
+        expect(existsSync(other)).toBe(false)
+      }
+      expect(listeningPids(first.port)).toEqual([first.pid])
+      expect((await fetch(`${first.url}/readyz`)).status).toBe(200)
+    } finally {
+      expect(await first.stop()).toBe(0)
+    }
+  }, 120_000)
+
   it('takes over the lock of a process that died', async () => {
     const crashed = await startAppServer('bun', { DATA_DIR: dataDir })
     await crashed.kill()
@@ -67,6 +98,42 @@ describe('embedded mode, as the README starts it', () => {
     expect((await fetch(`${next.url}/readyz`)).status).toBe(200)
     expect(await next.stop()).toBe(0)
   })
+})
+
+describe('port sharing, asked for explicitly', () => {
+  it('lets Bun and Node instances on one PostgreSQL database listen on one port', async () => {
+    const env = { DATABASE_URL: await migratedDatabase('port_sharing'), PORT_SHARING: 'true', SHUTDOWN_DRAIN_MS: '100' }
+    const first = await startAppServer('bun', env)
+    // Not through startAppServer: on a shared port its readiness check would be answered by the first.
+    const more = [
+      [bun, 'src/runtime/bun.ts'],
+      [process.execPath, 'src/runtime/node.ts'],
+    ].map(([cmd, file]) => {
+      const child = spawn(cmd!, [file!], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env, PORT: String(first.port), HOST: '127.0.0.1' },
+      })
+      let out = ''
+      child.stdout.on('data', (d) => (out += d))
+      child.stderr.on('data', (d) => (out += d))
+      return { child, out: () => out, exited: once(child, 'exit').then(([code]) => code as number | null) }
+    })
+    try {
+      for (const { child, out } of more) {
+        await expect.poll(() => out(), { timeout: 60_000 }).toContain('listening on')
+        expect(listeningPids(first.port)).toContain(child.pid)
+      }
+      const byNumber = (a: number, b: number) => a - b
+      expect(listeningPids(first.port)?.sort(byNumber)).toEqual([first.pid, ...more.map(({ child }) => child.pid!)].sort(byNumber))
+      expect((await fetch(`${first.url}/readyz`)).status).toBe(200)
+    } finally {
+      for (const { child, exited } of more) {
+        child.kill('SIGTERM')
+        expect(await exited).toBe(0)
+      }
+      expect(await first.stop()).toBe(0)
+    }
+  }, 120_000)
 })
 
 describe('bad configuration', () => {
@@ -195,4 +262,103 @@ describe('unknown routes with a database that is down', () => {
       await server.stop()
     }
   })
+})
+
+/** The server's gauge of requests received and not yet answered (this request included). */
+async function inFlight(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  return Number(text.match(/^edgeshop_http_requests_in_flight (\d+)$/m)?.[1] ?? 0)
+}
+
+/** A login whose body stays half sent until `finish()`, which sends the rest and resolves with the whole answer. */
+async function heldRequest(port: number): Promise<{ finish(): Promise<string> }> {
+  const body = JSON.stringify({ email: 'held@example.test', password: 'not the password' })
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  let answer = ''
+  socket.on('data', (d) => (answer += d))
+  socket.on('error', () => {})
+  const closed = once(socket, 'close')
+  socket.write(
+    `POST /v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+  )
+  return {
+    async finish() {
+      socket.write(body.slice(10))
+      await closed
+      return answer
+    },
+  }
+}
+
+describe('signals', () => {
+  for (const script of ['start', 'start:node'] as const) {
+    it(`./run ${script} is the server process itself, and one Ctrl-C to its process group is one graceful stop`, async () => {
+      // A clone of its own: start:node rebuilds dist/runtime/node.mjs, which other test files run from this checkout.
+      const clone = freshClone()
+      const port = await freePort()
+      const server = runShell(`./run ${script}`, {
+        cwd: clone.dir,
+        env: { PATH: pathWithoutTools(), HOME: process.env.HOME ?? '/tmp', PORT: String(port) },
+      })
+      try {
+        await server.waitForOutput(/listening on/, 150_000)
+        expect(listeningPids(port)).toEqual([server.pid])
+        server.signal('SIGINT')
+        expect(await server.exited).toBe(0)
+        expect(server.output()).toContain('stopped cleanly')
+        expect(server.output()).not.toContain('exiting now')
+      } finally {
+        await server.kill()
+        clone.remove()
+      }
+    }, 180_000)
+  }
+
+  for (const runtime of ['bun', 'node'] as const) {
+    it(`${runtime}: a signal relayed a moment after the first (as \`bun run\` relays a terminal's Ctrl-C) is the same graceful stop`, async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'edgeshop-relay-'))
+      const server = await startAppServer(runtime, { DATA_DIR: dataDir })
+      try {
+        // A request the server holds until its body is complete keeps the stop going while the relayed signal arrives.
+        const held = await heldRequest(server.port)
+        await expect.poll(() => inFlight(server.url), { timeout: 10_000 }).toBeGreaterThanOrEqual(2)
+        const stopped = server.stop()
+        await expect.poll(() => server.output(), { timeout: 10_000, interval: 5 }).toContain('shutting down')
+        process.kill(server.pid, 'SIGTERM')
+        await expect.poll(() => server.output(), { timeout: 10_000, interval: 5 }).toMatch(/the same stop|again/)
+        expect(await held.finish()).toMatch(/^HTTP\/1\.1 401 /)
+        expect(await stopped).toBe(0)
+        expect(server.output()).toContain('stopped cleanly')
+        expect(server.output()).not.toContain('exiting now')
+      } finally {
+        await server.stop()
+        rmSync(dataDir, { recursive: true, force: true })
+      }
+    }, 120_000)
+
+    it(`${runtime}: while draining, /readyz answers 503 draining and every answer closes its connection; a later second signal exits at once`, async () => {
+      // A shared port makes the server wait the whole drain window, long enough to look at it.
+      const env = { DATABASE_URL: await migratedDatabase(`drain_${runtime}`), PORT_SHARING: 'true', SHUTDOWN_DRAIN_MS: '60000' }
+      const server = await startAppServer(runtime, env)
+      try {
+        const stopped = server.stop()
+        await expect.poll(async () => (await fetch(`${server.url}/readyz`)).status, { timeout: 10_000 }).toBe(503)
+        const drainingSince = performance.now()
+        const ready = await fetch(`${server.url}/readyz`)
+        expect(await ready.json()).toMatchObject({ status: 'draining', checks: { db: 'ok' } })
+        expect(ready.headers.get('connection')).toBe('close')
+        const read = await fetch(`${server.url}/v1/products`)
+        expect(read.status).toBe(200)
+        expect(read.headers.get('connection')).toBe('close')
+        // An operator's second Ctrl-C comes well after the first (here 1.5 s after the server took it): not the same press.
+        await new Promise((r) => setTimeout(r, Math.max(0, 1500 - (performance.now() - drainingSince))))
+        process.kill(server.pid, 'SIGINT')
+        expect(await stopped).toBe(1)
+        expect(server.output()).toContain('received SIGINT again: exiting now')
+      } finally {
+        await server.stop()
+      }
+    }, 120_000)
+  }
 })

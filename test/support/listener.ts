@@ -33,26 +33,33 @@ function groupOf(pid: string): number | undefined {
   }
 }
 
-/** Whether a process in process group `pgid` holds the listening socket on `port`. Undefined where /proc cannot tell. */
-export function groupListensOn(pgid: number, port: number): boolean | undefined {
+/** The processes holding a listening socket on `port`. Undefined where /proc cannot tell. */
+export function listeningPids(port: number): number[] | undefined {
   if (!existsSync('/proc/net/tcp')) return undefined
   const inodes = listeningInodes(port)
-  if (inodes.size === 0) return false
+  const pids: number[] = []
+  if (inodes.size === 0) return pids
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    if (groupOf(pid) !== pgid) continue
     let fds: string[]
     try {
       fds = readdirSync(`/proc/${pid}/fd`)
     } catch {
       continue
     }
-    for (const fd of fds) {
+    const holds = fds.some((fd) => {
       try {
-        const target = readlinkSync(`/proc/${pid}/fd/${fd}`)
-        const m = target.match(/^socket:\[(\d+)\]$/)
-        if (m && inodes.has(m[1]!)) return true
-      } catch {}
-    }
+        const m = readlinkSync(`/proc/${pid}/fd/${fd}`).match(/^socket:\[(\d+)\]$/)
+        return m !== null && inodes.has(m[1]!)
+      } catch {
+        return false
+      }
+    })
+    if (holds) pids.push(Number(pid))
   }
-  return false
+  return pids
+}
+
+/** Whether a process in process group `pgid` holds the listening socket on `port`. Undefined where /proc cannot tell. */
+export function groupListensOn(pgid: number, port: number): boolean | undefined {
+  return listeningPids(port)?.some((pid) => groupOf(String(pid)) === pgid)
 }

@@ -7,6 +7,8 @@ import { type ChildProcess, spawn } from 'node:child_process'
  */
 export interface ShellCommand {
   readonly line: string
+  /** The process group's leader: bash, or the command bash replaced itself with (`exec`, a lone simple command). */
+  readonly pid: number
   output(): string
   /** Resolves when the output matches `pattern`; rejects when the command exits first or after `timeoutMs`. */
   waitForOutput(pattern: RegExp, timeoutMs: number): Promise<void>
@@ -71,6 +73,7 @@ export function runShell(line: string, opts: { cwd: string; env: Record<string, 
   }
   return {
     line,
+    pid,
     output: () => out,
     exited,
     signal,

@@ -194,6 +194,20 @@ describe('configuration', () => {
     expect(r.ok && r.config.mailer).toEqual({ kind: 'recording' })
   })
 
+  it('shares a port only when asked, and only among processes on one PostgreSQL database', () => {
+    const defaults = loadConfig({}, { runtime: 'bun' }).config
+    expect(defaults.portSharing).toBe(false)
+    expect(defaults.shutdownDrainMs).toBe(5000)
+    const shared = loadConfig(
+      { PORT_SHARING: 'true', DATABASE_URL: 'postgres://u:p@db:5432/shop', SHUTDOWN_DRAIN_MS: '0' },
+      { runtime: 'node' },
+    ).config
+    expect(shared.portSharing).toBe(true)
+    expect(shared.shutdownDrainMs).toBe(0)
+    expect(issues({ PORT_SHARING: 'true' })).toEqual([{ setting: 'PORT_SHARING', message: expect.stringMatching(/needs DATABASE_URL/) }])
+    expect(issues({ PORT_SHARING: 'yes', SHUTDOWN_DRAIN_MS: '-1' }).map((i) => i.setting)).toEqual(['PORT_SHARING', 'SHUTDOWN_DRAIN_MS'])
+  })
+
   it('refuses a previous signing secret equal to the current one', () => {
     expect(issues({ JWT_SECRET: SECRET, JWT_PREVIOUS_SECRET: SECRET }).map((i) => i.setting)).toEqual(['JWT_PREVIOUS_SECRET'])
   })

@@ -10,7 +10,9 @@ const Health = z.object({ status: z.literal('ok') }).openapi('Health')
 
 const Readiness = z
   .object({
-    status: z.enum(['ready', 'unavailable']),
+    status: z.enum(['ready', 'unavailable', 'draining']).openapi({
+      description: '`draining` while Bun or Node shut down: still answering, but send new requests elsewhere.',
+    }),
     checks: z.object({
       db: z.enum(['ok', 'unavailable', 'read_only', 'disk_full']).openapi({
         description:
@@ -44,10 +46,10 @@ const readyz = createRoute({
   security: [],
   summary: 'Readiness: the database answers and takes writes',
   description:
-    'Checks, within a bound of under two seconds, that the database answers and would take a write (it is not read-only and has disk space; the check writes nothing that stays), and Redis when configured. 503 when the database does not answer or refuses writes.',
+    'Checks, within a bound of under two seconds, that the database answers and would take a write (it is not read-only and has disk space; the check writes nothing that stays), and Redis when configured. 503 when the database does not answer or refuses writes, and while Bun or Node shut down (`draining`).',
   responses: {
     200: json(Readiness, 'Ready to serve'),
-    503: json(Readiness, 'The database is unreachable or refuses writes'),
+    503: json(Readiness, 'The database is unreachable or refuses writes, or the process is shutting down'),
   },
 })
 
@@ -99,8 +101,9 @@ export function systemRoutes(platform: Platform) {
         redis ? check(() => redis.ping(), CACHE_CHECK_MS) : Promise.resolve(undefined),
       ])
       const ready = db === 'ok'
+      const draining = platform.draining()
       const body = {
-        status: ready ? ('ready' as const) : ('unavailable' as const),
+        status: draining ? ('draining' as const) : ready ? ('ready' as const) : ('unavailable' as const),
         checks: {
           db,
           cache: cache === undefined ? ('disabled' as const) : cache ? ('ok' as const) : ('unavailable' as const),
@@ -108,10 +111,8 @@ export function systemRoutes(platform: Platform) {
         },
       }
       c.header('Cache-Control', 'no-store')
-      if (!ready) {
-        c.header('Retry-After', '1')
-        return c.json(body, 503)
-      }
+      if (!ready) c.header('Retry-After', '1')
+      if (!ready || draining) return c.json(body, 503)
       return c.json(body, 200)
     })
     .openapi(metricsRoute, async (c) => {
