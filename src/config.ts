@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { EMAIL } from './lib/email.ts'
 
 /**
  * Every setting edgeshop reads, in one zod schema. Nothing else in the code
@@ -124,7 +125,7 @@ const schema = z.object({
   JOB_CONCURRENCY: opt(int(1, 64)),
   JOB_POLL_MS: opt(int(10, 60_000)),
   JOB_BACKOFF_BASE_MS: opt(int(1, 600_000)),
-  ADMIN_EMAIL: opt(z.email('must be an email address')),
+  ADMIN_EMAIL: opt(z.string().max(254).regex(EMAIL, 'must be an email address')),
   ADMIN_PASSWORD: opt(z.string().min(10, 'must be 10 to 128 characters').max(128, 'must be 10 to 128 characters')),
   ORDER_TTL_SECONDS: opt(int(5, 7 * 24 * 3600)),
   SCHEDULER_TICK_SECONDS: opt(int(1, 3600)),

@@ -185,5 +185,6 @@ describe('Dockerfile', () => {
       server.kill('SIGTERM')
     }
     expect(await exited).toBe(0)
-  })
+    // PGlite's first start (initdb and migrations in WASM) alone took 7 s on a quiet 2-core VM and over 30 s in the full suite.
+  }, 120_000)
 })

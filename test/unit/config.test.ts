@@ -140,6 +140,17 @@ describe('configuration', () => {
     ).toEqual(['QSTASH_CURRENT_SIGNING_KEY', 'QSTASH_NEXT_SIGNING_KEY'])
   })
 
+  it('takes as ADMIN_EMAIL every address signup takes, and refuses what signup refuses', () => {
+    const admin = (email: string) => {
+      const r = parseConfig({ ADMIN_EMAIL: email, ADMIN_PASSWORD: 'long enough password' }, { runtime: 'node' })
+      return r.ok ? [] : r.issues.map((i) => i.setting)
+    }
+    expect(admin('o!reilly@example.com')).toEqual([])
+    expect(admin('first.last+shop@mail.example.org')).toEqual([])
+    for (const bad of ['"quoted"@example.com', 'a@[127.0.0.1]', 'no-at.example.com', 'a@localhost'])
+      expect(admin(bad)).toEqual(['ADMIN_EMAIL'])
+  })
+
   it('turns every dev default into an error in production', () => {
     const list = issues({ NODE_ENV: 'production' })
     expect(list.map((i) => i.setting).sort()).toEqual(['DATABASE_URL', 'EMAIL_API_URL', 'JWT_SECRET', 'PAYMENT_PROVIDER'])
