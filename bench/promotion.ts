@@ -11,14 +11,15 @@
  * The effect is sensitive to how the class is written: with the same fields
  * declared as class fields, with the closures made outside the constructor, or
  * with the classes made by one function, no case promotes.
- * postgres.js itself against PostgreSQL is measured in docs/BENCHMARKS.md.
+ * postgres.js itself against PostgreSQL is measured in docs/bench/HISTORY.md.
  *
  *   ./run node bench/promotion.ts      # every case, ~4 s each
  *
  * Each case runs in a child `node --max-semi-space-size=8 --trace-gc-nvp`;
  * the figure is the sum of `promoted=` over its scavenges divided by the
  * promises made. Promoted bytes of objects that are garbage by then are
- * freed only by a mark-compact (docs/BENCHMARKS.md, "Checkout").
+ * freed only by a mark-compact (docs/bench/HISTORY.md, "Where a target was
+ * missed, and what it costs").
  */
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'

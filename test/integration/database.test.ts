@@ -266,7 +266,7 @@ describe('postgres.js queries as promises (patched: patches/postgres@3.4.9.patch
     const query = sql`select 41 + 1 as answer`
     const Query = query.constructor
     expect(query).toBeInstanceOf(Promise)
-    // The getter upstream ships made Node promote every settled query (docs/BENCHMARKS.md).
+    // The getter upstream ships made Node promote every settled query (docs/bench/HISTORY.md).
     const species = Object.getOwnPropertyDescriptor(Query, Symbol.species)
     expect(species?.get).toBeUndefined()
     expect(species?.value).toBe(Promise)

@@ -7,13 +7,15 @@ import { freshClone, pathWithoutTools } from '../support/fresh-clone.ts'
 import { runShell, type ShellCommand, shellSession } from '../support/shell-command.ts'
 
 /*
- * The README's "First five minutes", run as written in a fresh clone whose
- * machine has no Bun or Node 22 on PATH: the seed and `./run start` lines,
- * then every curl line in one shell, as a reader would paste them. Only the
- * port differs (a free one instead of 3000, through PORT and the `API=` line).
- * A line whose comment says `→ <output>` must print that output (`<…>` stands
- * for anything); a line that waits on a background job ("a moment later") is
- * run again until it does. Every variable a line sets must be set.
+ * The README's "First five minutes" and "A first order, step by step", run as
+ * written in a fresh clone whose machine has no Bun or Node 22 on PATH: the
+ * seed and `./run start` lines, the first look at the running service, then
+ * every curl line of the walk-through in one shell, as a reader would paste
+ * them. Only the port differs (a free one instead of 3000, through PORT, the
+ * `localhost:3000` of the first look and the `API=` line). A line whose
+ * comment says `→ <output>` must print that output (`<…>` stands for
+ * anything); a line that waits on a background job ("a moment later") is run
+ * again until it does. Every variable a line sets must be set.
  */
 
 interface Line {
@@ -22,13 +24,13 @@ interface Line {
   expected: RegExp | undefined
 }
 
-/** The logical lines (continuations joined) of README's sh blocks of the "First five minutes" section. */
-function firstMinutesBlocks(): Line[][] {
+/** The logical lines (continuations joined) of each sh block in the README section under `heading` (up to the next `#` or `##`). */
+function sectionBlocks(heading: string): Line[][] {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
-  const start = readme.indexOf('### First five minutes')
-  if (start < 0) throw new Error('README has no "### First five minutes" section')
-  const rest = readme.slice(start + 1)
-  const end = rest.search(/\n#{1,3} |\nHow it holds up/)
+  const start = readme.indexOf(`\n${heading}\n`)
+  if (start < 0) throw new Error(`README has no "${heading}" section`)
+  const rest = readme.slice(start + heading.length + 2)
+  const end = rest.search(/\n#{1,2} /)
   const blocks = [...rest.slice(0, end < 0 ? undefined : end).matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!)
   return blocks.map((block) =>
     block
@@ -64,13 +66,19 @@ describe('the README’s first five minutes', () => {
     clone?.remove()
   })
 
-  it('seed, start, then sign up, order, pay and see it paid, with the README’s own lines', async () => {
-    const [setup = [], session = []] = firstMinutesBlocks()
+  it('seed, start, a first look, then sign up, order, pay and see it paid, with the README’s own lines', async () => {
+    const [firstMinutes = []] = sectionBlocks('## First five minutes')
+    const [walkThrough = []] = sectionBlocks('## A first order, step by step')
+    const setup = firstMinutes.slice(0, 2)
+    const firstLook = firstMinutes.slice(2)
     expect(setup.map((l) => l.command.trim())).toEqual([
       'ADMIN_EMAIL=admin@example.com ADMIN_PASSWORD=admin-password ./run seed',
       './run start',
     ])
-    expect(session[0]?.command).toBe('API=http://localhost:3000')
+    expect(firstLook.length).toBeGreaterThan(0)
+    // The first look reaches the service as a reader's would; the test moves it to its own port.
+    for (const line of firstLook) expect(line.command).toContain('localhost:3000')
+    expect(walkThrough[0]?.command).toBe('API=http://localhost:3000')
 
     const seed = runShell(setup[0]!.command, { cwd: clone.dir, env })
     expect(await seed.exited, seed.output()).toBe(0)
@@ -89,27 +97,30 @@ describe('the README’s first five minutes', () => {
     await Promise.race([up, down])
 
     const sh = shellSession({ cwd: clone.dir, env })
-    try {
-      await sh.run(`API=http://127.0.0.1:${port}`)
-      for (const line of session.slice(1)) {
-        const assigned = line.command.match(/^([A-Z_]+)=\$\(/)?.[1]
-        const run = async () => {
-          const { code, out } = await sh.run(line.command)
-          expect(code, `${line.command}\n${out}`).toBe(0)
-          return out.trim()
-        }
-        if (line.expected) {
-          // A job's effect shows "a moment later": the line is run again until it prints what the README says.
-          await vi.waitFor(async () => expect(await run()).toMatch(line.expected!), { timeout: 20_000, interval: 250 })
-        } else {
-          await run()
-        }
-        if (assigned) {
-          const value = (await sh.run(`echo "$${assigned}"`)).out.trim()
-          expect(value, `${assigned} after: ${line.command}`).toMatch(/^[\w.-]+$/)
-          expect(value).not.toBe('null')
-        }
+    /** Runs one README line as written (but for the port) and holds it to what the README says it does. */
+    const runLine = async (line: Line, command = line.command) => {
+      const assigned = command.match(/^([A-Z_]+)=\$\(/)?.[1]
+      const run = async () => {
+        const { code, out } = await sh.run(command)
+        expect(code, `${command}\n${out}`).toBe(0)
+        return out.trim()
       }
+      if (line.expected) {
+        // A job's effect shows "a moment later": the line is run again until it prints what the README says.
+        await vi.waitFor(async () => expect(await run()).toMatch(line.expected!), { timeout: 20_000, interval: 250 })
+      } else {
+        await run()
+      }
+      if (assigned) {
+        const value = (await sh.run(`echo "$${assigned}"`)).out.trim()
+        expect(value, `${assigned} after: ${command}`).toMatch(/^[\w.-]+$/)
+        expect(value).not.toBe('null')
+      }
+    }
+    try {
+      for (const line of firstLook) await runLine(line, line.command.replaceAll('localhost:3000', `127.0.0.1:${port}`))
+      await sh.run(`API=http://127.0.0.1:${port}`)
+      for (const line of walkThrough.slice(1)) await runLine(line)
     } catch (err) {
       console.error(server.output())
       throw err

@@ -1,23 +1,19 @@
-import { readdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { docFiles, REPO_ROOT } from '../support/docs.ts'
 
 /*
- * Every command the README and docs/ give to type goes through `./run`, which
- * is what a fresh clone has: Bun and Node live in .tools/, off PATH, so
- * `bun run …`, `node bench/…` or `node_modules/.bin/…` fail there. Shell
+ * Every command the README and docs/ (its folders too) give to type goes
+ * through `./run`, which is what a fresh clone has: Bun and Node live in
+ * .tools/, off PATH, so `bun run …`, `node bench/…` or `node_modules/.bin/…`
+ * fail there. Shell
  * blocks are checked line by line; inline code is checked for the forms that
  * are always commands. Naming what runs inside (`wrangler dev`, `bun build`,
  * a profiler flag) is an explanation and stays allowed.
  */
 
-const ROOT = join(import.meta.dirname, '../..')
-const FILES = [
-  'README.md',
-  ...readdirSync(join(ROOT, 'docs'))
-    .filter((f) => f.endsWith('.md'))
-    .map((f) => `docs/${f}`),
-]
+const FILES = docFiles()
 
 /** A command line's program, past `NAME=value` prefixes and `NAME=$(`. */
 const program = (line: string) =>
@@ -44,7 +40,7 @@ function offences(file: string, text: string): string[] {
 
 describe('commands in the README and docs/', () => {
   it('all go through ./run', () => {
-    const all = FILES.flatMap((f) => offences(f, readFileSync(join(ROOT, f), 'utf8')))
+    const all = FILES.flatMap((f) => offences(f, readFileSync(join(REPO_ROOT, f), 'utf8')))
     expect(all).toEqual([])
   })
 
