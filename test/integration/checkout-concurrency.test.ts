@@ -92,6 +92,46 @@ describe('concurrent checkouts', () => {
     expect(row!.held + row!.stock).toBe(products.length * STOCK)
   }, 30_000)
 
+  it('refuses a sold-out product at once, without queueing behind a transaction that holds its row', async () => {
+    const soldOut = uuidv7()
+    await admin`insert into products (id, sku, name, description, price_cents, currency, stock, category)
+                values (${soldOut}, 'RACE-SOLD-OUT', 'Sold out', '', 100, 'USD', 0, 'race')`
+    const holder = postgres(url, { max: 1, onnotice: () => {} })
+    let release!: () => void
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let locked!: () => void
+    const isLocked = new Promise<void>((resolve) => {
+      locked = resolve
+    })
+    const holding = holder.begin(async (tx) => {
+      await tx`select id from products where id = ${soldOut} for update`
+      locked()
+      await held
+    })
+    try {
+      await isLocked
+      const started = Date.now()
+      const outcome = await handle.db
+        .transaction((tx) =>
+          checkout(
+            tx as Transaction,
+            { userId: users[0]!, items: [{ productId: soldOut, quantity: 1 }] },
+            { currency: 'USD', ttlSeconds: 900 },
+          ),
+        )
+        .catch((err: unknown) => err)
+      expect((outcome as { code?: string }).code).toBe('insufficient_stock')
+      // Before, every checkout locked the row whatever its stock, and waited here for the holder to finish.
+      expect(Date.now() - started).toBeLessThan(2000)
+    } finally {
+      release()
+      await holding
+      await holder.end()
+    }
+  })
+
   it('runs on generic plans: a statement is planned once per connection, not on every checkout', async () => {
     // One connection, so that its prepared statements are the ones pg_prepared_statements shows.
     const single = createPostgresDatabase({ url, poolMax: 1, timeoutMs: 5000, statementTimeoutMs: 10_000 })

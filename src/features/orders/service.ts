@@ -49,9 +49,6 @@ export function orderJson(order: OrderRow, items: ItemRow[]) {
 }
 export type OrderJson = ReturnType<typeof orderJson>
 
-/** Locks the given products in id order, the one order every transaction here takes product rows in. */
-const LOCK_PRODUCTS = 'select id from products where id = any($1::uuid[]) order by id for update'
-
 /**
  * Checkout's statements take arrays, and for an array parameter PostgreSQL
  * finds a custom plan (made for the values at hand) always cheaper than the
@@ -65,11 +62,16 @@ const GENERIC_PLANS = 'set local plan_cache_mode = force_generic_plan'
 /** The checkout statement (see {@link checkout}); fixed text, so it is prepared once per connection. */
 const CHECKOUT = `
   with lines as (select * from unnest($1::uuid[], $2::int[]) as t(id, qty)),
+  locked as materialized (
+    select p.id, l.qty from products p join lines l on l.id = p.id
+    where p.active and p.stock >= l.qty
+    order by p.id for update of p
+  ),
   taken as (
     update products p
     set stock = p.stock - l.qty, version = p.version + 1, updated_at = $3::timestamptz
-    from lines l
-    where p.id = l.id and p.active and p.stock >= l.qty
+    from locked l
+    where p.id = l.id and p.stock >= l.qty
     returning p.id, p.sku, p.name, p.price_cents, p.version, l.qty
   ),
   placed as (
@@ -95,9 +97,12 @@ const CHECKOUT = `
  * expiry job. When a line is short the statement inserts nothing, and the
  * caller's transaction rolls the partial stock changes back (see
  * {@link refuse}). Prices and names come from the database, never from the
- * client. The product rows are locked in id order before the UPDATE (see
- * {@link LOCK_PRODUCTS}), so concurrent multi-line orders cannot deadlock
- * each other.
+ * client. The UPDATE takes only rows the statement has first locked in id
+ * order (`locked`: the UPDATE alone may be planned as a hash join over a
+ * scan of products, which would lock them in table order, and two
+ * multi-line checkouts taking rows in different orders deadlock, 40P01).
+ * Only rows that can give the quantity are locked: a sold-out product is
+ * refused at once instead of queueing behind every checkout that holds it.
  */
 export async function checkout(
   tx: Transaction,
@@ -112,12 +117,7 @@ export async function checkout(
   const ids = pgArray(input.items.map((i) => i.productId))
   // Sent in the same round trip as the statements it is for; a failure fails them too, and is answered through them.
   runStatement(tx, GENERIC_PLANS, []).catch(() => {})
-  // The rows are locked in id order first, by a statement of its own sent in the same round trip: the UPDATE
-  // below may be planned as a hash join over a scan of products, which would lock them in table order, and two
-  // multi-line checkouts taking rows in different orders deadlock (40P01).
-  const locked = runStatement(tx, LOCK_PRODUCTS, [ids])
-  locked.catch(() => {}) // a failure fails the statement after it too; awaited below
-  const taking = runStatement<{ id: string; sku: string; name: string; price_cents: number; version: number }>(tx, CHECKOUT, [
+  const taken = await runStatement<{ id: string; sku: string; name: string; price_cents: number; version: number }>(tx, CHECKOUT, [
     ids,
     pgArray(input.items.map((i) => i.quantity)),
     at,
@@ -131,13 +131,6 @@ export async function checkout(
     JSON.stringify({ orderId }),
     job.maxAttempts,
   ])
-  // When the locks fail (a statement timeout, the database gone), the checkout statement fails after them with
-  // "transaction aborted": the locks' error is the one to answer with.
-  const taken = await taking.catch(async (err: unknown) => {
-    await locked
-    throw err
-  })
-  await locked
   if (taken.length < input.items.length) await refuse(tx, input.items, new Set(taken.map((t) => t.id)))
 
   const byId = new Map(taken.map((t) => [t.id, t]))
@@ -298,7 +291,7 @@ export async function payOrder(
 /** Gives back the stock of orders that just left a holding status; in their transaction. */
 export async function releaseStock(tx: Transaction, orderIds: string[]): Promise<ChangedProduct[]> {
   if (orderIds.length === 0) return []
-  // In id order first, like checkout: the UPDATE's join may take the rows in table order (see LOCK_PRODUCTS).
+  // In id order first, like checkout: the UPDATE's join may take the rows in table order (see CHECKOUT).
   await tx.execute(sql`
     select p.id from products p
     where p.id in (select product_id from order_items where order_id = any(${pgArray(orderIds)}::uuid[]))
