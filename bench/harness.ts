@@ -1,8 +1,8 @@
 /**
  * What the benchmarks share: starting and pausing servers, driving them with
  * `wrk`, seeding, customers, the Lua scripts, the builds (the Node bundle and
- * the Worker bundle) and the run's cleanup, for `bench/run.ts` and any
- * other benchmark that drives edgeshop the same way.
+ * the Worker bundle) and the run's cleanup. `bench/run.ts` (the full
+ * comparison) and `bench/ab.ts` (two builds side by side) both use it.
  *
  * Servers run on CPU 1 and the load on CPU 0 where the machine has two cores
  * and `taskset` (docs/BENCHMARKS.md, Method).

@@ -20,7 +20,8 @@
  * checks that the harness works in under two minutes; it writes its figures
  * to bench/results/quick.json and leaves the report alone.
  *
- * The pieces other benchmarks can use too are in bench/harness.ts.
+ * `./run bench --against <git-rev>` compares that revision with the working
+ * tree instead (bench/ab.ts); the pieces both use are in bench/harness.ts.
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -35,6 +36,7 @@ import { startRedisServer } from '../test/support/redis-server.ts'
 import { runCommand } from '../test/support/run-command.ts'
 import { createMigratedDatabase } from '../test/support/services.ts'
 import { startUpstashRest } from '../test/support/upstash-rest.ts'
+import { abMain } from './ab.ts'
 import {
   alone,
   buildNode,
@@ -604,4 +606,4 @@ function versions(): Record<string, string> {
   }
 }
 
-await runMain(main)
+await runMain(process.argv.includes('--against') ? () => abMain(process.argv.slice(2)) : main)
