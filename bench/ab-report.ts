@@ -95,7 +95,14 @@ export interface AbRow {
   runs?: { a: Measurement[]; b: Measurement[] }
 }
 
-export type Verdict = 'within' | 'better' | 'worse' | 'invalid'
+/**
+ * within / better: B is no more than the guard behind A, or ahead by more.
+ * worse: B is behind by more than the guard and by more than the rounds'
+ * own spread. unsettled: behind by more than the guard, but by less than the
+ * spread, so the run cannot tell (a loaded machine, too few rounds).
+ * invalid: a side had failed requests, or no figure.
+ */
+export type Verdict = 'within' | 'better' | 'worse' | 'unsettled' | 'invalid'
 
 export interface AbComparison extends AbRow {
   medianA: number
@@ -105,6 +112,8 @@ export interface AbComparison extends AbRow {
   /** (max − min) / median of each side's rounds. */
   spreadA: number
   spreadB: number
+  /** B/A of each round, the two measured one after the other (empty for a figure measured once). */
+  roundRatios: number[]
   /** How much worse B is than A as a fraction (negative: better). */
   change: number
   verdict: Verdict
@@ -125,11 +134,21 @@ export function compare(row: AbRow, guard = GUARD): AbComparison {
   const change = row.better === 'higher' ? 1 - ratio : ratio - 1
   const spreadA = spread(row.a)
   const spreadB = spread(row.b)
+  const roundRatios = row.a.length > 1 && row.a.length === row.b.length ? row.b.map((b, i) => b / row.a[i]!) : []
   const failed = (row.failures?.a ?? 0) + (row.failures?.b ?? 0) > 0
+  const noise = Math.max(spreadA || 0, spreadB || 0)
   const verdict: Verdict =
-    failed || !Number.isFinite(change) ? 'invalid' : change > guard + 1e-9 ? 'worse' : change < -guard - 1e-9 ? 'better' : 'within'
-  const noisy = Math.max(spreadA || 0, spreadB || 0) > guard
-  return { ...row, medianA, medianB, ratio, spreadA, spreadB, change, verdict, noisy }
+    failed || !Number.isFinite(change)
+      ? 'invalid'
+      : change > guard + 1e-9
+        ? change > noise
+          ? 'worse'
+          : 'unsettled'
+        : change < -guard - 1e-9
+          ? 'better'
+          : 'within'
+  const noisy = noise > guard
+  return { ...row, medianA, medianB, ratio, spreadA, spreadB, roundRatios, change, verdict, noisy }
 }
 
 const pct = (x: number, digits = 1) => (Number.isFinite(x) ? `${(x * 100).toFixed(digits)} %` : '–')
@@ -143,8 +162,10 @@ export function verdictText(c: AbComparison, guard = GUARD): string {
         ? `within ${pct(guard, 0)}`
         : c.verdict === 'worse'
           ? `**worse** by ${pct(c.change)}`
-          : `better by ${pct(-c.change)}`
-  return c.noisy && c.verdict !== 'invalid' ? `${text} (noisy: spread > ${pct(guard, 0)})` : text
+          : c.verdict === 'unsettled'
+            ? `not settled: ${pct(c.change)} behind, less than the spread`
+            : `better by ${pct(-c.change)}`
+  return c.noisy && (c.verdict === 'within' || c.verdict === 'better') ? `${text} (noisy: spread > ${pct(guard, 0)})` : text
 }
 
 const TITLES: Record<AbCase, string> = {
@@ -167,20 +188,39 @@ export function renderAb(
     const first = mine[0]!
     const how = kase === 'bundle' ? 'built once per side' : `${plan.rounds} rounds of ${plan.seconds} s per side, interleaved`
     out.push(`### ${TITLES[kase]} (${first.unit}, ${first.better} is better; ${how})`, '')
-    out.push(`| | A: ${labels.a} | B: ${labels.b} | B/A | spread A | spread B | verdict |`, '|---|---:|---:|---:|---:|---:|---|')
+    out.push(
+      `| | A: ${labels.a} | B: ${labels.b} | B/A | spread A | spread B | B/A by round | verdict |`,
+      '|---|---:|---:|---:|---:|---:|---:|---|',
+    )
     for (const r of mine) {
-      const ratio = Number.isFinite(r.ratio) ? `${r.ratio.toFixed(3)}×` : '–'
+      const x = (n: number) => (Number.isFinite(n) ? n.toFixed(3) : '–')
+      const byRound = r.roundRatios.length > 0 ? `${x(Math.min(...r.roundRatios))}–${x(Math.max(...r.roundRatios))}` : '–'
       out.push(
-        `| ${r.name} | ${num(r.medianA)} | ${num(r.medianB)} | ${ratio} | ${pct(r.spreadA)} | ${pct(r.spreadB)} | ${verdictText(r, guard)} |`,
+        `| ${r.name} | ${num(r.medianA)} | ${num(r.medianB)} | ${x(r.ratio)}× | ${pct(r.spreadA)} | ${pct(r.spreadB)} | ${byRound} | ${verdictText(r, guard)} |`,
       )
     }
     out.push('')
   }
-  const worse = rows.filter((r) => r.verdict === 'worse' || r.verdict === 'invalid')
+  const g = guardOutcome(rows)
+  const names = (rs: AbComparison[]) => rs.map((r) => `${TITLES[r.case].split(':')[0]}, ${r.name}`).join('; ')
+  const head = `Guard (B within ${pct(guard, 0)} of A):`
   out.push(
-    worse.length === 0
-      ? `Guard (B within ${pct(guard, 0)} of A): met on all ${rows.length} figures.`
-      : `Guard (B within ${pct(guard, 0)} of A): **missed** on ${worse.map((r) => `${TITLES[r.case].split(':')[0]}, ${r.name}`).join('; ')}.`,
+    g.outcome === 'met'
+      ? `${head} met on all ${rows.length} figures.`
+      : g.outcome === 'missed'
+        ? `${head} **missed** on ${names(g.missed)}.${g.unsettled.length > 0 ? ` Not settled on ${names(g.unsettled)}.` : ''}`
+        : `${head} not settled on ${names(g.unsettled)}: B measured behind by more than ${pct(guard, 0)} but by less than the rounds' spread; run again with more rounds (--rounds) or on a quieter machine.`,
   )
   return `${out.join('\n')}\n`
+}
+
+/** The run's answer to the guard: missed where a figure is worse or invalid, else not settled where one is unsettled, else met. */
+export function guardOutcome(rows: AbComparison[]): {
+  outcome: 'met' | 'missed' | 'unsettled'
+  missed: AbComparison[]
+  unsettled: AbComparison[]
+} {
+  const missed = rows.filter((r) => r.verdict === 'worse' || r.verdict === 'invalid')
+  const unsettled = rows.filter((r) => r.verdict === 'unsettled')
+  return { outcome: missed.length > 0 ? 'missed' : unsettled.length > 0 ? 'unsettled' : 'met', missed, unsettled }
 }

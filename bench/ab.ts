@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import postgres from 'postgres'
 import { ROOT } from '../test/support/app-server.ts'
 import { startPostgres } from '../test/support/postgres.ts'
-import { AB_USAGE, type AbOptions, type AbRow, compare, GUARD, parseAbArgs, renderAb } from './ab-report.ts'
+import { AB_USAGE, type AbOptions, type AbRow, compare, GUARD, guardOutcome, parseAbArgs, renderAb } from './ab-report.ts'
 import * as harness from './harness.ts'
 import type { Measurement } from './results.ts'
 
@@ -220,6 +220,7 @@ export async function abMain(argv: string[]): Promise<void> {
       checkoutConnections: harness.CHECKOUT_CONNECTIONS,
     },
     guard: GUARD,
+    outcome: guardOutcome(compared).outcome,
     cases: compared,
   }
   const file =

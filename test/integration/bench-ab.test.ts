@@ -32,11 +32,11 @@ describe('./run bench --against', () => {
     expect(printed).toMatch(
       new RegExp(`\\| \\| A: HEAD \\(${head.slice(0, 12)}\\) \\| B: working tree \\(${head.slice(0, 12)}.*\\) \\| B/A \\|`),
     )
-    expect(printed).toMatch(/\| minified \+ gzip -9 \| [\d,]+ \| [\d,]+ \| 1\.000× \| 0\.0 % \| 0\.0 % \| within 5 % \|/)
+    expect(printed).toMatch(/\| minified \+ gzip -9 \| [\d,]+ \| [\d,]+ \| 1\.000× \| 0\.0 % \| 0\.0 % \| – \| within 5 % \|/)
     expect(printed).toContain('Guard (B within 5 % of A): met on all 2 figures.')
 
     const results = JSON.parse(readFileSync(out, 'utf8'))
-    expect(results).toMatchObject({ quick: true, guard: 0.05, a: { rev: 'HEAD', commit: head }, b: { commit: head } })
+    expect(results).toMatchObject({ quick: true, guard: 0.05, outcome: 'met', a: { rev: 'HEAD', commit: head }, b: { commit: head } })
     expect(results.cases.map((c: { name: string }) => c.name)).toEqual(['minified', 'minified + gzip -9'])
     for (const c of results.cases) {
       expect(c).toMatchObject({ case: 'bundle', better: 'lower', ratio: 1, verdict: 'within', noisy: false })

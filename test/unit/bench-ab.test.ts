@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { type AbRow, compare, parseAbArgs, renderAb, spread } from '../../bench/ab-report.ts'
+import { type AbRow, compare, guardOutcome, parseAbArgs, renderAb, spread } from '../../bench/ab-report.ts'
 
 /*
  * `./run bench --against <rev>` (bench/ab.ts): its arguments, and how each
@@ -60,7 +60,9 @@ describe('a figure compared against the 5 % guard', () => {
     expect(c.ratio).toBeCloseTo(98 / 102.5, 10)
     expect(c.spreadA).toBeCloseTo(20 / 102.5, 10)
     expect(c.spreadB).toBeCloseTo(6 / 98, 10)
+    expect(c.roundRatios).toEqual([0.95, 97 / 90, 0.9, 101 / 105])
     expect(spread([5])).toBe(0)
+    expect(compare(row({ a: [5], b: [5] })).roundRatios).toEqual([])
   })
 
   it('a rate 5 % lower is within the guard, a little more is worse, 5 % higher or more is better', () => {
@@ -83,9 +85,36 @@ describe('a figure compared against the 5 % guard', () => {
     expect(compare(row({ a: [100, 102, 98], b: [99, 100, 101] })).noisy).toBe(false)
   })
 
+  it('does not settle a gap past the guard that is smaller than the spread of the rounds', () => {
+    // 18 % behind, but each side's rounds spread over more than that: a loaded machine, not a verdict.
+    const loaded = compare(row({ a: [266, 253, 208, 505, 755, 782], b: [316, 203, 313, 248, 635, 524] }))
+    expect(loaded.change).toBeCloseTo(1 - 314.5 / 385.5, 10)
+    expect(loaded.verdict).toBe('unsettled')
+    // 8 % behind with rounds within 3 % of each other: settled.
+    expect(compare(row({ a: [100, 101, 99, 100], b: [92, 93, 91, 92] })).verdict).toBe('worse')
+  })
+
   it('gives no verdict where a side had failed requests or no figure', () => {
     expect(compare(row({ a: [100], b: [100], failures: { a: 0, b: 3 } })).verdict).toBe('invalid')
     expect(compare(row({ a: [], b: [100] })).verdict).toBe('invalid')
+  })
+})
+
+describe('the guard over all figures', () => {
+  const within = compare(row({ a: [100, 101], b: [100, 99] }))
+  const worse = compare(row({ a: [100, 101], b: [90, 91] }))
+  const unsettled = compare(row({ a: [100, 200], b: [90, 150] }))
+  it('is missed where a figure is worse or invalid, not settled where one is unsettled, else met', () => {
+    expect(guardOutcome([within, unsettled, worse])).toEqual({ outcome: 'missed', missed: [worse], unsettled: [unsettled] })
+    expect(guardOutcome([within, unsettled]).outcome).toBe('unsettled')
+    expect(guardOutcome([within]).outcome).toBe('met')
+    const text = renderAb([within, unsettled], { a: 'a', b: 'b' }, { rounds: 2, seconds: 1 })
+    expect(text).toContain(
+      '| Bun | 150 | 120 | 0.800× | 66.7 % | 50.0 % | 0.750–0.900 | not settled: 20.0 % behind, less than the spread |',
+    )
+    expect(text).toContain(
+      "Guard (B within 5 % of A): not settled on Hot read, Bun: B measured behind by more than 5 % but by less than the rounds' spread; run again with more rounds (--rounds) or on a quieter machine.",
+    )
   })
 })
 
@@ -103,10 +132,10 @@ describe('the printed tables', () => {
     const lines = text.split('\n')
     for (const line of [
       '### Hot read: GET /v1/products/{id} from L1 (req/s, higher is better; 2 rounds of 5 s per side, interleaved)',
-      '| | A: main (abc) | B: working tree (def) | B/A | spread A | spread B | verdict |',
-      '| Bun | 1,005 | 903 | 0.898× | 1.0 % | 0.6 % | **worse** by 10.2 % |',
-      '| Bun | 305 | 303 | 0.993× | 3.3 % | 1.3 % | within 5 % |',
-      '| minified + gzip -9 | 255,524 | 255,524 | 1.000× | 0.0 % | 0.0 % | within 5 % |',
+      '| | A: main (abc) | B: working tree (def) | B/A | spread A | spread B | B/A by round | verdict |',
+      '| Bun | 1,005 | 903 | 0.898× | 1.0 % | 0.6 % | 0.896–0.900 | **worse** by 10.2 % |',
+      '| Bun | 305 | 303 | 0.993× | 3.3 % | 1.3 % | 0.984–1.003 | within 5 % |',
+      '| minified + gzip -9 | 255,524 | 255,524 | 1.000× | 0.0 % | 0.0 % | – | within 5 % |',
       'Guard (B within 5 % of A): **missed** on Hot read, Bun.',
     ])
       expect(lines).toContain(line)
