@@ -135,7 +135,7 @@ async function measureLoad(opts: AbOptions, sides: Side[], rows: AbRow[]): Promi
   for (const c of cases) for (const side of ['A', 'B'] as const) await c.run[side](opts.warmSeconds)
   const runs = new Map(cases.map((c) => [c, { A: [] as Measurement[], B: [] as Measurement[] }]))
   for (let round = 1; round <= opts.rounds; round++) {
-    // A B in odd rounds, B A in even ones: whichever runs second in a round, each side runs second as often.
+    // A B in odd rounds, B A in even ones (A B B A …): over an even number of rounds each side goes first as often.
     const order = round % 2 === 1 ? (['A', 'B'] as const) : (['B', 'A'] as const)
     harness.say(`round ${round} of ${opts.rounds} (${order.join(' ')})`)
     for (const c of round % 2 === 1 ? cases : [...cases].reverse())
