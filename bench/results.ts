@@ -37,3 +37,10 @@ export interface BenchResults {
   rssAfterMb: Record<string, number>
   worker: { bytes: number; gzipBytes: number; coldStartMs: number; emptyWorkerColdStartMs: number }
 }
+
+/** The median of the finite values (NaN when there are none). */
+export function median(xs: number[]): number {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b)
+  if (s.length === 0) return Number.NaN
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}

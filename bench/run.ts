@@ -19,12 +19,14 @@
  * (bench/report.ts). `--quick` (one short round, a small "large" catalog)
  * checks that the harness works in under two minutes; it writes its figures
  * to bench/results/quick.json and leaves the report alone.
+ *
+ * `./run bench --against <git-rev>` compares that revision with the working
+ * tree instead (bench/ab.ts); the pieces both use are in bench/harness.ts.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { availableParallelism, cpus, tmpdir } from 'node:os'
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
-import { gzipSync } from 'node:zlib'
 import postgres from 'postgres'
 import { encodeCursor } from '../src/features/catalog/service.ts'
 import { ROOT } from '../test/support/app-server.ts'
@@ -34,16 +36,49 @@ import { startRedisServer } from '../test/support/redis-server.ts'
 import { runCommand } from '../test/support/run-command.ts'
 import { createMigratedDatabase } from '../test/support/services.ts'
 import { startUpstashRest } from '../test/support/upstash-rest.ts'
+import { abMain } from './ab.ts'
+import {
+  alone,
+  buildNode,
+  buildWorker,
+  bunBin,
+  CHECKOUT_CONNECTIONS,
+  CUSTOMER_PASSWORD,
+  cleanups,
+  databaseApart,
+  edgeshopCommand,
+  fmtCount,
+  HOT_CONNECTIONS,
+  has,
+  login,
+  luaCheckout,
+  luaHeaders,
+  luaString,
+  nodeBin,
+  PINNED,
+  runMain,
+  SECRET,
+  SERVER_CPU,
+  type Server,
+  say,
+  scratchDir,
+  seed,
+  serve,
+  serverEnv,
+  signup,
+  sleep,
+  startBusyLoop,
+  writeLua,
+  wrk,
+} from './harness.ts'
 import { writeReport } from './report.ts'
-import type { BenchResults, CaseResult, Measurement } from './results.ts'
+import { type BenchResults, type CaseResult, type Measurement, median } from './results.ts'
 
 const QUICK = process.argv.includes('--quick')
 const plan = QUICK
   ? { seconds: 1, warmSeconds: 1, rounds: 1, big: 20_000, manyOrders: 2_000 }
   : { seconds: 6, warmSeconds: 3, rounds: 3, big: 1_000_000, manyOrders: 100_000 }
-const HOT_CONNECTIONS = 64
 const DB_CONNECTIONS = 16
-const CHECKOUT_CONNECTIONS = 16
 /**
  * The steady-rate latency cases: each of the 64 connections is a client that
  * thinks between answers, for a random time of this mean (exponentially
@@ -55,109 +90,7 @@ const CHECKOUT_CONNECTIONS = 16
  * (docs/BENCHMARKS.md, Method).
  */
 const STEADY_PAUSE_MS = 4
-const SECRET = 'bench-secret-0123456789abcdef0123456789'
-const ADMIN = { email: 'bench-admin@example.test', password: 'bench admin password' }
-const CUSTOMER_PASSWORD = 'bench customer password'
-const PINNED = availableParallelism() >= 2 && has('taskset')
-const SERVER_CPU = PINNED ? ['taskset', '-c', '1'] : []
-const LOAD_CPU = PINNED ? ['taskset', '-c', '0'] : []
-const bunBin = process.env.BUN_BIN ?? 'bun'
-const nodeBin = process.execPath
-
-function has(cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
-}
-const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`)
 const started = Date.now()
-const cleanups: (() => Promise<void> | void)[] = []
-/** Every server this run started, for `alone()`. */
-const running: Server[] = []
-
-// ---------------------------------------------------------------- processes
-
-interface Server {
-  name: string
-  url: string
-  pid: number
-  stop(): Promise<void>
-}
-
-async function serve(name: string, cmd: string[], env: Record<string, string>, opts: { ready?: string } = {}): Promise<Server> {
-  const port = await freePort()
-  const base: Record<string, string | undefined> = { ...process.env }
-  for (const key of Object.keys(base))
-    if (/^(DATABASE_URL|UPSTASH_|QSTASH_|JWT_|ADMIN_|DATA_DIR|NODE_ENV|PORT|HOST|CORS_|METRICS_|CACHE_|LOG_)/.test(key)) delete base[key]
-  const [bin, ...args] = [...SERVER_CPU, ...cmd]
-  const child: ChildProcess = spawn(bin!, args, {
-    cwd: ROOT,
-    env: { ...base, ...env, PORT: String(port), HOST: '127.0.0.1' },
-    // Logs go where a production log shipper would read them from; here nowhere, at the cost of writing them.
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
-  let err = ''
-  let stopping = false
-  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)))
-  child.once('exit', (code, signal) => {
-    if (!stopping) say(`${name} exited unexpectedly (${code ?? signal}); its last words:\n${err}`)
-  })
-  const url = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}): ${err}`)
-    try {
-      const res = await fetch(url + (opts.ready ?? '/healthz'), { signal: AbortSignal.timeout(1000) })
-      await res.arrayBuffer()
-      if (res.ok) break
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`${name} did not answer within 60 s: ${err}`)
-    await sleep(100)
-  }
-  const server: Server = {
-    name,
-    url,
-    pid: child.pid!,
-    async stop() {
-      stopping = true
-      if (child.exitCode !== null) return
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      child.kill('SIGCONT')
-      child.kill('SIGTERM')
-      await Promise.race([exited, sleep(5000)])
-      if (child.exitCode === null) child.kill('SIGKILL')
-    },
-  }
-  cleanups.push(() => server.stop())
-  running.push(server)
-  return server
-}
-
-/**
- * Runs `measure` with `server` the only one of this run's servers that can
- * run: every other one is paused (SIGSTOP) until it ends. They all share
- * CPU 1, and an idle server is not idle: edgeshop polls its job queue every
- * 500 ms, and each runtime's collector runs on timers. Those wakeups landed
- * in the measured server's tail (docs/BENCHMARKS.md, Method). With no
- * server (pgbench), every one is paused.
- */
-async function alone<T>(server: Server | undefined, measure: () => Promise<T>): Promise<T> {
-  const signal = (s: Server, sig: NodeJS.Signals) => {
-    try {
-      process.kill(s.pid, sig)
-    } catch {}
-  }
-  // Every server runs for a moment first: the one measured last finishes what it had in flight (a server paused
-  // inside a transaction would hold its row locks and snapshot through this case), and the one measured now,
-  // paused through the case before, catches up on its timers and sockets.
-  await sleep(250)
-  for (const s of running) if (s !== server) signal(s, 'SIGSTOP')
-  try {
-    return await measure()
-  } finally {
-    for (const s of running) signal(s, 'SIGCONT')
-  }
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Resident memory of a process now (VmRSS), in MB. */
 function rssMb(pid: number): number | null {
@@ -179,44 +112,7 @@ function peakRssMb(pid: number): number | null {
   }
 }
 
-/**
- * Puts the PostgreSQL server on `cpus`: the postmaster, every backend it
- * runs now, and (inherited) every backend it starts later.
- */
-function placeDatabase(dataDir: string, cpus: string): void {
-  const postmaster = readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]!.trim()
-  const children = spawnSync('pgrep', ['-P', postmaster], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)
-  for (const pid of [postmaster, ...children]) spawnSync('taskset', ['-a', '-p', '-c', cpus, pid], { stdio: 'ignore' })
-}
-
 // ---------------------------------------------------------------- load
-
-function parseDuration(text: string): number {
-  const m = /^([\d.]+)(us|ms|s|m)$/.exec(text)
-  if (!m) return Number.NaN
-  const n = Number(m[1])
-  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000
-}
-
-/** One wrk run: requests per second, latency percentiles (ms), answers that were not 2xx/3xx, socket errors. */
-async function wrk(url: string, opts: { connections: number; seconds: number; script?: string }): Promise<Measurement> {
-  const args = [...LOAD_CPU, 'wrk', '-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency', '--timeout', '5s']
-  if (opts.script) args.push('-s', opts.script)
-  args.push(url)
-  // Awaited, not run synchronously: the Upstash REST stand-in in front of Redis runs in this process and must go on
-  // answering while wrk drives the servers that use it.
-  const { code, out } = await runCommand(args[0]!, args.slice(1), {}, (opts.seconds + 30) * 1000)
-  if (code !== 0) throw new Error(`wrk exited with ${code}:\n${out}`)
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
-  const pct = (p: string) => parseDuration(new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(out)?.[1] ?? '')
-  // Printed by the steady cases' script (luaSteady), whose done() reads wrk's own latency histogram.
-  const p999 = /^p99\.9 ([\d.]+) ms$/m.exec(out)?.[1]
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
-  const errors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0
-  if (!Number.isFinite(rps)) throw new Error(`wrk printed no rate:\n${out}`)
-  return { rps, p50: pct('50'), p99: pct('99'), ...(p999 === undefined ? {} : { p999: Number(p999) }), non2xx, errors }
-}
 
 async function pgbench(
   url: string,
@@ -237,10 +133,6 @@ async function pgbench(
 }
 
 // ---------------------------------------------------------------- setup
-
-const scratch = mkdtempSync(join(tmpdir(), 'edgeshop-bench-'))
-cleanups.push(() => rmSync(scratch, { recursive: true, force: true }))
-let busy: ChildProcess | undefined
 
 async function main(): Promise<void> {
   if (!has('wrk')) throw new Error('wrk is needed: apt-get install wrk')
@@ -275,44 +167,31 @@ async function main(): Promise<void> {
   const [hot] = await sql<{ id: string }[]>`select id from products where active order by id limit 1 offset 500`
   const checkoutProducts = (await sql<{ id: string }[]>`select id from products where active order by id limit 100`).map((r) => r.id)
 
-  const env = {
-    NODE_ENV: 'production',
-    JWT_SECRET: SECRET,
-    ADMIN_EMAIL: ADMIN.email,
-    ADMIN_PASSWORD: ADMIN.password,
-    PAYMENT_PROVIDER: 'simulated',
-    MAILER: 'recording',
-    RATE_LIMIT_AUTH: '100000000/60',
-  }
+  const env = serverEnv
   const upstash = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: rest.token }
   const noL1 = { CACHE_L1_MAX_ENTRIES: '0' }
-  // Each runtime as production runs it: Bun runs the sources, Node the bundle (`./run build:node`, as in the Docker image).
-  const edgeshop = (runtime: 'bun' | 'node') =>
-    runtime === 'bun'
-      ? [bunBin, 'src/runtime/bun.ts']
-      : [
-          'env',
-          'MALLOC_ARENA_MAX=2',
-          'MALLOC_MMAP_THRESHOLD_=131072',
-          'NODE_OPTIONS=--max-semi-space-size=8 --max-old-space-size=256',
-          nodeBin,
-          'dist/runtime/node.mjs',
-        ]
-  const builtNode = spawnSync(bunBin, ['run', 'build:node'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
-  if (builtNode.status !== 0) throw new Error('bun run build:node failed')
+  buildNode()
 
   say('starting servers')
   const servers = {
-    bun: await serve('edgeshop-bun', edgeshop('bun'), { ...env, DATABASE_URL: small, DATABASE_POOL_MAX: String(CHECKOUT_CONNECTIONS) }),
-    node: await serve('edgeshop-node', edgeshop('node'), { ...env, DATABASE_URL: small, DATABASE_POOL_MAX: String(CHECKOUT_CONNECTIONS) }),
+    bun: await serve('edgeshop-bun', edgeshopCommand('bun'), {
+      ...env,
+      DATABASE_URL: small,
+      DATABASE_POOL_MAX: String(CHECKOUT_CONNECTIONS),
+    }),
+    node: await serve('edgeshop-node', edgeshopCommand('node'), {
+      ...env,
+      DATABASE_URL: small,
+      DATABASE_POOL_MAX: String(CHECKOUT_CONNECTIONS),
+    }),
     // Logins on servers of their own: argon2id takes 19 MiB per hash in flight, which would hide what reads and checkouts use.
-    bunLogin: await serve('edgeshop-bun-login', edgeshop('bun'), { ...env, DATABASE_URL: small }),
-    nodeLogin: await serve('edgeshop-node-login', edgeshop('node'), { ...env, DATABASE_URL: small }),
-    bunL2: await serve('edgeshop-bun-l2', edgeshop('bun'), { ...env, ...upstash, ...noL1, DATABASE_URL: small }),
-    nodeL2: await serve('edgeshop-node-l2', edgeshop('node'), { ...env, ...upstash, ...noL1, DATABASE_URL: small }),
-    bunDb: await serve('edgeshop-bun-db', edgeshop('bun'), { ...env, ...noL1, DATABASE_URL: small }),
-    nodeDb: await serve('edgeshop-node-db', edgeshop('node'), { ...env, ...noL1, DATABASE_URL: small }),
-    bunBig: await serve('edgeshop-bun-big', edgeshop('bun'), { ...env, ...noL1, DATABASE_URL: big }),
+    bunLogin: await serve('edgeshop-bun-login', edgeshopCommand('bun'), { ...env, DATABASE_URL: small }),
+    nodeLogin: await serve('edgeshop-node-login', edgeshopCommand('node'), { ...env, DATABASE_URL: small }),
+    bunL2: await serve('edgeshop-bun-l2', edgeshopCommand('bun'), { ...env, ...upstash, ...noL1, DATABASE_URL: small }),
+    nodeL2: await serve('edgeshop-node-l2', edgeshopCommand('node'), { ...env, ...upstash, ...noL1, DATABASE_URL: small }),
+    bunDb: await serve('edgeshop-bun-db', edgeshopCommand('bun'), { ...env, ...noL1, DATABASE_URL: small }),
+    nodeDb: await serve('edgeshop-node-db', edgeshopCommand('node'), { ...env, ...noL1, DATABASE_URL: small }),
+    bunBig: await serve('edgeshop-bun-big', edgeshopCommand('bun'), { ...env, ...noL1, DATABASE_URL: big }),
   }
   const hotPath = `/v1/products/${hot!.id}`
   const answer = await fetch(servers.bun.url + hotPath)
@@ -380,17 +259,7 @@ async function main(): Promise<void> {
   // cores, PostgreSQL's backends were woken onto the CPU of the process that woke them: on edgeshop's, where
   // they took turns with it, while pgbench, a light client, left them nearly two cores.
   const [{ dir: dataDir }] = (await sql`select current_setting('data_directory') as dir`) as unknown as [{ dir: string }]
-  const databaseApart =
-    (run: (seconds: number) => Promise<Measurement>) =>
-    async (seconds: number): Promise<Measurement> => {
-      if (!PINNED) return run(seconds)
-      placeDatabase(dataDir, '0')
-      try {
-        return await run(seconds)
-      } finally {
-        placeDatabase(dataDir, `0-${availableParallelism() - 1}`)
-      }
-    }
+  const apart = (run: (seconds: number) => Promise<Measurement>) => databaseApart(dataDir, run)
   const cases: Case[] = [
     { scenario: 'limit', name: 'Bun.serve', run: get(limits.bun, hotPath) },
     { scenario: 'limit', name: 'node:http', run: get(limits.node, hotPath) },
@@ -416,7 +285,7 @@ async function main(): Promise<void> {
     {
       scenario: 'checkout',
       name: 'pgbench, same SQL',
-      run: databaseApart((seconds) =>
+      run: apart((seconds) =>
         alone(undefined, () =>
           pgbench(small, checkoutSql, {
             clients: CHECKOUT_CONNECTIONS,
@@ -429,12 +298,12 @@ async function main(): Promise<void> {
     {
       scenario: 'checkout',
       name: 'edgeshop Bun',
-      run: databaseApart(load(servers.bun, '/v1/orders', CHECKOUT_CONNECTIONS, () => checkoutScript(servers.bun.url))),
+      run: apart(load(servers.bun, '/v1/orders', CHECKOUT_CONNECTIONS, () => checkoutScript(servers.bun.url))),
     },
     {
       scenario: 'checkout',
       name: 'edgeshop Node',
-      run: databaseApart(load(servers.node, '/v1/orders', CHECKOUT_CONNECTIONS, () => checkoutScript(servers.node.url))),
+      run: apart(load(servers.node, '/v1/orders', CHECKOUT_CONNECTIONS, () => checkoutScript(servers.node.url))),
     },
     { scenario: 'scale', name: 'page 1, 1k', run: get(servers.bunDb, '/v1/products?limit=20', DB_CONNECTIONS) },
     { scenario: 'scale', name: `page 1, ${fmtCount(plan.big)}`, run: get(servers.bunBig, '/v1/products?limit=20', DB_CONNECTIONS) },
@@ -462,10 +331,7 @@ async function main(): Promise<void> {
     },
   ]
 
-  if (PINNED && has('chrt')) {
-    busy = spawn('taskset', ['-c', '1', 'chrt', '-i', '0', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' })
-    cleanups.push(() => void busy?.kill('SIGKILL'))
-  }
+  const stopBusyLoop = startBusyLoop()
 
   say(`warming up ${cases.length} cases`)
   // A warm-up is the same load for a shorter time (JIT, pools, caches); its figures are thrown away.
@@ -491,7 +357,7 @@ async function main(): Promise<void> {
       say(`  ${c.scenario.padEnd(8)} ${c.name.padEnd(24)} ${Math.round(m.rps).toString().padStart(7)} req/s  p99 ${m.p99.toFixed(2)} ms`)
     }
   }
-  busy?.kill('SIGKILL')
+  stopBusyLoop()
 
   const memory = {
     'edgeshop Bun': peakRssMb(servers.bun.pid),
@@ -542,67 +408,19 @@ async function main(): Promise<void> {
 }
 
 function medianOf(runs: Measurement[]): Measurement {
-  const med = (xs: number[]) => {
-    const s = xs.filter(Number.isFinite).sort((a, b) => a - b)
-    if (s.length === 0) return Number.NaN
-    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
-  }
   return {
-    rps: med(runs.map((r) => r.rps)),
-    p50: med(runs.map((r) => r.p50)),
-    p99: med(runs.map((r) => r.p99)),
-    ...(runs.some((r) => r.p999 !== undefined) ? { p999: med(runs.map((r) => r.p999 ?? Number.NaN)) } : {}),
+    rps: median(runs.map((r) => r.rps)),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    ...(runs.some((r) => r.p999 !== undefined) ? { p999: median(runs.map((r) => r.p999 ?? Number.NaN)) } : {}),
     non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
     errors: runs.reduce((a, r) => a + r.errors, 0),
   }
 }
 
-function fmtCount(n: number): string {
-  return n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n)
-}
-
-function seed(url: string, products: number): void {
-  const t = Date.now()
-  const res = spawnSync(bunBin, ['scripts/seed.ts', '--products', String(products)], {
-    cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: url, ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password },
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  if (res.status !== 0) throw new Error(`seeding failed: ${res.stderr}`)
-  say(`seeded ${fmtCount(products)} products in ${((Date.now() - t) / 1000).toFixed(1)} s`)
-}
-
-async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
-  // A kept-alive connection the server has just closed as idle fails the next request on it: try once more, afresh.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...headers },
-        body: JSON.stringify(body),
-      })
-      return { status: res.status, body: (await res.json()) as Record<string, unknown> }
-    } catch (err) {
-      if (attempt === 3) throw err
-    }
-  }
-}
-
-async function login(url: string, email: string): Promise<string> {
-  const res = await post(`${url}/v1/auth/login`, { email, password: CUSTOMER_PASSWORD })
-  if (res.status !== 200) throw new Error(`login of ${email} answered ${res.status}`)
-  return res.body.accessToken as string
-}
-
 /** Customers: one that logs in, one that checks out, one with a few orders and one with many. */
 async function makeCustomers(url: string, sql: postgres.Sql) {
-  const make = async (tag: string) => {
-    const email = `bench-${tag}@example.test`
-    const res = await post(`${url}/v1/auth/signup`, { email, password: CUSTOMER_PASSWORD, name: `Bench ${tag}` })
-    if (res.status !== 201) throw new Error(`signup of ${email} answered ${res.status}`)
-    return { email, id: (res.body.user as { id: string }).id }
-  }
+  const make = (tag: string) => signup(url, tag)
   const customers = { login: await make('login'), checkout: await make('checkout'), few: await make('few'), many: await make('many') }
   // Orders written straight into the tables (the API would take minutes for 100k): time-ordered ids, one line each.
   const addOrders = async (userId: string, n: number) => {
@@ -624,22 +442,6 @@ async function makeCustomers(url: string, sql: postgres.Sql) {
   await addOrders(customers.many.id, plan.manyOrders)
   await sql`analyze`
   return customers
-}
-
-function luaString(s: string): string {
-  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`
-}
-
-function luaHeaders(headers: Record<string, string>): string {
-  return `{${Object.entries(headers)
-    .map(([k, v]) => `[${luaString(k)}] = ${luaString(v)}`)
-    .join(', ')}}`
-}
-
-function writeLua(name: string, text: string): string {
-  const file = join(scratch, `${name}-${Date.now()}-${Math.random().toString(36).slice(2)}.lua`)
-  writeFileSync(file, text)
-  return file
 }
 
 function luaPost(path: string, body: string, headers: Record<string, string>): string {
@@ -667,26 +469,6 @@ math.randomseed(os.time())
 delay = function() return math.floor(-log(1 - random()) * ${pauseMs} + 0.5) end
 done = function(summary, latency, requests)
   io.write(string.format("p99.9 %.3f ms\\n", latency:percentile(99.9) / 1000))
-end
-`,
-  )
-}
-
-/** POST /v1/orders, one line each, rotating over the products, a fresh Idempotency-Key per request. */
-function luaCheckout(token: string, products: string[]): string {
-  const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`
-  return writeLua(
-    'checkout',
-    `local products = {${products.map(luaString).join(', ')}}
-local n = 0
-request = function()
-  n = n + 1
-  local body = '{"items":[{"productId":"' .. products[(n % #products) + 1] .. '","quantity":1}]}'
-  return wrk.format("POST", "/v1/orders", {
-    ["Content-Type"] = "application/json",
-    ["Authorization"] = ${luaString(`Bearer ${token}`)},
-    ["Idempotency-Key"] = ${luaString(run)} .. "-" .. n,
-  }, body)
 end
 `,
   )
@@ -726,16 +508,8 @@ COMMIT;
 
 /** Worker bundle size (minified, gzipped) and cold start in workerd (Miniflare), against an empty worker. */
 async function measureWorker() {
-  const out = join(scratch, 'worker')
-  const built = spawnSync(join(ROOT, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', '--minify', '--outdir', out], {
-    cwd: ROOT,
-    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1', WRANGLER_LOG_PATH: scratch },
-    encoding: 'utf8',
-  })
-  if (built.status !== 0) throw new Error(`wrangler could not build the worker: ${built.stderr}`)
-  const script = join(out, 'worker.js')
-  const bytes = statSync(script).size
-  const gzipBytes = gzipSync(readFileSync(script), { level: 9 }).length
+  const scratch = scratchDir()
+  const { script, bytes, gzipBytes } = buildWorker(ROOT, join(scratch, 'worker'))
   // workerd itself, as Cloudflare runs it: a process from nothing to the first answer of /healthz.
   const workerd = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd')
   const coldStart = async (name: string, module: string, bindings: Record<string, string>) => {
@@ -831,24 +605,4 @@ function versions(): Record<string, string> {
   }
 }
 
-async function cleanup(): Promise<void> {
-  busy?.kill('SIGKILL')
-  for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {})
-}
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const)
-  process.on(signal, () => {
-    void cleanup().finally(() => process.exit(130))
-  })
-
-try {
-  await main()
-  await cleanup()
-  say(`done in ${Math.round((Date.now() - started) / 1000)} s`)
-} catch (err) {
-  say(
-    `failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}${err instanceof Error && err.cause ? `\ncause: ${String((err.cause as Error).stack ?? err.cause)}` : ''}`,
-  )
-  await cleanup()
-  process.exit(1)
-}
+await runMain(process.argv.includes('--against') ? () => abMain(process.argv.slice(2)) : main)
