@@ -1,8 +1,8 @@
 import type { MiddlewareHandler } from 'hono'
-import type { Principal, Role } from '../features/accounts/tokens.ts'
+import { AppError } from '../core/errors.ts'
+import type { Principal, Role } from '../core/principal.ts'
 import type { Platform } from '../platform.ts'
 import type { AppEnv } from './context.ts'
-import { AppError } from './problem.ts'
 
 /**
  * Requires `Authorization: Bearer <access token>` and puts the verified

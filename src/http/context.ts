@@ -1,9 +1,8 @@
 import type { Config } from '../config.ts'
+import type { Principal } from '../core/principal.ts'
 import type { Database, DatabaseHandle, Transaction } from '../db/database.ts'
-import type { Principal } from '../features/accounts/tokens.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Metrics } from '../observability/metrics.ts'
-import type { PlainAnswer } from './edge.ts'
 
 /** What one request may use. On Bun and Node this is one shared object; on Workers one per request. */
 export interface Deps {
@@ -12,6 +11,13 @@ export interface Deps {
   readonly database: DatabaseHandle
   /** Keeps work alive after the response is sent (Workers' `waitUntil`; elsewhere the promise just runs). */
   waitUntil(work: Promise<unknown>): void
+}
+
+/** An answer as plain data: its status, body and final header record. */
+export interface PlainAnswer {
+  status: number
+  body: string | null
+  headers: Record<string, string>
 }
 
 /** Hono's environment for every edgeshop route. */

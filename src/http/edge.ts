@@ -1,10 +1,11 @@
 import type { Context, MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { matchedRoutes } from 'hono/route'
+import { AppError } from '../core/errors.ts'
 import type { Logger } from '../observability/logger.ts'
 import { LATENCY_BUCKETS, type Metrics } from '../observability/metrics.ts'
-import type { AppEnv, Deps } from './context.ts'
-import { AppError, problemResponse } from './problem.ts'
+import type { AppEnv, Deps, PlainAnswer } from './context.ts'
+import { problemResponse } from './problem.ts'
 import { API_HEADERS } from './security.ts'
 
 const SANE_ID = /^[\w\-=.:]{1,128}$/
@@ -36,12 +37,7 @@ export function routeOf(c: Context): string {
 
 const complete = new WeakSet<Response>()
 
-/** An answer as plain data: its status, body and final header record. */
-export interface PlainAnswer {
-  status: number
-  body: string | null
-  headers: Record<string, string>
-}
+export type { PlainAnswer }
 
 /**
  * A route answered before routing when it can be (the catalog's read lane):

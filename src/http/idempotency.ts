@@ -1,10 +1,10 @@
 import type { MiddlewareHandler } from 'hono'
+import { AppError } from '../core/errors.ts'
 import { type Database, isUniqueViolation, runStatement, type Transaction } from '../db/database.ts'
 import { sha256Hex } from '../lib/base64.ts'
 import { canonicalJson } from '../lib/canonical-json.ts'
 import type { AppEnv } from './context.ts'
 import type { PlainAnswer } from './edge.ts'
-import { AppError } from './problem.ts'
 import { text } from './text.ts'
 
 /** How long a stored answer is kept (the API promises at least 24 h; the daily purge removes older ones). */

@@ -1,9 +1,9 @@
 import type { Context, MiddlewareHandler } from 'hono'
+import { AppError } from '../core/errors.ts'
 import { type RateDecision, RateLimiterUnavailableError, type RateRule } from '../infra/ratelimit.ts'
 import { throttledLog } from '../observability/throttle.ts'
 import type { Platform } from '../platform.ts'
 import type { AppEnv } from './context.ts'
-import { AppError } from './problem.ts'
 
 export interface RateLimitOptions {
   /** The allowance, counted separately for each key. */

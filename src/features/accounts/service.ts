@@ -1,11 +1,12 @@
 import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm'
+import { AppError } from '../../core/errors.ts'
+import type { Role } from '../../core/principal.ts'
 import type { Database } from '../../db/database.ts'
 import { refreshTokens, users } from '../../db/schema.ts'
-import { AppError } from '../../http/problem.ts'
 import { uuidv7 } from '../../lib/uuid.ts'
 import type { Logger } from '../../observability/logger.ts'
 import type { PasswordHasher } from './password.ts'
-import { type AccessTokens, newRefreshToken, type Role, refreshTokenHash } from './tokens.ts'
+import { type AccessTokens, newRefreshToken, refreshTokenHash } from './tokens.ts'
 
 /*
  * Accounts: signup, login, refresh-token rotation with reuse detection,

@@ -1,9 +1,9 @@
 import { and, desc, eq, ilike, lt, or, sql } from 'drizzle-orm'
+import { AppError } from '../../core/errors.ts'
+import { decodeCursor, encodeCursor } from '../../core/page.ts'
 import { type Database, isUniqueViolation } from '../../db/database.ts'
 import { products } from '../../db/schema.ts'
-import { AppError } from '../../http/problem.ts'
 import type { Cache, Cached } from '../../infra/cache.ts'
-import { fromBase64, toBase64 } from '../../lib/base64.ts'
 import { fnv1a } from '../../lib/http-cache.ts'
 import { isUuid, uuidv7 } from '../../lib/uuid.ts'
 import type { CreateProductInput, ListQueryInput, UpdateProductInput } from './schemas.ts'
@@ -53,27 +53,6 @@ export const cachedProduct = (row: ProductRow): Cached => ({
   etag: `"${row.version}"`,
   version: row.version,
 })
-
-/** A cursor is the last id of a page, as 22 URL-safe characters. */
-export function encodeCursor(id: string): string {
-  const hex = id.replace(/-/g, '')
-  const bytes = new Uint8Array(16)
-  for (let i = 0; i < 16; i++) bytes[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16)
-  return toBase64(bytes, 'url')
-}
-
-/** The id inside a cursor, or undefined when it is not one of ours. */
-export function decodeCursor(cursor: string): string | undefined {
-  let bytes: Uint8Array
-  try {
-    bytes = fromBase64(cursor)
-  } catch {
-    return undefined
-  }
-  if (bytes.length !== 16 || cursor.length !== 22) return undefined
-  const hex = [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('')
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
-}
 
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`
 

@@ -1,7 +1,7 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
+import { AppError } from '../../core/errors.ts'
 import type { AppEnv } from '../../http/context.ts'
 import { json, problems } from '../../http/openapi.ts'
-import { AppError } from '../../http/problem.ts'
 import { isLoopback, timingSafeEqual } from '../../lib/compare.ts'
 import type { Platform } from '../../platform.ts'
 import { checkDatabase } from './readiness.ts'
