@@ -40,10 +40,11 @@ module.exports = {
       name: 'core-is-innermost',
       comment:
         'src/core holds the domain types every layer shares (principal and roles, error codes and AppError, cursors and ' +
-        'pages, the request scope). It depends on src/lib and packages only, so that http, infra and features can all use it.',
+        'pages, the request scope). It depends on src/lib, the database types of src/db (the request scope holds the ' +
+        "request's database) and packages only, so that http, infra and features can all use it.",
       severity: 'error',
       from: { path: '^src/core/' },
-      to: { path: '^src/', pathNot: '^src/(core|lib)/' },
+      to: { path: '^src/', pathNot: '^src/(core|lib|db)/' },
     },
     {
       name: 'lib-is-plain',
@@ -69,6 +70,15 @@ module.exports = {
       severity: 'error',
       from: { path: `${BELOW_FEATURES}|^src/features/|^src/config\\.ts$` },
       to: { path: '^src/(app\\.ts|services\\.ts|platform\\.ts|runtime/)' },
+    },
+    {
+      name: 'the-app-uses-features-through-their-index',
+      comment:
+        'The app, the services factory and the runtime entries see a feature only through its public surface, ' +
+        'src/features/<name>/index.ts.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/features/' },
+      to: { path: '^src/features/[^/]+/', pathNot: '^src/features/[^/]+/index\\.ts$' },
     },
     {
       name: 'features-meet-through-their-index',

@@ -90,7 +90,7 @@ const STORE = `
  *
  * @example
  * ```ts
- * createRoute({ ..., middleware: [authenticate(platform), idempotency()] })
+ * createRoute({ ..., middleware: [authenticate(services), idempotency()] })
  * ```
  */
 export function idempotency(): MiddlewareHandler<AppEnv> {
@@ -106,7 +106,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
     }
     const userId = c.get('principal').userId
     const fingerprint = sha256Hex(`${c.req.method} ${c.req.path}\n${canonicalJson(await c.req.text())}`)
-    const db = c.get('deps').db
+    const db = c.get('scope').db
     const afterCommit: (() => void)[] = []
     c.set('afterCommit', (work) => afterCommit.push(work))
     let outcome: 'busy' | 'reused' | 'answered' | StoredAnswer | undefined

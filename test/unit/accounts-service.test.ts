@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AppError } from '../../src/core/errors.ts'
 import { refreshTokens, users } from '../../src/db/schema.ts'
 import { createPasswordHasher, workersPasswordAlgorithm } from '../../src/features/accounts/password.ts'
-import { type AccountsDeps, ensureAdmin, login, me, purgeRefreshTokens, refresh, signup } from '../../src/features/accounts/service.ts'
+import { type AccountsService, ensureAdmin, login, me, purgeRefreshTokens, refresh, signup } from '../../src/features/accounts/service.ts'
 import { createAccessTokens } from '../../src/features/accounts/tokens.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { processPasswordHasher } from '../../src/runtime/argon2.ts'
@@ -11,7 +11,7 @@ import { freshEmbeddedDatabase } from '../support/test-app.ts'
 
 /* The accounts rules, on a real (embedded) PostgreSQL, without HTTP. */
 
-let deps: AccountsDeps
+let deps: AccountsService
 let close: () => Promise<void>
 
 beforeAll(async () => {

@@ -35,7 +35,7 @@ function withProbeRoutes(t: TestApp) {
   })
   t.app.get('/probe/items/:id', (c) => c.text(c.req.param('id')))
   t.app.get('/probe/db', async (c) => {
-    await c.var.deps.db.execute(sql`select 1`)
+    await c.var.scope.db.execute(sql`select 1`)
     return c.text('ok')
   })
   return t

@@ -14,7 +14,7 @@ import type { CreateProductInput, ListQueryInput, UpdateProductInput } from './s
  * evict this instance's copies at once and replace the shared ones.
  */
 
-export interface CatalogDeps {
+export interface CatalogService {
   db: Database
   cache: Cache
   /** The store's currency: every product is priced in it. */
@@ -57,7 +57,7 @@ export const cachedProduct = (row: ProductRow): Cached => ({
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`
 
 /** The cached answer for one product, or null when it is unknown or archived. */
-export function productAnswer(deps: Pick<CatalogDeps, 'db' | 'cache'>, id: string): Promise<Cached | null> {
+export function productAnswer(deps: Pick<CatalogService, 'db' | 'cache'>, id: string): Promise<Cached | null> {
   if (!isUuid(id)) return Promise.resolve(null)
   return deps.cache.entity(productKey(id), async () => {
     const [row] = await deps.db
@@ -75,7 +75,7 @@ export function productAnswer(deps: Pick<CatalogDeps, 'db' | 'cache'>, id: strin
  * rows whatever its depth, and products added between pages never shift the
  * pages after the first.
  */
-export function listPage(deps: Pick<CatalogDeps, 'db' | 'cache'>, query: ListQueryInput): Promise<Cached> {
+export function listPage(deps: Pick<CatalogService, 'db' | 'cache'>, query: ListQueryInput): Promise<Cached> {
   const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
   if (query.cursor !== undefined && after === undefined) {
     throw new AppError('validation_failed', 'The cursor is not valid', {
@@ -105,11 +105,11 @@ export function listPage(deps: Pick<CatalogDeps, 'db' | 'cache'>, query: ListQue
 }
 
 /** After a product changed: its copies here are gone now; Redis follows off the response path. */
-export function productChanged(deps: Pick<CatalogDeps, 'cache' | 'waitUntil'>, id: string, version: number): void {
+export function productChanged(deps: Pick<CatalogService, 'cache' | 'waitUntil'>, id: string, version: number): void {
   deps.waitUntil(Promise.all([deps.cache.invalidateEntity(productKey(id), version), deps.cache.invalidateCollection(PRODUCTS)]))
 }
 
-export async function createProduct(deps: CatalogDeps, input: CreateProductInput, now = new Date()): Promise<ProductRow> {
+export async function createProduct(deps: CatalogService, input: CreateProductInput, now = new Date()): Promise<ProductRow> {
   const [row] = await deps.db
     .insert(products)
     .values({ id: uuidv7(now.getTime()), ...input, currency: deps.currency, version: 1, createdAt: now, updatedAt: now })
@@ -125,7 +125,7 @@ export async function createProduct(deps: CatalogDeps, input: CreateProductInput
  * With `ifMatch`, the UPDATE only applies to those versions: 412 otherwise.
  */
 export async function updateProduct(
-  deps: CatalogDeps,
+  deps: CatalogService,
   id: string,
   patch: UpdateProductInput,
   ifMatch: 'any' | number[] | undefined,
@@ -155,7 +155,7 @@ export async function updateProduct(
 }
 
 /** Archives a product: no longer listed or orderable; orders keep it. Archiving twice is fine. */
-export async function archiveProduct(deps: CatalogDeps, id: string, now = new Date()): Promise<void> {
+export async function archiveProduct(deps: CatalogService, id: string, now = new Date()): Promise<void> {
   if (!isUuid(id)) throw new AppError('not_found', 'No product with this id')
   const [row] = await deps.db
     .update(products)
