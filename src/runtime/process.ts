@@ -6,7 +6,6 @@ import type { Context } from 'hono'
 import { createApp, earlyRoute } from '../app.ts'
 import { type Config, ConfigError, loadConfig, type RuntimeName } from '../config.ts'
 import type { DatabaseHandle } from '../db/database.ts'
-import { migrate } from '../db/migrate.ts'
 import { ensureAdmin } from '../features/accounts/index.ts'
 import type { EarlyRoute } from '../http/edge.ts'
 import { createEmbeddedRunner } from '../infra/jobs/runner.ts'
@@ -14,6 +13,7 @@ import { createLogger, type Logger } from '../observability/logger.ts'
 import { createMetrics } from '../observability/metrics.ts'
 import { createServices, type Services } from '../services.ts'
 import { processPasswordHasher } from './argon2.ts'
+import { migrate } from './migrate.ts'
 import { startScheduler } from './scheduler.ts'
 
 /*
@@ -196,7 +196,7 @@ export async function openDatabase(
   const dataDir = resolve(config.dataDir)
   const unlock = lockDataDir(dataDir)
   try {
-    const { createEmbeddedDatabase } = await import('../db/pglite.ts')
+    const { createEmbeddedDatabase } = await import('./pglite.ts')
     const database = await createEmbeddedDatabase({ dataDir: resolve(dataDir, 'pglite') })
     await migrate(database)
     logger.info('database ready: migrations applied')

@@ -3,11 +3,11 @@ import { inject } from 'vitest'
 import { createApp } from '../../src/app.ts'
 import { type Config, loadConfig } from '../../src/config.ts'
 import type { DatabaseHandle } from '../../src/db/database.ts'
-import { createEmbeddedDatabase } from '../../src/db/pglite.ts'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { createMetrics } from '../../src/observability/metrics.ts'
 import { processPasswordHasher } from '../../src/runtime/argon2.ts'
+import { createEmbeddedDatabase } from '../../src/runtime/pglite.ts'
 import { createServices, type Services } from '../../src/services.ts'
 
 /*
