@@ -47,6 +47,7 @@ function init(env: Env): State {
           statementTimeoutMs: config.database.statementTimeoutMs,
           perRequest: true,
         }),
+      // What Hono's getConnInfo for Workers reads too (hono/cloudflare-workers), without importing that adapter.
       peerAddress: (c) => c.req.header('cf-connecting-ip'),
       passwords: createPasswordHasher({ preferred: workersPasswordAlgorithm() }),
     },
