@@ -14,9 +14,10 @@
  *          rare search and a get by id, with caching off, at 1,000 products and
  *          at --big products
  */
+
 import { spawnSync } from 'node:child_process'
 import postgres from 'postgres'
-import { encodeCursor } from '../src/features/catalog/service.ts'
+import { encodeCursor } from '../src/core/page.ts'
 import { ROOT, type Runtime, startAppServer } from '../test/support/app-server.ts'
 import { startPostgres } from '../test/support/postgres.ts'
 import { startRedisServer } from '../test/support/redis-server.ts'

@@ -16,8 +16,8 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import postgres from 'postgres'
 import { loadConfig } from '../src/config.ts'
-import { migrate } from '../src/db/migrate.ts'
 import { createPostgresDatabase } from '../src/db/postgres.ts'
+import { migrate } from '../src/runtime/migrate.ts'
 import { asPostgresUser, findPostgresBin, initdb } from './postgres-binaries.ts'
 
 const PORT = 15432

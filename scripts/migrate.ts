@@ -5,8 +5,8 @@
  * lock serialises them, and applied migrations are skipped.
  */
 import { loadConfig } from '../src/config.ts'
-import { migrate } from '../src/db/migrate.ts'
 import { createPostgresDatabase } from '../src/db/postgres.ts'
+import { migrate } from '../src/runtime/migrate.ts'
 
 // Only the database setting matters here; the service's other settings (secrets) need not be present.
 const { config } = loadConfig({ DATABASE_URL: process.env.DATABASE_URL }, { runtime: 'node' })

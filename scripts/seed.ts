@@ -13,10 +13,10 @@
  */
 import { loadConfig } from '../src/config.ts'
 import { countUsers, ensureAdmin } from '../src/features/accounts/service.ts'
-import { createAccessTokens } from '../src/features/accounts/tokens.ts'
 import { createLogger } from '../src/observability/logger.ts'
 import { processPasswordHasher } from '../src/runtime/argon2.ts'
 import { DataDirLockedError, openDatabase } from '../src/runtime/process.ts'
+import { createServices } from '../src/services.ts'
 import { highestDemo, insertDemoBatch } from './demo-catalog.ts'
 import { progress } from './progress.ts'
 
@@ -49,13 +49,12 @@ const { database, unlock } = await openDatabase(config, logger, { poolMax: 4 }).
   process.exit(1)
 })
 try {
-  const passwords = processPasswordHasher(config.passwordHash)
-  const tokens = createAccessTokens({ secret: config.jwt.secret, ttlSeconds: config.jwt.accessTtlSeconds })
+  const services = createServices(
+    { logger, database, peerAddress: () => undefined, passwords: processPasswordHasher(config.passwordHash) },
+    config,
+  )
   if (config.admin) {
-    const result = await ensureAdmin(
-      { db: database.db, passwords, tokens, refreshTtlSeconds: config.jwt.refreshTtlSeconds, logger },
-      config.admin,
-    )
+    const result = await ensureAdmin(services.accounts(services.scope()), config.admin)
     say(`admin ${config.admin.email}: ${result}`)
   } else {
     say('admin: skipped (set ADMIN_EMAIL and ADMIN_PASSWORD to create one)')

@@ -1,38 +1,37 @@
 import { OpenAPIHono } from '@hono/zod-openapi'
-import { accountsRoutes } from './features/accounts/routes.ts'
-import { catalogRoutes, productReadLane } from './features/catalog/routes.ts'
-import { jobRoutes } from './features/jobs/routes.ts'
-import { orderRoutes } from './features/orders/routes.ts'
-import { registerReference } from './features/system/reference.ts'
-import { systemRoutes } from './features/system/routes.ts'
+import { accountsRoutes } from './features/accounts/index.ts'
+import { catalogRoutes, productReadLane } from './features/catalog/index.ts'
+import { jobRoutes } from './features/jobs/index.ts'
+import { orderRoutes } from './features/orders/index.ts'
+import { registerReference, systemRoutes } from './features/system/index.ts'
 import type { AppEnv } from './http/context.ts'
 import { type EarlyRoute, edge, plainAnswers, responseAnswers } from './http/edge.ts'
 import { errorHandler, notFoundHandler } from './http/errors.ts'
 import { corsFor } from './http/security.ts'
 import { validationHook } from './http/validation.ts'
-import type { Platform } from './platform.ts'
+import type { Services } from './services.ts'
 
 /**
  * The portable edgeshop application: middleware, routes and error handling,
- * built from a {@link Platform}. It runs unchanged on Workers, Bun and Node.
+ * built from the {@link Services}. It runs unchanged on Workers, Bun and Node.
  *
  * @example
  * ```ts
- * const app = createApp(platform)
+ * const app = createApp(services)
  * const res = await app.request('/healthz')
  * ```
  */
-export function createApp(platform: Platform, opts: { earlyRoute?: boolean } = {}) {
-  const { config, logger, metrics } = platform
+export function createApp(services: Services, opts: { earlyRoute?: boolean } = {}) {
+  const { config, logger, metrics } = services
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
 
-  const perRequest = platform.mode.database === 'hyperdrive'
+  const perRequest = services.mode.database === 'hyperdrive'
   app.use(
     edge({
-      record: platform.recordRequest,
+      record: services.recordRequest,
       metrics,
       bodyLimitBytes: config.bodyLimitBytes,
-      deps: perRequest ? (c) => platform.deps(c.executionCtx) : () => platform.deps(),
+      scope: perRequest ? (c) => services.scope(c.executionCtx) : () => services.scope(),
     }),
   )
   if (config.corsOrigins.length > 0) app.use(corsFor(config.corsOrigins))
@@ -40,13 +39,13 @@ export function createApp(platform: Platform, opts: { earlyRoute?: boolean } = {
   app.notFound(notFoundHandler(app))
 
   const routes = app
-    .route('/', systemRoutes(platform))
-    .route('/', accountsRoutes(platform))
-    .route('/', catalogRoutes(platform))
-    .route('/', orderRoutes(platform))
-    .route('/', jobRoutes(platform))
+    .route('/', systemRoutes(services))
+    .route('/', accountsRoutes(services))
+    .route('/', catalogRoutes(services))
+    .route('/', orderRoutes(services))
+    .route('/', jobRoutes(services))
 
-  registerReference(app, platform)
+  registerReference(app, services)
 
   // The catalog's hottest read is answered before routing when L1 holds it;
   // everything else, and every miss, is routed. `fetch` is what Bun, Workers
@@ -54,7 +53,7 @@ export function createApp(platform: Platform, opts: { earlyRoute?: boolean } = {
   // before it builds a Request (Node), asks for `earlyRoute: false`, so that
   // what the early route declined is not looked at twice.
   if (opts.earlyRoute === false) return routes
-  const early = productReadLane(platform, responseAnswers)
+  const early = productReadLane(services, responseAnswers)
   const routed = routes.fetch
   routes.fetch = (req, env, ctx) => early(req.method, req.url, (name) => req.headers.get(name)) ?? routed(req, env, ctx)
   return routes
@@ -66,8 +65,8 @@ export function createApp(platform: Platform, opts: { earlyRoute?: boolean } = {
  * before it builds a `Request` (Node) takes this one, which answers plain
  * records.
  */
-export function earlyRoute(platform: Platform): EarlyRoute {
-  return productReadLane(platform, plainAnswers)
+export function earlyRoute(services: Services): EarlyRoute {
+  return productReadLane(services, plainAnswers)
 }
 
 /** The type of the edgeshop app, for typed clients: `hc<AppType>(baseUrl)`. */

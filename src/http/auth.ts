@@ -1,8 +1,7 @@
 import type { MiddlewareHandler } from 'hono'
-import type { Principal, Role } from '../features/accounts/tokens.ts'
-import type { Platform } from '../platform.ts'
+import { AppError } from '../core/errors.ts'
+import type { Principal, Role, TokenVerifier } from '../core/principal.ts'
 import type { AppEnv } from './context.ts'
-import { AppError } from './problem.ts'
 
 /**
  * Requires `Authorization: Bearer <access token>` and puts the verified
@@ -11,15 +10,16 @@ import { AppError } from './problem.ts'
  *
  * @example
  * ```ts
- * createRoute({ ..., middleware: [authenticate(platform)] })
+ * createRoute({ ..., middleware: [authenticate(services)] })
  * ```
  */
-export function authenticate(platform: Platform): MiddlewareHandler<AppEnv> {
+export function authenticate(services: { readonly tokens: TokenVerifier }): MiddlewareHandler<AppEnv> {
+  const { tokens } = services
   return async function authenticate(c, next) {
     const header = c.req.header('authorization')
     const match = header?.match(/^Bearer[ ]+([^\s]+)\s*$/i)
     if (!match) throw new AppError('unauthorized', 'An access token is required: Authorization: Bearer <token>')
-    c.set('principal', await platform.tokens.verify(match[1]!))
+    c.set('principal', await tokens.verify(match[1]!))
     await next()
   }
 }
@@ -29,7 +29,7 @@ export function authenticate(platform: Platform): MiddlewareHandler<AppEnv> {
  *
  * @example
  * ```ts
- * middleware: [authenticate(platform), requireRole('admin')]
+ * middleware: [authenticate(services), requireRole('admin')]
  * ```
  */
 export function requireRole(role: Role): MiddlewareHandler<AppEnv> {

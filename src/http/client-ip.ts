@@ -1,5 +1,5 @@
 import type { Context } from 'hono'
-import type { Platform } from '../platform.ts'
+import type { HttpServices } from './context.ts'
 
 /**
  * The client's address, from what cannot be forged: the socket's peer on Bun
@@ -9,10 +9,10 @@ import type { Platform } from '../platform.ts'
  * trusted proxies the client is the N-th entry from the right; anything left
  * of it was written by the client. Missing entries fall back to the peer.
  */
-export function clientIp(c: Context, platform: Platform): string {
-  const peer = platform.peerAddress(c)
-  const trusted = platform.config.trustedProxies
-  if (trusted > 0 && platform.config.runtime !== 'workers') {
+export function clientIp(c: Context, services: Pick<HttpServices, 'config' | 'peerAddress'>): string {
+  const peer = services.peerAddress(c)
+  const trusted = services.config.trustedProxies
+  if (trusted > 0 && services.config.runtime !== 'workers') {
     const header = c.req.header('x-forwarded-for')
     if (header) {
       const hops = header

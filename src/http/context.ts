@@ -1,24 +1,38 @@
+import type { Context } from 'hono'
 import type { Config } from '../config.ts'
-import type { Database, DatabaseHandle, Transaction } from '../db/database.ts'
-import type { Principal } from '../features/accounts/tokens.ts'
+import type { Principal, TokenVerifier } from '../core/principal.ts'
+import type { RequestScope } from '../core/scope.ts'
+import type { Transaction } from '../db/database.ts'
+import type { RateLimiter } from '../infra/ratelimit.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Metrics } from '../observability/metrics.ts'
-import type { PlainAnswer } from './edge.ts'
 
-/** What one request may use. On Bun and Node this is one shared object; on Workers one per request. */
-export interface Deps {
-  /** The request's database; on Workers a client made on first use. */
-  readonly db: Database
-  readonly database: DatabaseHandle
-  /** Keeps work alive after the response is sent (Workers' `waitUntil`; elsewhere the promise just runs). */
-  waitUntil(work: Promise<unknown>): void
+/**
+ * What the HTTP layer's middleware needs of the services: every feature's
+ * routes get at least this (src/services.ts builds it once).
+ */
+export interface HttpServices {
+  readonly config: Config
+  readonly logger: Logger
+  readonly limiter: RateLimiter
+  readonly tokens: TokenVerifier
+  /** The peer's address as the runtime's socket reports it; never taken from a header a client controls. */
+  peerAddress(c: Context): string | undefined
+}
+
+/** An answer as plain data: its status, body and final header record. */
+export interface PlainAnswer {
+  status: number
+  body: string | null
+  headers: Record<string, string>
 }
 
 /** Hono's environment for every edgeshop route. */
 export interface AppEnv {
   Variables: {
     requestId: string
-    deps: Deps
+    /** Set by `edge()`: the request's database and `waitUntil`. */
+    scope: RequestScope
     /** Set by `authenticate()`. */
     principal: Principal
     /** Set by `idempotency()`: the transaction the request's effects and its stored answer share. */
@@ -34,4 +48,4 @@ export interface AppEnv {
   }
 }
 
-export type { Config, Logger, Metrics }
+export type { Config, Logger, Metrics, RequestScope }

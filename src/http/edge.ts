@@ -1,10 +1,11 @@
 import type { Context, MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { matchedRoutes } from 'hono/route'
+import { AppError } from '../core/errors.ts'
 import type { Logger } from '../observability/logger.ts'
 import { LATENCY_BUCKETS, type Metrics } from '../observability/metrics.ts'
-import type { AppEnv, Deps } from './context.ts'
-import { AppError, problemResponse } from './problem.ts'
+import type { AppEnv, PlainAnswer, RequestScope } from './context.ts'
+import { problemResponse } from './problem.ts'
 import { API_HEADERS } from './security.ts'
 
 const SANE_ID = /^[\w\-=.:]{1,128}$/
@@ -36,12 +37,7 @@ export function routeOf(c: Context): string {
 
 const complete = new WeakSet<Response>()
 
-/** An answer as plain data: its status, body and final header record. */
-export interface PlainAnswer {
-  status: number
-  body: string | null
-  headers: Record<string, string>
-}
+export type { PlainAnswer }
 
 /**
  * A route answered before routing when it can be (the catalog's read lane):
@@ -139,7 +135,7 @@ export function requestIdFrom(given: string | null | undefined): string {
 
 /**
  * Records one answered request: its log line and its metrics. Made once per
- * platform (`platform.recordRequest`): {@link edge} and the early routes
+ * services (`services.recordRequest`): {@link edge} and the early routes
  * record through it, so every answer counts once, under one set of series.
  */
 export type RecordRequest = (method: string, route: string, status: number, requestId: string, start: number) => void
@@ -180,8 +176,8 @@ export interface EdgeOptions {
   metrics?: Metrics | undefined
   /** The largest request body accepted; larger ones are 413 `payload_too_large` before any handler reads them. */
   bodyLimitBytes: number
-  /** The request's dependencies (shared on Bun and Node, per request on Workers). */
-  deps: (c: Context<AppEnv>) => Deps
+  /** The request's scope: its database and `waitUntil` (shared on Bun and Node, per request on Workers). */
+  scope: (c: Context<AppEnv>) => RequestScope
 }
 
 /** The body's length as the request declares it; undefined without Content-Length, or when Transfer-Encoding overrides it. */
@@ -194,7 +190,7 @@ function declaredLength(c: Context): number | undefined {
 /**
  * The one middleware every routed request passes through, outermost: it
  * gives the request its id (the caller's `X-Request-Id` when it is sane, else
- * a new id) and its dependencies, enforces the body limit on requests that
+ * a new id) and its scope, enforces the body limit on requests that
  * carry one, adds the API's security headers and the request id to the
  * answer, and writes one log line and the request metrics. One layer instead
  * of five, because each layer is a closure, a promise and a context switch on
@@ -202,11 +198,11 @@ function declaredLength(c: Context): number | undefined {
  *
  * @example
  * ```ts
- * app.use(edge({ record: requestRecorder(logger, metrics), metrics, bodyLimitBytes: 65536, deps: () => shared }))
+ * app.use(edge({ record: requestRecorder(logger, metrics), metrics, bodyLimitBytes: 65536, scope: () => shared }))
  * ```
  */
 export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
-  const { record, metrics, deps, bodyLimitBytes } = opts
+  const { record, metrics, scope, bodyLimitBytes } = opts
   let inFlight = 0
   metrics?.gauge('edgeshop_http_requests_in_flight', 'Requests received and not yet answered', () => inFlight)
   // Answered here rather than thrown: this layer is outside the error handler's reach.
@@ -218,7 +214,7 @@ export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
     const start = performance.now()
     const requestId = requestIdFrom(c.req.header('x-request-id'))
     c.set('requestId', requestId)
-    c.set('deps', deps(c))
+    c.set('scope', scope(c))
     const method = c.req.method
     inFlight++
     try {

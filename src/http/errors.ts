@@ -1,10 +1,11 @@
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { TrieRouter } from 'hono/router/trie-router'
+import { AppError } from '../core/errors.ts'
 import { isDatabaseUnavailable, isOutOfRange } from '../db/database.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { AppEnv } from './context.ts'
-import { AppError, problemResponse } from './problem.ts'
+import { problemResponse } from './problem.ts'
 
 /** Maps whatever was thrown to an {@link AppError}; anything unexpected becomes a bare 500. */
 export function toAppError(err: unknown): AppError {

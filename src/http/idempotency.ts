@@ -1,10 +1,10 @@
 import type { MiddlewareHandler } from 'hono'
+import { AppError } from '../core/errors.ts'
 import { type Database, isUniqueViolation, runStatement, type Transaction } from '../db/database.ts'
 import { sha256Hex } from '../lib/base64.ts'
 import { canonicalJson } from '../lib/canonical-json.ts'
 import type { AppEnv } from './context.ts'
 import type { PlainAnswer } from './edge.ts'
-import { AppError } from './problem.ts'
 import { text } from './text.ts'
 
 /** How long a stored answer is kept (the API promises at least 24 h; the daily purge removes older ones). */
@@ -90,7 +90,7 @@ const STORE = `
  *
  * @example
  * ```ts
- * createRoute({ ..., middleware: [authenticate(platform), idempotency()] })
+ * createRoute({ ..., middleware: [authenticate(services), idempotency()] })
  * ```
  */
 export function idempotency(): MiddlewareHandler<AppEnv> {
@@ -106,7 +106,7 @@ export function idempotency(): MiddlewareHandler<AppEnv> {
     }
     const userId = c.get('principal').userId
     const fingerprint = sha256Hex(`${c.req.method} ${c.req.path}\n${canonicalJson(await c.req.text())}`)
-    const db = c.get('deps').db
+    const db = c.get('scope').db
     const afterCommit: (() => void)[] = []
     c.set('afterCommit', (work) => afterCommit.push(work))
     let outcome: 'busy' | 'reused' | 'answered' | StoredAnswer | undefined

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi'
-import { ERROR_CODES, type ErrorCode } from './problem.ts'
+import { ERROR_CODES, type ErrorCode } from '../core/errors.ts'
 
 /** RFC 9457 problem details, as every error answer carries them. */
 export const ProblemSchema = z

@@ -1,9 +1,8 @@
 import type { Context, MiddlewareHandler } from 'hono'
+import { AppError } from '../core/errors.ts'
 import { type RateDecision, RateLimiterUnavailableError, type RateRule } from '../infra/ratelimit.ts'
 import { throttledLog } from '../observability/throttle.ts'
-import type { Platform } from '../platform.ts'
-import type { AppEnv } from './context.ts'
-import { AppError } from './problem.ts'
+import type { AppEnv, HttpServices } from './context.ts'
 
 export interface RateLimitOptions {
   /** The allowance, counted separately for each key. */
@@ -31,11 +30,14 @@ function headers(rule: { limit: number }, tightest: RateDecision, nowMs: number)
  *
  * @example
  * ```ts
- * rateLimit(platform, { rule: { name: 'login', limit: 10, windowSeconds: 60 }, keys: (c) => [`ip:${ip}`], onUnavailable: 'closed' })
+ * rateLimit(services, { rule: { name: 'login', limit: 10, windowSeconds: 60 }, keys: (c) => [`ip:${ip}`], onUnavailable: 'closed' })
  * ```
  */
-export function rateLimit(platform: Platform, opts: RateLimitOptions): MiddlewareHandler<AppEnv> {
-  const { limiter, config, logger } = platform
+export function rateLimit(
+  services: Pick<HttpServices, 'limiter' | 'config' | 'logger'>,
+  opts: RateLimitOptions,
+): MiddlewareHandler<AppEnv> {
+  const { limiter, config, logger } = services
   const budget = config.rateLimitTimeoutMs
   const unavailable = throttledLog(logger, 'warn', 'rate limiter unavailable', 10_000)
 

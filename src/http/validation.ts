@@ -1,6 +1,6 @@
 import type { Context } from 'hono'
 import type { ZodError } from 'zod'
-import { AppError, type FieldError } from './problem.ts'
+import { AppError, type FieldError } from '../core/errors.ts'
 
 const TARGET: Record<string, string> = { json: 'body', form: 'body', query: 'query', param: 'params', header: 'headers', cookie: 'cookies' }
 

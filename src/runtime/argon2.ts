@@ -1,5 +1,5 @@
 import * as nodeCrypto from 'node:crypto'
-import { createPasswordHasher, type PasswordAlgorithm, pbkdf2Sha256, WORKERS_PBKDF2_MAX_ITERATIONS } from '../features/accounts/password.ts'
+import { createPasswordHasher, type PasswordAlgorithm, pbkdf2Sha256, WORKERS_PBKDF2_MAX_ITERATIONS } from '../features/accounts/index.ts'
 
 type Argon2 = (
   algorithm: 'argon2id',

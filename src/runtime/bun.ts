@@ -1,7 +1,7 @@
-import type { Server } from 'bun'
+import { getConnInfo } from 'hono/bun'
 import { type HttpAdapter, main } from './process.ts'
 
-/** Serving with `Bun.serve`; the peer address comes from the socket. */
+/** Serving with `Bun.serve`; the peer address comes from the socket (Hono's getConnInfo: `server.requestIP`). */
 export const bunAdapter: HttpAdapter = {
   name: 'bun',
   // Bun hands over a Request anyway: the app's fetch takes the early route.
@@ -26,7 +26,7 @@ export const bunAdapter: HttpAdapter = {
       },
     }
   },
-  peerAddress: (c) => (c.env as Server<unknown> | undefined)?.requestIP(c.req.raw)?.address,
+  peerAddress: (c) => getConnInfo(c).remote.address,
 }
 
 if (import.meta.main) await main(bunAdapter)

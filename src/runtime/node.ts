@@ -1,9 +1,10 @@
 import { createServer as createHttpServer, type RequestListener, type Server, type ServerOptions } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { createAdaptorServer, type HttpBindings } from '@hono/node-server'
+import { createAdaptorServer } from '@hono/node-server'
+import { getConnInfo } from '@hono/node-server/conninfo'
 import { type HttpAdapter, main } from './process.ts'
 
-/** Serving with `node:http` through `@hono/node-server`; the peer address comes from the socket. */
+/** Serving with `node:http` through `@hono/node-server`; the peer address comes from the socket (its getConnInfo). */
 export const nodeAdapter: HttpAdapter = {
   name: 'node',
   takesEarlyRoute: true,
@@ -53,7 +54,7 @@ export const nodeAdapter: HttpAdapter = {
       })
     })
   },
-  peerAddress: (c) => (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress,
+  peerAddress: (c) => getConnInfo(c).remote.address,
 }
 
 if (import.meta.main) await main(nodeAdapter)

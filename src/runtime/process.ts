@@ -6,14 +6,14 @@ import type { Context } from 'hono'
 import { createApp, earlyRoute } from '../app.ts'
 import { type Config, ConfigError, loadConfig, type RuntimeName } from '../config.ts'
 import type { DatabaseHandle } from '../db/database.ts'
-import { migrate } from '../db/migrate.ts'
-import { ensureAdmin } from '../features/accounts/service.ts'
+import { ensureAdmin } from '../features/accounts/index.ts'
 import type { EarlyRoute } from '../http/edge.ts'
 import { createEmbeddedRunner } from '../infra/jobs/runner.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
 import { createMetrics } from '../observability/metrics.ts'
-import { createPlatform, type Platform } from '../platform.ts'
+import { createServices, type Services } from '../services.ts'
 import { processPasswordHasher } from './argon2.ts'
+import { migrate } from './migrate.ts'
 import { startScheduler } from './scheduler.ts'
 
 /*
@@ -49,7 +49,7 @@ export interface Listener {
 export interface RunningServer {
   url: string
   config: Config
-  platform: Platform
+  services: Services
   logger: Logger
   /** Graceful: stop listening, let requests finish, close the database, flush logs. */
   stop(): Promise<void>
@@ -196,7 +196,7 @@ export async function openDatabase(
   const dataDir = resolve(config.dataDir)
   const unlock = lockDataDir(dataDir)
   try {
-    const { createEmbeddedDatabase } = await import('../db/pglite.ts')
+    const { createEmbeddedDatabase } = await import('./pglite.ts')
     const database = await createEmbeddedDatabase({ dataDir: resolve(dataDir, 'pglite') })
     await migrate(database)
     logger.info('database ready: migrations applied')
@@ -212,19 +212,13 @@ export async function openDatabase(
  * database is not reachable yet, the service starts anyway and keeps trying
  * in the background.
  */
-async function bootstrapAdmin(platform: Platform, database: DatabaseHandle): Promise<void> {
-  const { config, logger } = platform
+async function bootstrapAdmin(services: Services): Promise<void> {
+  const { config, logger } = services
   if (!config.admin) return
   const admin = config.admin
-  const deps = {
-    db: database.db,
-    passwords: platform.passwords,
-    tokens: platform.tokens,
-    refreshTtlSeconds: config.jwt.refreshTtlSeconds,
-    logger,
-  }
+  const accounts = services.accounts(services.scope())
   const attempt = async () => {
-    const result = await ensureAdmin(deps, admin)
+    const result = await ensureAdmin(accounts, admin)
     logger.info(`admin account ${result}`, { email: admin.email })
   }
   try {
@@ -242,7 +236,7 @@ async function bootstrapAdmin(platform: Platform, database: DatabaseHandle): Pro
 }
 
 /**
- * Builds the platform for a long-lived process, applies migrations in
+ * Builds the services for a long-lived process, applies migrations in
  * embedded mode, and starts listening.
  */
 export async function startServer(adapter: HttpAdapter, env: Record<string, string | undefined> = process.env): Promise<RunningServer> {
@@ -271,30 +265,31 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   const { database, unlock } = await openDatabase(config, logger)
 
   const metrics = createMetrics()
-  let platformRef: Platform | undefined
+  let servicesRef: Services | undefined
   let draining = false
   const runner = config.qstash
     ? undefined
     : createEmbeddedRunner({
-        runtime: () => platformRef!.jobRuntime(platformRef!.deps()),
+        runtime: () => servicesRef!.jobs(servicesRef!.scope()),
         concurrency: config.jobs.concurrency,
         pollMs: config.jobs.pollMs,
         logger,
       })
-  const platform = createPlatform({
+  const services = createServices(
+    {
+      logger,
+      metrics,
+      database,
+      peerAddress: adapter.peerAddress,
+      passwords: processPasswordHasher(config.passwordHash),
+      embeddedDispatcher: runner?.dispatcher,
+      draining: () => draining,
+    },
     config,
-    logger,
-    metrics,
-    database,
-    databaseKind: database.kind,
-    peerAddress: adapter.peerAddress,
-    passwords: processPasswordHasher(config.passwordHash),
-    embeddedDispatcher: runner?.dispatcher,
-    draining: () => draining,
-  })
-  platformRef = platform
-  const app = createApp(platform, { earlyRoute: !adapter.takesEarlyRoute })
-  await bootstrapAdmin(platform, database)
+  )
+  servicesRef = services
+  const app = createApp(services, { earlyRoute: !adapter.takesEarlyRoute })
+  await bootstrapAdmin(services)
   // While shutting down, every answer asks the client to close its connection, so keep-alive connections end with their last response.
   // Not async: an answer made synchronously (the catalog's read lane) is passed on as it is, and
   // `@hono/node-server` writes such an answer without awaiting anything.
@@ -307,7 +302,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     if (!draining) return res
     return res instanceof Promise ? res.then(closing) : closing(res)
   }
-  const lane = adapter.takesEarlyRoute ? earlyRoute(platform) : undefined
+  const lane = adapter.takesEarlyRoute ? earlyRoute(services) : undefined
   const early: EarlyRoute | undefined =
     lane &&
     ((method, target, header) => {
@@ -319,14 +314,14 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   try {
     listener = await adapter.listen(fetch, { port: config.port, host: config.host, reusePort: config.portSharing, early })
   } catch (err) {
-    await platform.close()
+    await services.close()
     unlock?.()
     throw (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? new PortInUseError(hostPort(config.host, config.port)) : err
   }
   const url = `http://${hostPort(config.host, listener.port)}`
   logger.info(`listening on ${url}`, { port: listener.port })
   runner?.start()
-  const scheduler = startScheduler(platform)
+  const scheduler = startScheduler(services)
 
   let stopping: Promise<void> | undefined
   const stop = () =>
@@ -341,14 +336,14 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       logger.info('requests already sent are in: closing the listener', { drainMs: Math.round(performance.now() - started) })
       await listener.stop(10_000)
       // The dispatcher closes with them: a schedule tick handing jobs to QStash then stops at once.
-      await Promise.all([scheduler.stop(), runner?.stop(), platform.dispatcher.close?.()])
-      await platform.close()
+      await Promise.all([scheduler.stop(), runner?.stop(), services.dispatcher.close?.()])
+      await services.close()
       unlock?.()
       logger.info('stopped cleanly')
       out.flush()
     })())
 
-  return { url, config, platform, logger, stop }
+  return { url, config, services, logger, stop }
 }
 
 /**

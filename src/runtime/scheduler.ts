@@ -1,26 +1,20 @@
-import type { Platform } from '../platform.ts'
-import { DAILY, MINUTELY, runSchedule } from '../schedule.ts'
+import { DAILY, MINUTELY, runSchedule } from '../features/schedule/index.ts'
+import type { Services } from '../services.ts'
 
 /**
  * The in-process scheduler of Bun and Node: every SCHEDULER_TICK_SECONDS it
  * offers each schedule its tick. Ticks of every instance race for the same
- * slot; one runs it (see src/schedule.ts).
+ * slot; one runs it (see src/features/schedule/).
  */
-export function startScheduler(platform: Platform): { stop(): Promise<void> } {
-  const { config, logger } = platform
+export function startScheduler(services: Services): { stop(): Promise<void> } {
+  const { config, logger } = services
   let current: Promise<unknown> = Promise.resolve()
   const tick = () => {
     current = (async () => {
-      const deps = platform.deps()
+      const schedule = services.schedule(services.scope())
       for (const cron of [MINUTELY, DAILY]) {
         try {
-          await runSchedule(cron, new Date(), {
-            db: deps.db,
-            cache: platform.cache,
-            dispatcher: platform.dispatcher,
-            logger,
-            waitUntil: deps.waitUntil,
-          })
+          await runSchedule(cron, new Date(), schedule)
         } catch (err) {
           logger.warn('schedule tick failed; the next tick tries again', {
             schedule: cron,

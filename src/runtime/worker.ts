@@ -1,17 +1,16 @@
 import type { ExecutionContext, ExportedHandler, Hyperdrive, ScheduledController } from '@cloudflare/workers-types'
 import { createApp } from '../app.ts'
 import { type ConfigIssue, parseConfig } from '../config.ts'
+import { AppError } from '../core/errors.ts'
 import { createPostgresDatabase } from '../db/postgres.ts'
-import { createPasswordHasher, workersPasswordAlgorithm } from '../features/accounts/password.ts'
-import { ensureAdmin } from '../features/accounts/service.ts'
-import { AppError, toProblem } from '../http/problem.ts'
-import { drainDueJobs } from '../infra/jobs/jobs.ts'
+import { createPasswordHasher, ensureAdmin, workersPasswordAlgorithm } from '../features/accounts/index.ts'
+import { runSchedule } from '../features/schedule/index.ts'
+import { toProblem } from '../http/problem.ts'
 import { createLogger } from '../observability/logger.ts'
-import { createPlatform, type Platform } from '../platform.ts'
-import { runSchedule } from '../schedule.ts'
+import { createServices, type Services } from '../services.ts'
 
 /*
- * The Workers entry. Bindings arrive with each request, so the platform is
+ * The Workers entry. Bindings arrive with each request, so the services are
  * built on the first request and kept for the isolate's life. Postgres is
  * reached through Hyperdrive with a postgres.js client per request: a client
  * shared across requests fails in workerd ("Cannot perform I/O on behalf of a
@@ -24,7 +23,7 @@ interface Env {
   [setting: string]: unknown
 }
 
-type State = { ok: true; app: ReturnType<typeof createApp>; platform: Platform } | { ok: false; issues: ConfigIssue[] }
+type State = { ok: true; app: ReturnType<typeof createApp>; services: Services } | { ok: false; issues: ConfigIssue[] }
 
 let state: State | undefined
 
@@ -37,22 +36,24 @@ function init(env: Env): State {
   const config = parsed.config
   const logger = createLogger({ level: config.logLevel, base: { runtime: 'workers' } })
   for (const w of parsed.warnings) logger.warn(w)
-  const platform = createPlatform({
+  const services = createServices(
+    {
+      logger,
+      database: () =>
+        createPostgresDatabase({
+          url: config.database.url!,
+          poolMax: 5,
+          timeoutMs: config.database.timeoutMs,
+          statementTimeoutMs: config.database.statementTimeoutMs,
+          perRequest: true,
+        }),
+      // What Hono's getConnInfo for Workers reads too (hono/cloudflare-workers), without importing that adapter.
+      peerAddress: (c) => c.req.header('cf-connecting-ip'),
+      passwords: createPasswordHasher({ preferred: workersPasswordAlgorithm() }),
+    },
     config,
-    logger,
-    databaseKind: 'hyperdrive',
-    databaseFor: () =>
-      createPostgresDatabase({
-        url: config.database.url!,
-        poolMax: 5,
-        timeoutMs: config.database.timeoutMs,
-        statementTimeoutMs: config.database.statementTimeoutMs,
-        perRequest: true,
-      }),
-    peerAddress: (c) => c.req.header('cf-connecting-ip'),
-    passwords: createPasswordHasher({ preferred: workersPasswordAlgorithm() }),
-  })
-  return (state = { ok: true, app: createApp(platform), platform })
+  )
+  return (state = { ok: true, app: createApp(services), services })
 }
 
 let adminEnsured = false
@@ -61,25 +62,15 @@ let adminEnsured = false
  * Workers have no start: the configured admin is ensured once per isolate,
  * after the first request's answer (waitUntil), and again on failure.
  */
-function ensureAdminOnce(platform: Platform, ctx: ExecutionContext) {
-  const admin = platform.config.admin
+function ensureAdminOnce(services: Services, ctx: ExecutionContext) {
+  const admin = services.config.admin
   if (!admin || adminEnsured) return
   adminEnsured = true
-  const deps = platform.deps(ctx)
-  const work = ensureAdmin(
-    {
-      db: deps.db,
-      passwords: platform.passwords,
-      tokens: platform.tokens,
-      refreshTtlSeconds: platform.config.jwt.refreshTtlSeconds,
-      logger: platform.logger,
-    },
-    admin,
-  ).then(
-    (result) => platform.logger.info(`admin account ${result}`, { email: admin.email }),
+  const work = ensureAdmin(services.accounts(services.scope(ctx)), admin).then(
+    (result) => services.logger.info(`admin account ${result}`, { email: admin.email }),
     (err) => {
       adminEnsured = false
-      platform.logger.warn('admin account not ensured yet', { error: err instanceof Error ? err.message : String(err) })
+      services.logger.warn('admin account not ensured yet', { error: err instanceof Error ? err.message : String(err) })
     },
   )
   ctx.waitUntil(work)
@@ -100,7 +91,7 @@ export default {
       console.error(JSON.stringify({ level: 'error', msg: 'bad configuration', settings: s.issues.map((i) => i.setting) }))
       return badConfiguration(s.issues) as never
     }
-    ensureAdminOnce(s.platform, ctx)
+    ensureAdminOnce(s.services, ctx)
     return s.app.fetch(request as unknown as Request, env, ctx as ExecutionContext) as never
   },
 
@@ -115,16 +106,10 @@ export default {
       console.error(JSON.stringify({ level: 'error', msg: 'bad configuration', settings: s.issues.map((i) => i.setting) }))
       return
     }
-    const { platform } = s
-    ensureAdminOnce(platform, ctx)
-    const deps = platform.deps(ctx)
-    await runSchedule(controller.cron, new Date(controller.scheduledTime), {
-      db: deps.db,
-      cache: platform.cache,
-      dispatcher: platform.dispatcher,
-      logger: platform.logger,
-      waitUntil: deps.waitUntil,
-    })
-    if (platform.dispatcher.kind === 'embedded') await drainDueJobs(platform.jobRuntime(deps), 50)
+    const { services } = s
+    ensureAdminOnce(services, ctx)
+    const scope = services.scope(ctx)
+    await runSchedule(controller.cron, new Date(controller.scheduledTime), services.schedule(scope))
+    if (services.dispatcher.kind === 'embedded') await services.drainJobs(scope, 50)
   },
 } satisfies ExportedHandler<Env>

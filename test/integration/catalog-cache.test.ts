@@ -164,11 +164,8 @@ describe('catalog reads against PostgreSQL', () => {
         CACHE_L2_TIMEOUT_MS: '100',
       },
     })
-    const { ensureAdmin } = await import('../../src/features/accounts/service.ts')
-    await ensureAdmin(
-      { db: database.db, passwords: t.platform.passwords, tokens: t.platform.tokens, refreshTtlSeconds: 3600, logger },
-      ADMIN,
-    )
+    const { ensureAdmin } = await import('../../src/features/accounts/index.ts')
+    await ensureAdmin(t.services.accounts(t.services.scope()), ADMIN)
     const login = await t.app.request('/v1/auth/login', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },

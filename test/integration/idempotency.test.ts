@@ -1,11 +1,12 @@
 import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { AppError } from '../../src/core/errors.ts'
 import { type DatabaseHandle, runStatement, type Transaction } from '../../src/db/database.ts'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import type { AppEnv } from '../../src/http/context.ts'
 import { jsonAnswer } from '../../src/http/edge.ts'
 import { idempotency } from '../../src/http/idempotency.ts'
-import { AppError, problemResponse } from '../../src/http/problem.ts'
+import { problemResponse } from '../../src/http/problem.ts'
 import { uuidv7 } from '../../src/lib/uuid.ts'
 import { migratedDatabase } from '../support/databases.ts'
 import { freshEmbeddedDatabase } from '../support/test-app.ts'
@@ -24,7 +25,7 @@ function appOver(database: DatabaseHandle, userId: string, handler: () => Handle
   const app = new Hono<AppEnv>()
   app.onError((err, c) => (err instanceof AppError ? problemResponse(c, err) : c.text(String(err), 500)))
   app.use(async (c, next) => {
-    c.set('deps', { db: database.db, database, waitUntil: () => {} })
+    c.set('scope', { db: database.db, database, waitUntil: () => {} })
     c.set('principal', { userId, role: 'customer' })
     c.set('requestId', 'idempotency-test')
     await next()

@@ -6,9 +6,8 @@ import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { jobs, orderItems, orders, products, users } from '../../src/db/schema.ts'
 import { ensureAdmin } from '../../src/features/accounts/service.ts'
 import { expireOrders } from '../../src/features/orders/service.ts'
+import { MINUTELY, runSchedule } from '../../src/features/schedule/index.ts'
 import { drainDueJobs } from '../../src/infra/jobs/jobs.ts'
-import { createLogger } from '../../src/observability/logger.ts'
-import { MINUTELY, runSchedule } from '../../src/schedule.ts'
 import { startAppServer } from '../support/app-server.ts'
 import { migratedDatabase } from '../support/databases.ts'
 import { startEmailApi } from '../support/email-api.ts'
@@ -21,7 +20,6 @@ import { createTestApp, type TestApp } from '../support/test-app.ts'
  */
 
 const ADMIN = { email: 'jobs-admin@example.test', password: 'jobs admin password' }
-const logger = createLogger({ level: 'silent' })
 const json = (body: unknown, token?: string, key?: string) => ({
   method: 'POST',
   headers: {
@@ -134,10 +132,7 @@ describe('jobs in one process', () => {
         RATE_LIMIT_AUTH: '1000/60',
       },
     })
-    await ensureAdmin(
-      { db: database.db, passwords: t.platform.passwords, tokens: t.platform.tokens, refreshTtlSeconds: 3600, logger },
-      ADMIN,
-    )
+    await ensureAdmin(t.services.accounts(t.services.scope()), ADMIN)
     admin = ((await (await t.app.request('/v1/auth/login', json(ADMIN))).json()) as { accessToken: string }).accessToken
     buyer = (
       (await (
@@ -159,7 +154,7 @@ describe('jobs in one process', () => {
     await mail?.close()
   })
 
-  const runtime = () => t.platform.jobRuntime(t.platform.deps())
+  const runtime = () => t.services.jobs(t.services.scope())
   async function paidOrder(key: string) {
     const order = (await (
       await t.app.request('/v1/orders', json({ items: [{ productId: product, quantity: 1 }] }, buyer, `o-${key}`))
@@ -225,7 +220,7 @@ describe('jobs in one process', () => {
       const calls = mail.calls()
       const email = { to: 'one@example.test', subject: 'S', template: 't', text: 'x', idempotencyKey: `silent-${what}-${Date.now()}` }
       const started = performance.now()
-      await expect(t.database.db.transaction((tx) => t.platform.mailer.send(email, { tx: tx as Transaction }))).rejects.toThrow(
+      await expect(t.database.db.transaction((tx) => t.services.mailer.send(email, { tx: tx as Transaction }))).rejects.toThrow(
         /timed? ?out|abort/i,
       )
       const elapsed = performance.now() - started
@@ -299,26 +294,20 @@ describe('expiry and schedules under concurrency', () => {
     const t = await createTestApp({ database: handles[0]! })
     const now = new Date(Date.UTC(2030, 0, 1, 12, 0, 30))
     const reports = await Promise.all(
-      handles.map((h) =>
-        runSchedule(MINUTELY, now, { db: h.db, cache: t.platform.cache, dispatcher: t.platform.dispatcher, logger, waitUntil: () => {} }),
-      ),
+      handles.map((h) => runSchedule(MINUTELY, now, t.services.schedule({ db: h.db, database: h, waitUntil: () => {} }))),
     )
     expect(reports.filter((r) => r.ran)).toHaveLength(1)
-    const later = await runSchedule(MINUTELY, new Date(now.getTime() + 20_000), {
-      db: handles[1]!.db,
-      cache: t.platform.cache,
-      dispatcher: t.platform.dispatcher,
-      logger,
-      waitUntil: () => {},
-    })
+    const later = await runSchedule(
+      MINUTELY,
+      new Date(now.getTime() + 20_000),
+      t.services.schedule({ db: handles[1]!.db, database: handles[1]!, waitUntil: () => {} }),
+    )
     expect(later).toEqual({ ran: false, reason: 'already ran' })
-    const next = await runSchedule(MINUTELY, new Date(now.getTime() + 60_000), {
-      db: handles[2]!.db,
-      cache: t.platform.cache,
-      dispatcher: t.platform.dispatcher,
-      logger,
-      waitUntil: () => {},
-    })
+    const next = await runSchedule(
+      MINUTELY,
+      new Date(now.getTime() + 60_000),
+      t.services.schedule({ db: handles[2]!.db, database: handles[2]!, waitUntil: () => {} }),
+    )
     expect(next.ran).toBe(true)
     await t.close()
     await Promise.all(handles.slice(1).map((h) => h.close()))

@@ -1,5 +1,5 @@
 import fc from 'fast-check'
-import { encodeCursor } from '../../src/features/catalog/service.ts'
+import { encodeCursor } from '../../src/core/page.ts'
 import { type JsonSchema, type OpenApiDocument, type Operation, paramsIn, resolve } from './openapi-model.ts'
 
 /*

@@ -61,8 +61,8 @@ describe('API8: nothing internal leaks while the database is down', () => {
     doc = await loadDocument((path) => Promise.resolve(t.app.request(path)))
     ops = operations(doc)
     tokens = {
-      admin: (await t.platform.tokens.sign({ id: '01a20000-0000-7000-8000-0000000000b1', role: 'admin' })).token,
-      customer: (await t.platform.tokens.sign({ id: '01a20000-0000-7000-8000-0000000000b2', role: 'customer' })).token,
+      admin: (await t.services.tokens.sign({ id: '01a20000-0000-7000-8000-0000000000b1', role: 'admin' })).token,
+      customer: (await t.services.tokens.sign({ id: '01a20000-0000-7000-8000-0000000000b2', role: 'customer' })).token,
     }
   })
   afterAll(() => t?.close())

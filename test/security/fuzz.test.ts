@@ -175,7 +175,7 @@ describe('fuzzing every route from /openapi.json', () => {
 
   it('the invariants hold afterwards: orders that got a 2xx exist, stock is conserved and never negative, no job is left running', async () => {
     // Jobs queued by the fuzzed payments run after their answers; let them finish, and run any retry that is due.
-    const rt = h.t.platform.jobRuntime(h.t.platform.deps())
+    const rt = h.t.services.jobs(h.t.services.scope())
     for (let i = 0; i < 50; i++) {
       await drainDueJobs(rt, 100)
       const [{ n }] =

@@ -110,16 +110,7 @@ export async function createHarness(opts: HarnessOptions): Promise<Harness> {
     statementTimeoutMs: opts.statementTimeoutMs ?? 10_000,
   })
   const t = await createTestApp({ env, database })
-  await ensureAdmin(
-    {
-      db: database.db,
-      passwords: t.platform.passwords,
-      tokens: t.platform.tokens,
-      refreshTtlSeconds: 3600,
-      logger: t.platform.logger,
-    },
-    SECURITY_ADMIN,
-  )
+  await ensureAdmin(t.services.accounts(t.services.scope()), SECURITY_ADMIN)
   const sql = postgres(databaseUrl, { max: 2, onnotice: () => {} })
 
   const call = (method: string, path: string, o: CallOptions = {}) => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { expect } from 'vitest'
-import { ERROR_CODES } from '../../src/http/problem.ts'
+import { ERROR_CODES } from '../../src/core/errors.ts'
 import { API_HEADERS } from '../../src/http/security.ts'
 import type { SessionBody } from '../contract/helpers.ts'
 import { type Harness, PASSWORD, unique } from './harness.ts'

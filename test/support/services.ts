@@ -1,5 +1,5 @@
-import { migrate } from '../../src/db/migrate.ts'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
+import { migrate } from '../../src/runtime/migrate.ts'
 import { type PostgresServer, startPostgres } from './postgres.ts'
 import { type RedisServerHandle, startRedisServer } from './redis-server.ts'
 import { startUpstashRest, type UpstashRestHandle } from './upstash-rest.ts'

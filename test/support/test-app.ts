@@ -3,12 +3,12 @@ import { inject } from 'vitest'
 import { createApp } from '../../src/app.ts'
 import { type Config, loadConfig } from '../../src/config.ts'
 import type { DatabaseHandle } from '../../src/db/database.ts'
-import { createEmbeddedDatabase } from '../../src/db/pglite.ts'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { createMetrics } from '../../src/observability/metrics.ts'
-import { createPlatform, type Platform } from '../../src/platform.ts'
 import { processPasswordHasher } from '../../src/runtime/argon2.ts'
+import { createEmbeddedDatabase } from '../../src/runtime/pglite.ts'
+import { createServices, type Services } from '../../src/services.ts'
 
 /*
  * The real app, built in-process for `app.request()` tests: a real PGlite
@@ -18,7 +18,7 @@ import { processPasswordHasher } from '../../src/runtime/argon2.ts'
 
 export interface TestApp {
   app: ReturnType<typeof createApp>
-  platform: Platform
+  services: Services
   config: Config
   database: DatabaseHandle
   /** Every log line written so far, parsed. */
@@ -59,25 +59,26 @@ export async function createTestApp(
     })
   else database = opts.database
   let peer: string | undefined = '127.0.0.1'
-  const platform = createPlatform({
+  const services = createServices(
+    {
+      logger,
+      metrics: createMetrics(),
+      database,
+      peerAddress: () => peer,
+      passwords: processPasswordHasher(config.passwordHash),
+    },
     config,
-    logger,
-    metrics: createMetrics(),
-    database,
-    databaseKind: database.kind,
-    peerAddress: () => peer,
-    passwords: processPasswordHasher(config.passwordHash),
-  })
-  const app = createApp(platform)
+  )
+  const app = createApp(services)
   return {
     app,
-    platform,
+    services,
     config,
     database,
     logs,
     setPeer: (address) => {
       peer = address
     },
-    close: () => platform.close(),
+    close: () => services.close(),
   }
 }

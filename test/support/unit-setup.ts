@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
-import { migrate } from '../../src/db/migrate.ts'
-import { createEmbeddedDatabase } from '../../src/db/pglite.ts'
+import { migrate } from '../../src/runtime/migrate.ts'
+import { createEmbeddedDatabase } from '../../src/runtime/pglite.ts'
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -1,17 +1,17 @@
 import { eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { AppError } from '../../src/core/errors.ts'
 import { refreshTokens, users } from '../../src/db/schema.ts'
 import { createPasswordHasher, workersPasswordAlgorithm } from '../../src/features/accounts/password.ts'
-import { type AccountsDeps, ensureAdmin, login, me, purgeRefreshTokens, refresh, signup } from '../../src/features/accounts/service.ts'
+import { type AccountsService, ensureAdmin, login, me, purgeRefreshTokens, refresh, signup } from '../../src/features/accounts/service.ts'
 import { createAccessTokens } from '../../src/features/accounts/tokens.ts'
-import { AppError } from '../../src/http/problem.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { processPasswordHasher } from '../../src/runtime/argon2.ts'
 import { freshEmbeddedDatabase } from '../support/test-app.ts'
 
 /* The accounts rules, on a real (embedded) PostgreSQL, without HTTP. */
 
-let deps: AccountsDeps
+let deps: AccountsService
 let close: () => Promise<void>
 
 beforeAll(async () => {

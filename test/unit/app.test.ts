@@ -3,9 +3,9 @@ import { sql } from 'drizzle-orm'
 import { hc } from 'hono/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { AppType } from '../../src/app.ts'
+import { AppError } from '../../src/core/errors.ts'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { jsonBody, json as jsonResponse, problems } from '../../src/http/openapi.ts'
-import { AppError } from '../../src/http/problem.ts'
 import { expectProblem } from '../contract/helpers.ts'
 import { startSilentServer } from '../support/silent-server.ts'
 import { createTestApp, type TestApp } from '../support/test-app.ts'
@@ -35,7 +35,7 @@ function withProbeRoutes(t: TestApp) {
   })
   t.app.get('/probe/items/:id', (c) => c.text(c.req.param('id')))
   t.app.get('/probe/db', async (c) => {
-    await c.var.deps.db.execute(sql`select 1`)
+    await c.var.scope.db.execute(sql`select 1`)
     return c.text('ok')
   })
   return t

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
+import { DAILY, runSchedule } from '../../src/features/schedule/index.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { createMetrics } from '../../src/observability/metrics.ts'
-import { DAILY, runSchedule } from '../../src/schedule.ts'
 import { createTestApp } from '../support/test-app.ts'
 
 describe('logger', () => {
@@ -95,15 +95,7 @@ describe('the daily purge', () => {
       // A day well past the token's 30-day lifetime, at the daily slot.
       const later = new Date(Date.now() + 40 * 24 * 3600 * 1000)
       later.setUTCHours(3, 0, 30, 0)
-      const { platform } = t
-      const env = {
-        db: t.database.db,
-        cache: platform.cache,
-        dispatcher: platform.dispatcher,
-        logger: platform.logger,
-        waitUntil: () => {},
-      }
-      expect(await runSchedule(DAILY, later, env)).toMatchObject({ ran: true, purgedRefreshTokens: 1 })
+      expect(await runSchedule(DAILY, later, t.services.schedule(t.services.scope()))).toMatchObject({ ran: true, purgedRefreshTokens: 1 })
       expect(t.logs.find((l) => l.msg === 'schedule ran')).toMatchObject({ schedule: DAILY, purgedRefreshTokens: 1 })
     } finally {
       await t.close()

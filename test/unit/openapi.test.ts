@@ -188,11 +188,8 @@ describe('OpenAPI document', () => {
   })
 
   it('the walk-through its examples tell works as told, and /docs shows it', async () => {
-    const platform = t.platform
-    await ensureAdmin(
-      { db: t.database.db, passwords: platform.passwords, tokens: platform.tokens, refreshTtlSeconds: 3600, logger: platform.logger },
-      { email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD },
-    )
+    const { services } = t
+    await ensureAdmin(services.accounts(services.scope()), { email: ADMIN.ADMIN_EMAIL, password: ADMIN.ADMIN_PASSWORD })
     // What the server makes up (ids, times, tokens) differs from the example; everything else is as shown.
     const MADE = new Set(['id', 'createdAt', 'updatedAt', 'expiresAt', 'accessToken', 'refreshToken', 'productId'])
     const asShown = (actual: unknown, shown: unknown, at: string): void => {
@@ -237,7 +234,7 @@ describe('OpenAPI document', () => {
     const order = checkout.json
     const pay = await step('/v1/orders/{id}/pay', 202, { token, url: `/v1/orders/${order.id}/pay` })
 
-    const runtime = platform.jobRuntime(platform.deps())
+    const runtime = services.jobs(services.scope())
     await expect
       .poll(async () => {
         await drainDueJobs(runtime, 10)

@@ -66,7 +66,7 @@ describe('Redis limiter failures', () => {
       const t = await createTestApp({
         env: { UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${port}`, UPSTASH_REDIS_REST_TOKEN: 't', RATE_LIMIT_TIMEOUT_MS: '200' },
       })
-      expect(t.platform.limiter.kind).toBe('redis')
+      expect(t.services.limiter.kind).toBe('redis')
       for (const [path, body] of [
         ['/v1/auth/signup', { email: 'a@b.test', password: 'long enough pw', name: 'A' }],
         ['/v1/auth/login', { email: 'a@b.test', password: 'long enough pw' }],
@@ -90,7 +90,7 @@ describe('Redis limiter failures', () => {
 })
 
 describe('client address', () => {
-  async function platformWith(env: Record<string, string>, peer: string) {
+  async function appWith(env: Record<string, string>, peer: string) {
     const t = await createTestApp({ env })
     t.setPeer(peer)
     return t
@@ -98,18 +98,18 @@ describe('client address', () => {
   const ctx = (headers: Record<string, string>) => ({ req: { header: (name: string) => headers[name.toLowerCase()] } }) as never
 
   it('is the socket peer unless proxies are trusted; a client cannot forge X-Forwarded-For', async () => {
-    const t = await platformWith({}, '203.0.113.7')
-    expect(clientIp(ctx({ 'x-forwarded-for': '1.2.3.4' }), t.platform)).toBe('203.0.113.7')
+    const t = await appWith({}, '203.0.113.7')
+    expect(clientIp(ctx({ 'x-forwarded-for': '1.2.3.4' }), t.services)).toBe('203.0.113.7')
     await t.close()
   })
 
   it('behind N trusted proxies is the N-th X-Forwarded-For entry from the right', async () => {
-    const one = await platformWith({ TRUSTED_PROXIES: '1' }, '10.0.0.2')
-    expect(clientIp(ctx({ 'x-forwarded-for': 'forged, 198.51.100.9' }), one.platform)).toBe('198.51.100.9')
-    expect(clientIp(ctx({}), one.platform)).toBe('10.0.0.2')
-    const two = await platformWith({ TRUSTED_PROXIES: '2' }, '10.0.0.3')
-    expect(clientIp(ctx({ 'x-forwarded-for': 'forged, 198.51.100.9, 10.0.0.1' }), two.platform)).toBe('198.51.100.9')
-    expect(clientIp(ctx({ 'x-forwarded-for': '198.51.100.9' }), two.platform)).toBe('10.0.0.3')
+    const one = await appWith({ TRUSTED_PROXIES: '1' }, '10.0.0.2')
+    expect(clientIp(ctx({ 'x-forwarded-for': 'forged, 198.51.100.9' }), one.services)).toBe('198.51.100.9')
+    expect(clientIp(ctx({}), one.services)).toBe('10.0.0.2')
+    const two = await appWith({ TRUSTED_PROXIES: '2' }, '10.0.0.3')
+    expect(clientIp(ctx({ 'x-forwarded-for': 'forged, 198.51.100.9, 10.0.0.1' }), two.services)).toBe('198.51.100.9')
+    expect(clientIp(ctx({ 'x-forwarded-for': '198.51.100.9' }), two.services)).toBe('10.0.0.3')
     await Promise.all([one.close(), two.close()])
   })
 
@@ -121,9 +121,9 @@ describe('client address', () => {
     expect(rateLimitSubject('192.0.2.1')).toBe('192.0.2.1')
   })
 
-  it('createPlatform picks the in-process limiter without Redis', async () => {
+  it('createServices picks the in-process limiter without Redis', async () => {
     const t = await createTestApp()
-    expect(t.platform.limiter.kind).toBe('memory')
+    expect(t.services.limiter.kind).toBe('memory')
     await t.close()
   })
 })

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { productReadLane } from '../../src/features/catalog/routes.ts'
-import { type CatalogDeps, createProduct, updateProduct } from '../../src/features/catalog/service.ts'
+import { type CatalogService, createProduct, updateProduct } from '../../src/features/catalog/service.ts'
 import { type EarlyRoute, plainAnswers } from '../../src/http/edge.ts'
 import { expectProblem } from '../contract/helpers.ts'
 import { createTestApp, type TestApp } from '../support/test-app.ts'
@@ -12,9 +12,9 @@ import { createTestApp, type TestApp } from '../support/test-app.ts'
  * ones and check that everything the lane does not handle is routed.
  */
 
-const catalog = (t: TestApp): CatalogDeps => ({
-  db: t.platform.deps().db,
-  cache: t.platform.cache,
+const catalog = (t: TestApp): CatalogService => ({
+  db: t.services.scope().db,
+  cache: t.services.cache,
   currency: t.config.storeCurrency,
   waitUntil: () => {},
 })
@@ -34,7 +34,7 @@ describe('the product read lane', () => {
 
   beforeAll(async () => {
     t = await createTestApp()
-    lane = productReadLane(t.platform, plainAnswers)
+    lane = productReadLane(t.services, plainAnswers)
     const row = await createProduct(catalog(t), {
       sku: 'LANE-1',
       name: 'Lane lamp',
@@ -152,7 +152,7 @@ describe('the product read lane with CORS on', () => {
     expect(routed.headers.get('vary')).toBe('Origin')
     const fromLane = await t.app.request(path)
     expect(withoutRequestId(fromLane)).toEqual(withoutRequestId(routed))
-    const lane = productReadLane(t.platform, plainAnswers)
+    const lane = productReadLane(t.services, plainAnswers)
     expect(lane('GET', path, () => undefined)).toBeDefined()
     expect(lane('GET', path, (name) => (name === 'origin' ? 'https://shop.example' : undefined))).toBeUndefined()
     const res = await t.app.request(path, { headers: { Origin: 'https://shop.example' } })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
+import { AppError } from '../../src/core/errors.ts'
 import { AUDIENCE, createAccessTokens, ISSUER, newRefreshToken, refreshTokenHash } from '../../src/features/accounts/tokens.ts'
-import { AppError } from '../../src/http/problem.ts'
 import { sha256Hex } from '../../src/lib/base64.ts'
 import { uuidv7 } from '../../src/lib/uuid.ts'
 import { decodeJwt, forgeJwt } from '../contract/helpers.ts'

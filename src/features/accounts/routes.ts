@@ -2,14 +2,13 @@ import { createRoute, OpenAPIHono } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import { authenticate } from '../../http/auth.ts'
 import { clientIp, rateLimitSubject } from '../../http/client-ip.ts'
-import type { AppEnv } from '../../http/context.ts'
+import type { AppEnv, HttpServices, RequestScope } from '../../http/context.ts'
 import { EXAMPLE_ADMIN, EXAMPLE_IDS, EXAMPLE_TIME, exampleTokens } from '../../http/examples.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
 import { rateLimit } from '../../http/rate-limit.ts'
 import { sha256Hex } from '../../lib/base64.ts'
-import type { Platform } from '../../platform.ts'
 import { LoginRequest, RefreshRequest, Session, SignupRequest, User } from './schemas.ts'
-import { type AccountsDeps, login, logout, me, normalizeEmail, refresh, signup } from './service.ts'
+import { type AccountsService, login, logout, me, normalizeEmail, refresh, signup } from './service.ts'
 
 /** Routes anyone may call. */
 const open: [] = []
@@ -101,11 +100,16 @@ const meRoute = createRoute({
   responses: { 200: json(User, 'The account'), ...problems('unauthorized', 'service_unavailable') },
 })
 
+/** What the accounts routes use: the HTTP layer's services and the accounts service. */
+export interface AccountsRouteServices extends HttpServices {
+  accounts(scope: RequestScope): AccountsService
+}
+
 /** Signup, login, refresh, logout and `/v1/me`. */
-export function accountsRoutes(platform: Platform) {
-  const { config } = platform
+export function accountsRoutes(services: AccountsRouteServices) {
+  const { config } = services
   const rule = (name: string) => ({ name, limit: config.rateLimitAuth.limit, windowSeconds: config.rateLimitAuth.windowSeconds })
-  const ipKey = (c: Context<AppEnv>) => `ip:${rateLimitSubject(clientIp(c, platform))}`
+  const ipKey = (c: Context<AppEnv>) => `ip:${rateLimitSubject(clientIp(c, services))}`
   const byIpAndEmail = async (c: Context<AppEnv>) => {
     const email = await bodyField(c, 'email')
     return email ? [ipKey(c), `email:${normalizeEmail(email)}`] : [ipKey(c)]
@@ -114,33 +118,27 @@ export function accountsRoutes(platform: Platform) {
     const token = await bodyField(c, 'refreshToken')
     return token ? [ipKey(c), `token:${sha256Hex(token).slice(0, 32)}`] : [ipKey(c)]
   }
-  const deps = (c: Context<AppEnv>): AccountsDeps => ({
-    db: c.get('deps').db,
-    passwords: platform.passwords,
-    tokens: platform.tokens,
-    refreshTtlSeconds: config.jwt.refreshTtlSeconds,
-    logger: platform.logger,
-  })
+  const accounts = (c: Context<AppEnv>) => services.accounts(c.get('scope'))
   const noStore = { 'Cache-Control': 'no-store' }
 
   return new OpenAPIHono<AppEnv>()
     .openapi(
-      { ...signupRoute, middleware: [rateLimit(platform, { rule: rule('signup'), keys: byIpAndEmail, onUnavailable: 'closed' })] },
-      async (c) => c.json(await signup(deps(c), c.req.valid('json')), 201, noStore),
+      { ...signupRoute, middleware: [rateLimit(services, { rule: rule('signup'), keys: byIpAndEmail, onUnavailable: 'closed' })] },
+      async (c) => c.json(await signup(accounts(c), c.req.valid('json')), 201, noStore),
     )
     .openapi(
-      { ...loginRoute, middleware: [rateLimit(platform, { rule: rule('login'), keys: byIpAndEmail, onUnavailable: 'closed' })] },
-      async (c) => c.json(await login(deps(c), c.req.valid('json')), 200, noStore),
+      { ...loginRoute, middleware: [rateLimit(services, { rule: rule('login'), keys: byIpAndEmail, onUnavailable: 'closed' })] },
+      async (c) => c.json(await login(accounts(c), c.req.valid('json')), 200, noStore),
     )
     .openapi(
-      { ...refreshRoute, middleware: [rateLimit(platform, { rule: rule('refresh'), keys: byIpAndToken, onUnavailable: 'closed' })] },
-      async (c) => c.json(await refresh(deps(c), c.req.valid('json').refreshToken), 200, noStore),
+      { ...refreshRoute, middleware: [rateLimit(services, { rule: rule('refresh'), keys: byIpAndToken, onUnavailable: 'closed' })] },
+      async (c) => c.json(await refresh(accounts(c), c.req.valid('json').refreshToken), 200, noStore),
     )
     .openapi(logoutRoute, async (c) => {
-      await logout({ db: c.get('deps').db }, c.req.valid('json').refreshToken)
+      await logout(accounts(c), c.req.valid('json').refreshToken)
       return c.body(null, 204)
     })
-    .openapi({ ...meRoute, middleware: [authenticate(platform)] }, async (c) =>
-      c.json(await me(c.get('deps').db, c.get('principal').userId), 200, { 'Cache-Control': 'private, no-store' }),
+    .openapi({ ...meRoute, middleware: [authenticate(services)] }, async (c) =>
+      c.json(await me(c.get('scope').db, c.get('principal').userId), 200, { 'Cache-Control': 'private, no-store' }),
     )
 }

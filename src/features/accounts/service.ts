@@ -1,11 +1,12 @@
 import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm'
+import { AppError } from '../../core/errors.ts'
+import type { Role } from '../../core/principal.ts'
 import type { Database } from '../../db/database.ts'
 import { refreshTokens, users } from '../../db/schema.ts'
-import { AppError } from '../../http/problem.ts'
 import { uuidv7 } from '../../lib/uuid.ts'
 import type { Logger } from '../../observability/logger.ts'
 import type { PasswordHasher } from './password.ts'
-import { type AccessTokens, newRefreshToken, type Role, refreshTokenHash } from './tokens.ts'
+import { type AccessTokens, newRefreshToken, refreshTokenHash } from './tokens.ts'
 
 /*
  * Accounts: signup, login, refresh-token rotation with reuse detection,
@@ -13,7 +14,7 @@ import { type AccessTokens, newRefreshToken, type Role, refreshTokenHash } from 
  * none knows about HTTP.
  */
 
-export interface AccountsDeps {
+export interface AccountsService {
   db: Database
   passwords: PasswordHasher
   tokens: AccessTokens
@@ -49,7 +50,7 @@ const toUser = (row: UserRow): User => ({
   createdAt: row.createdAt.toISOString(),
 })
 
-async function startSession(deps: AccountsDeps, db: Database, row: UserRow, familyId: string, now: Date): Promise<Session> {
+async function startSession(deps: AccountsService, db: Database, row: UserRow, familyId: string, now: Date): Promise<Session> {
   const refreshToken = newRefreshToken()
   await db.insert(refreshTokens).values({
     id: uuidv7(now.getTime()),
@@ -65,7 +66,7 @@ async function startSession(deps: AccountsDeps, db: Database, row: UserRow, fami
 
 /** Creates a customer and logs them in. 409 `email_taken` when the email has an account. */
 export async function signup(
-  deps: AccountsDeps,
+  deps: AccountsService,
   input: { email: string; password: string; name: string },
   now = new Date(),
 ): Promise<Session> {
@@ -87,7 +88,7 @@ export async function signup(
  * the same hash computation as a wrong password and gets the same answer. A
  * hash made with outdated parameters is replaced by one made now.
  */
-export async function login(deps: AccountsDeps, input: { email: string; password: string }, now = new Date()): Promise<Session> {
+export async function login(deps: AccountsService, input: { email: string; password: string }, now = new Date()): Promise<Session> {
   const email = normalizeEmail(input.email)
   const [row] = await deps.db.select().from(users).where(eq(users.email, email)).limit(1)
   if (!row) {
@@ -114,7 +115,7 @@ export async function login(deps: AccountsDeps, input: { email: string; password
  * security BCP's answer to a leaked refresh token: the server cannot tell the
  * thief from the owner, so both must log in again).
  */
-export async function refresh(deps: AccountsDeps, token: string, now = new Date()): Promise<Session> {
+export async function refresh(deps: AccountsService, token: string, now = new Date()): Promise<Session> {
   const hash = refreshTokenHash(token)
   const session = await deps.db.transaction(async (tx) => {
     const [claimed] = await tx
@@ -157,7 +158,7 @@ async function revokeFamily(db: Database, familyId: string, now: Date) {
 }
 
 /** Revokes the family of a refresh token. Unknown tokens are ignored: logout never tells whether a token existed. */
-export async function logout(deps: Pick<AccountsDeps, 'db'>, token: string, now = new Date()): Promise<void> {
+export async function logout(deps: Pick<AccountsService, 'db'>, token: string, now = new Date()): Promise<void> {
   const hash = refreshTokenHash(token)
   const [known] = await deps.db
     .select({ familyId: refreshTokens.familyId })
@@ -181,7 +182,7 @@ export async function me(db: Database, userId: string): Promise<User> {
  * revoked, so nobody keeps a way in that the operator did not give.
  */
 export async function ensureAdmin(
-  deps: AccountsDeps,
+  deps: AccountsService,
   admin: { email: string; password: string },
   now = new Date(),
 ): Promise<'created' | 'updated' | 'unchanged'> {

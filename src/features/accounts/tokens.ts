@@ -1,4 +1,5 @@
-import { AppError } from '../../http/problem.ts'
+import { AppError } from '../../core/errors.ts'
+import type { Principal, Role } from '../../core/principal.ts'
 import { fromBase64, sha256Hex, toBase64, utf8 } from '../../lib/base64.ts'
 import { isUuid } from '../../lib/uuid.ts'
 
@@ -13,13 +14,7 @@ import { isUuid } from '../../lib/uuid.ts'
 
 export const ISSUER = 'edgeshop'
 export const AUDIENCE = 'edgeshop-api'
-export type Role = 'customer' | 'admin'
-
-/** Who a verified access token speaks for. */
-export interface Principal {
-  userId: string
-  role: Role
-}
+export type { Principal, Role }
 
 export interface AccessTokens {
   sign(user: { id: string; role: Role }, nowMs?: number): Promise<{ token: string; expiresIn: number }>

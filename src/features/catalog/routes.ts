@@ -1,21 +1,20 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
+import { AppError } from '../../core/errors.ts'
 import { authenticate, requireRole } from '../../http/auth.ts'
-import type { AppEnv } from '../../http/context.ts'
-import { type AnswerForm, type EarlyRoute, finalAnswer, plainAnswers, requestIdFrom } from '../../http/edge.ts'
+import type { AppEnv, HttpServices, RequestScope } from '../../http/context.ts'
+import { type AnswerForm, type EarlyRoute, finalAnswer, plainAnswers, type RecordRequest, requestIdFrom } from '../../http/edge.ts'
 import { EXAMPLE_IDS, EXAMPLE_TIME } from '../../http/examples.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
-import { AppError } from '../../http/problem.ts'
 import { API_HEADERS, CORS_HEADERS_WITHOUT_ORIGIN } from '../../http/security.ts'
 import { text } from '../../http/text.ts'
-import type { Cached } from '../../infra/cache.ts'
+import type { Cache, Cached } from '../../infra/cache.ts'
 import { ifMatchVersions, noneMatch, PUBLIC_CACHE_CONTROL } from '../../lib/http-cache.ts'
 import { isUuid } from '../../lib/uuid.ts'
-import type { Platform } from '../../platform.ts'
 import { CreateProduct, ListQuery, Product, ProductId, ProductPage, UpdateProduct } from './schemas.ts'
 import {
   archiveProduct,
-  type CatalogDeps,
+  type CatalogService,
   createProduct,
   listPage,
   productAnswer,
@@ -197,18 +196,18 @@ const PRODUCT_ROUTE = '/v1/products/:id'
  *
  * @example
  * ```ts
- * const lane = productReadLane(platform, responseAnswers)
+ * const lane = productReadLane(services, responseAnswers)
  * const res = lane('GET', '/v1/products/0190…', (name) => req.headers.get(name)) ?? routed(req)
  * ```
  */
 export function productReadLane<Base, Answer extends { status: number }>(
-  platform: Platform,
+  services: Pick<CatalogRouteServices, 'config' | 'cache' | 'recordRequest'>,
   form: AnswerForm<Base, Answer>,
 ): EarlyRoute<Answer> {
-  const cors = platform.config.corsOrigins.length > 0
+  const cors = services.config.corsOrigins.length > 0
   // Routed answers get these from the CORS middleware, which the lane does not pass through.
   const headers = cachedHeaders(form, cors ? CORS_HEADERS_WITHOUT_ORIGIN : {})
-  const { cache, recordRequest } = platform
+  const { cache, recordRequest } = services
   return (method, target, header) => {
     if (method !== 'GET') return undefined
     // A path, or an absolute URL whose path starts at the first '/' after the authority.
@@ -228,33 +227,35 @@ export function productReadLane<Base, Answer extends { status: number }>(
   }
 }
 
+/** What the catalog routes use: the HTTP layer's services, the catalog service and its cache, the request recorder. */
+export interface CatalogRouteServices extends HttpServices {
+  readonly cache: Cache
+  readonly recordRequest: RecordRequest | undefined
+  catalog(scope: RequestScope): CatalogService
+}
+
 /** The public catalog and its admin routes. */
-export function catalogRoutes(platform: Platform) {
-  const deps = (c: Context<AppEnv>): CatalogDeps => ({
-    db: c.get('deps').db,
-    cache: platform.cache,
-    currency: platform.config.storeCurrency,
-    waitUntil: c.get('deps').waitUntil,
-  })
-  const adminOnly = [authenticate(platform), requireRole('admin')]
+export function catalogRoutes(services: CatalogRouteServices) {
+  const catalog = (c: Context<AppEnv>) => services.catalog(c.get('scope'))
+  const adminOnly = [authenticate(services), requireRole('admin')]
 
   return new OpenAPIHono<AppEnv>()
-    .openapi(listRoute, async (c) => answer(c, await listPage(deps(c), c.req.valid('query'))) as never)
+    .openapi(listRoute, async (c) => answer(c, await listPage(catalog(c), c.req.valid('query'))) as never)
     .openapi(getRoute, async (c) => {
-      const cached = await productAnswer(deps(c), c.req.param('id') ?? '')
+      const cached = await productAnswer(catalog(c), c.req.param('id') ?? '')
       if (!cached) throw new AppError('not_found', 'No product with this id')
       return answer(c, cached) as never
     })
     .openapi({ ...createProductRoute, middleware: adminOnly }, async (c) => {
-      const row = await createProduct(deps(c), c.req.valid('json'))
+      const row = await createProduct(catalog(c), c.req.valid('json'))
       return c.json(productJson(row), 201, { Location: `/v1/products/${row.id}`, ETag: `"${row.version}"`, 'Cache-Control': 'no-store' })
     })
     .openapi({ ...updateRoute, middleware: adminOnly }, async (c) => {
-      const row = await updateProduct(deps(c), c.req.valid('param').id, c.req.valid('json'), ifMatchVersions(c.req.header('if-match')))
+      const row = await updateProduct(catalog(c), c.req.valid('param').id, c.req.valid('json'), ifMatchVersions(c.req.header('if-match')))
       return c.json(productJson(row), 200, { ETag: `"${row.version}"`, 'Cache-Control': 'no-store' })
     })
     .openapi({ ...archiveRoute, middleware: adminOnly }, async (c) => {
-      await archiveProduct(deps(c), c.req.valid('param').id)
+      await archiveProduct(catalog(c), c.req.valid('param').id)
       return c.body(null, 204)
     })
 }

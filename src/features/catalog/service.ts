@@ -1,9 +1,9 @@
 import { and, desc, eq, ilike, lt, or, sql } from 'drizzle-orm'
+import { AppError } from '../../core/errors.ts'
+import { decodeCursor, encodeCursor } from '../../core/page.ts'
 import { type Database, isUniqueViolation } from '../../db/database.ts'
 import { products } from '../../db/schema.ts'
-import { AppError } from '../../http/problem.ts'
 import type { Cache, Cached } from '../../infra/cache.ts'
-import { fromBase64, toBase64 } from '../../lib/base64.ts'
 import { fnv1a } from '../../lib/http-cache.ts'
 import { isUuid, uuidv7 } from '../../lib/uuid.ts'
 import type { CreateProductInput, ListQueryInput, UpdateProductInput } from './schemas.ts'
@@ -14,7 +14,7 @@ import type { CreateProductInput, ListQueryInput, UpdateProductInput } from './s
  * evict this instance's copies at once and replace the shared ones.
  */
 
-export interface CatalogDeps {
+export interface CatalogService {
   db: Database
   cache: Cache
   /** The store's currency: every product is priced in it. */
@@ -54,31 +54,10 @@ export const cachedProduct = (row: ProductRow): Cached => ({
   version: row.version,
 })
 
-/** A cursor is the last id of a page, as 22 URL-safe characters. */
-export function encodeCursor(id: string): string {
-  const hex = id.replace(/-/g, '')
-  const bytes = new Uint8Array(16)
-  for (let i = 0; i < 16; i++) bytes[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16)
-  return toBase64(bytes, 'url')
-}
-
-/** The id inside a cursor, or undefined when it is not one of ours. */
-export function decodeCursor(cursor: string): string | undefined {
-  let bytes: Uint8Array
-  try {
-    bytes = fromBase64(cursor)
-  } catch {
-    return undefined
-  }
-  if (bytes.length !== 16 || cursor.length !== 22) return undefined
-  const hex = [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('')
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
-}
-
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`
 
 /** The cached answer for one product, or null when it is unknown or archived. */
-export function productAnswer(deps: Pick<CatalogDeps, 'db' | 'cache'>, id: string): Promise<Cached | null> {
+export function productAnswer(deps: Pick<CatalogService, 'db' | 'cache'>, id: string): Promise<Cached | null> {
   if (!isUuid(id)) return Promise.resolve(null)
   return deps.cache.entity(productKey(id), async () => {
     const [row] = await deps.db
@@ -96,7 +75,7 @@ export function productAnswer(deps: Pick<CatalogDeps, 'db' | 'cache'>, id: strin
  * rows whatever its depth, and products added between pages never shift the
  * pages after the first.
  */
-export function listPage(deps: Pick<CatalogDeps, 'db' | 'cache'>, query: ListQueryInput): Promise<Cached> {
+export function listPage(deps: Pick<CatalogService, 'db' | 'cache'>, query: ListQueryInput): Promise<Cached> {
   const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
   if (query.cursor !== undefined && after === undefined) {
     throw new AppError('validation_failed', 'The cursor is not valid', {
@@ -126,11 +105,11 @@ export function listPage(deps: Pick<CatalogDeps, 'db' | 'cache'>, query: ListQue
 }
 
 /** After a product changed: its copies here are gone now; Redis follows off the response path. */
-export function productChanged(deps: Pick<CatalogDeps, 'cache' | 'waitUntil'>, id: string, version: number): void {
+export function productChanged(deps: Pick<CatalogService, 'cache' | 'waitUntil'>, id: string, version: number): void {
   deps.waitUntil(Promise.all([deps.cache.invalidateEntity(productKey(id), version), deps.cache.invalidateCollection(PRODUCTS)]))
 }
 
-export async function createProduct(deps: CatalogDeps, input: CreateProductInput, now = new Date()): Promise<ProductRow> {
+export async function createProduct(deps: CatalogService, input: CreateProductInput, now = new Date()): Promise<ProductRow> {
   const [row] = await deps.db
     .insert(products)
     .values({ id: uuidv7(now.getTime()), ...input, currency: deps.currency, version: 1, createdAt: now, updatedAt: now })
@@ -146,7 +125,7 @@ export async function createProduct(deps: CatalogDeps, input: CreateProductInput
  * With `ifMatch`, the UPDATE only applies to those versions: 412 otherwise.
  */
 export async function updateProduct(
-  deps: CatalogDeps,
+  deps: CatalogService,
   id: string,
   patch: UpdateProductInput,
   ifMatch: 'any' | number[] | undefined,
@@ -176,7 +155,7 @@ export async function updateProduct(
 }
 
 /** Archives a product: no longer listed or orderable; orders keep it. Archiving twice is fine. */
-export async function archiveProduct(deps: CatalogDeps, id: string, now = new Date()): Promise<void> {
+export async function archiveProduct(deps: CatalogService, id: string, now = new Date()): Promise<void> {
   if (!isUuid(id)) throw new AppError('not_found', 'No product with this id')
   const [row] = await deps.db
     .update(products)

@@ -2,19 +2,19 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
 import { Receiver } from '@upstash/qstash'
 import { and, desc, eq, lt, sql } from 'drizzle-orm'
 import type { Context } from 'hono'
+import { AppError } from '../../core/errors.ts'
+import { decodeCursor, encodeCursor } from '../../core/page.ts'
 import { emails, JOB_STATUSES, jobs } from '../../db/schema.ts'
 import { authenticate, requireRole } from '../../http/auth.ts'
-import type { AppEnv } from '../../http/context.ts'
+import type { AppEnv, HttpServices, RequestScope } from '../../http/context.ts'
 import { json, problems } from '../../http/openapi.ts'
-import { AppError } from '../../http/problem.ts'
+import { PageQuery } from '../../http/page.ts'
 import { text } from '../../http/text.ts'
 import { JOB_FAILURES_PATH, jobPath, markDead } from '../../infra/jobs/dispatch.ts'
-import { runJobById } from '../../infra/jobs/jobs.ts'
+import type { JobRef, RunOutcome } from '../../infra/jobs/jobs.ts'
+import type { Slots } from '../../lib/slots.ts'
 import { isUuid } from '../../lib/uuid.ts'
-import type { Platform } from '../../platform.ts'
-import { DAILY, MINUTELY, runSchedule } from '../../schedule.ts'
-import { PageQuery } from '../catalog/schemas.ts'
-import { decodeCursor, encodeCursor } from '../catalog/service.ts'
+import { DAILY, MINUTELY, runSchedule, type ScheduleEnv } from '../schedule/index.ts'
 
 const Job = z
   .object({
@@ -154,9 +154,17 @@ function cursorOf(cursor: string | undefined) {
   return id
 }
 
+/** What the jobs routes use: the HTTP layer's services, the job slots and runs, the schedule. */
+export interface JobRouteServices extends HttpServices {
+  readonly jobSlots: Slots
+  runJob(scope: RequestScope, id: string): Promise<RunOutcome>
+  dispatch(scope: RequestScope, jobs: JobRef[]): void
+  schedule(scope: RequestScope): ScheduleEnv
+}
+
 /** QStash deliveries, the failure callback, schedule ticks, and the admin views of jobs and emails. */
-export function jobRoutes(platform: Platform) {
-  const { config } = platform
+export function jobRoutes(services: JobRouteServices) {
+  const { config } = services
   const receiver = config.qstash
     ? new Receiver({ currentSigningKey: config.qstash.currentSigningKey, nextSigningKey: config.qstash.nextSigningKey })
     : undefined
@@ -172,7 +180,7 @@ export function jobRoutes(platform: Platform) {
     if (!ok) throw new AppError('invalid_signature', 'A valid Upstash-Signature for this URL and body is required')
     return body
   }
-  const admin = [authenticate(platform), requireRole('admin')]
+  const admin = [authenticate(services), requireRole('admin')]
 
   return new OpenAPIHono<AppEnv>()
     .openapi(deliveryRoute, async (c) => {
@@ -184,12 +192,12 @@ export function jobRoutes(platform: Platform) {
       if (typeof jobId !== 'string' || !isUuid(jobId)) throw new AppError('validation_failed', 'The body must be { "jobId": "<uuid>" }')
       // A job holds a pooled connection for its whole run; without a bound, QStash catching up after an outage
       // would run hundreds at once and leave customers' requests waiting for a connection.
-      const release = await platform.jobSlots.acquire(DELIVERY_WAIT_MS)
+      const release = await services.jobSlots.acquire(DELIVERY_WAIT_MS)
       if (!release) throw new AppError('service_unavailable', 'Every job slot of this instance stayed busy; retry')
       try {
-        const [job] = await c.get('deps').db.select({ name: jobs.name }).from(jobs).where(eq(jobs.id, jobId)).limit(1)
+        const [job] = await c.get('scope').db.select({ name: jobs.name }).from(jobs).where(eq(jobs.id, jobId)).limit(1)
         if (!job || jobPath(job.name) !== c.req.path) throw new AppError('validation_failed', 'No such job at this path')
-        const outcome = await runJobById(platform.jobRuntime(c.get('deps')), jobId)
+        const outcome = await services.runJob(c.get('scope'), jobId)
         if (outcome.kind === 'failed') throw new AppError('service_unavailable', 'The job failed; retry')
         return c.json({ status: outcome.kind === 'done' ? ('done' as const) : ('already finished' as const) }, 200)
       } finally {
@@ -204,28 +212,21 @@ export function jobRoutes(platform: Platform) {
         source = JSON.parse(atob(payload.sourceBody ?? '')).jobId
       } catch {}
       if (typeof source !== 'string') throw new AppError('validation_failed', 'Not a QStash failure callback for a job')
-      const dead = await markDead(c.get('deps').db, [source], 'QStash gave up delivering this job')
-      platform.logger.warn('job dead after its last delivery', { jobId: source })
+      const dead = await markDead(c.get('scope').db, [source], 'QStash gave up delivering this job')
+      services.logger.warn('job dead after its last delivery', { jobId: source })
       return c.json({ dead }, 200)
     })
     .openapi(scheduleRoute, async (c) => {
       await verified(c)
       const cron = c.req.valid('param').schedule === 'minutely' ? MINUTELY : DAILY
-      const deps = c.get('deps')
-      const report = await runSchedule(cron, new Date(), {
-        db: deps.db,
-        cache: platform.cache,
-        dispatcher: platform.dispatcher,
-        logger: platform.logger,
-        waitUntil: deps.waitUntil,
-      })
+      const report = await runSchedule(cron, new Date(), services.schedule(c.get('scope')))
       return c.json(report, 200)
     })
     .openapi({ ...listJobsRoute, middleware: admin }, async (c) => {
       const q = c.req.valid('query')
       const after = cursorOf(q.cursor)
       const rows = await c
-        .get('deps')
+        .get('scope')
         .db.select()
         .from(jobs)
         .where(and(q.status ? eq(jobs.status, q.status) : undefined, after ? lt(jobs.id, after) : undefined))
@@ -237,7 +238,7 @@ export function jobRoutes(platform: Platform) {
     .openapi({ ...retryRoute, middleware: admin }, async (c) => {
       const id = c.req.valid('param').id
       if (!isUuid(id)) throw new AppError('not_found', 'No job with this id')
-      const db = c.get('deps').db
+      const db = c.get('scope').db
       const [job] = await db
         .update(jobs)
         .set({
@@ -255,7 +256,7 @@ export function jobRoutes(platform: Platform) {
         if (!exists) throw new AppError('not_found', 'No job with this id')
         throw new AppError('invalid_state', `Only dead jobs can be queued again; this one is ${exists.status}`)
       }
-      platform.dispatch(c.get('deps'), [
+      services.dispatch(c.get('scope'), [
         { id: job.id, name: job.name, runAt: job.runAt, maxAttempts: job.maxAttempts, generation: job.generation },
       ])
       return c.json(jobJson(job), 202)
@@ -264,7 +265,7 @@ export function jobRoutes(platform: Platform) {
       const q = c.req.valid('query')
       const after = cursorOf(q.cursor)
       const rows = await c
-        .get('deps')
+        .get('scope')
         .db.select()
         .from(emails)
         .where(after ? lt(emails.id, after) : undefined)

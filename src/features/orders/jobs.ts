@@ -5,18 +5,18 @@ import type { JobContext, JobHandler } from '../../infra/jobs/jobs.ts'
 import type { Mailer } from '../../infra/mailer.ts'
 import type { PaymentProvider } from '../../infra/payments.ts'
 import type { Logger } from '../../observability/logger.ts'
-import { PRODUCTS, productKey } from '../catalog/service.ts'
+import { PRODUCTS, productKey } from '../catalog/index.ts'
 import { type ChangedProduct, expireOrders } from './service.ts'
 
 /** What the order jobs need. */
-export interface OrderJobDeps {
+export interface OrderJobServices {
   payments: PaymentProvider
   mailer: Mailer
   cache: Cache
   logger: Logger
 }
 
-type Ctx = JobContext<OrderJobDeps>
+type Ctx = JobContext<OrderJobServices>
 
 /** After stock moved: the products' cache entries go once the transaction has committed. */
 function invalidateAfterCommit(ctx: Ctx, changed: ChangedProduct[]) {
@@ -32,7 +32,7 @@ function invalidateAfterCommit(ctx: Ctx, changed: ChangedProduct[]) {
 const payload = (ctx: Ctx) => ctx.job.payload as { orderId: string; paymentToken?: string }
 
 /** `order.expire`: at the order's deadline, expire it if it is still unpaid (a paid order makes this a no-op). */
-const expireOrder: JobHandler<OrderJobDeps> = async (ctx) => {
+const expireOrder: JobHandler<OrderJobServices> = async (ctx) => {
   const { changed } = await expireOrders(ctx.tx, { orderId: payload(ctx).orderId })
   invalidateAfterCommit(ctx, changed)
 }
@@ -42,7 +42,7 @@ const expireOrder: JobHandler<OrderJobDeps> = async (ctx) => {
  * idempotency key, and moves the order to `paid` (queueing its confirmation
  * email) or `payment_failed`. A transient failure throws: the job is retried.
  */
-const capturePayment: JobHandler<OrderJobDeps> = async (ctx) => {
+const capturePayment: JobHandler<OrderJobServices> = async (ctx) => {
   const { orderId, paymentToken } = payload(ctx)
   const [order] = await ctx.tx
     .select()
@@ -78,7 +78,7 @@ const capturePayment: JobHandler<OrderJobDeps> = async (ctx) => {
 }
 
 /** `email.order_paid`: the confirmation email, at most one per order (its idempotency key is the order's). */
-const sendOrderPaid: JobHandler<OrderJobDeps> = async (ctx) => {
+const sendOrderPaid: JobHandler<OrderJobServices> = async (ctx) => {
   const { orderId } = payload(ctx)
   const [row] = await ctx.tx
     .select({ email: users.email, name: users.name, total: orders.totalCents, currency: orders.currency })
@@ -101,7 +101,7 @@ const sendOrderPaid: JobHandler<OrderJobDeps> = async (ctx) => {
   )
 }
 
-export const orderJobHandlers: Record<string, JobHandler<OrderJobDeps>> = {
+export const orderJobHandlers: Record<string, JobHandler<OrderJobServices>> = {
   'order.expire': expireOrder,
   'payment.capture': capturePayment,
   'email.order_paid': sendOrderPaid,

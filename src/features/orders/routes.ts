@@ -1,14 +1,15 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import { authenticate, requireRole } from '../../http/auth.ts'
-import type { AppEnv } from '../../http/context.ts'
+import type { AppEnv, HttpServices, RequestScope } from '../../http/context.ts'
 import { jsonAnswer } from '../../http/edge.ts'
 import { EXAMPLE_IDS } from '../../http/examples.ts'
 import { idempotency } from '../../http/idempotency.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
-import type { Platform } from '../../platform.ts'
-import { PageQuery } from '../catalog/schemas.ts'
-import { PRODUCTS, productKey } from '../catalog/service.ts'
+import { PageQuery } from '../../http/page.ts'
+import type { Cache } from '../../infra/cache.ts'
+import type { JobRef } from '../../infra/jobs/jobs.ts'
+import { PRODUCTS, productKey } from '../catalog/index.ts'
 import { CreateOrder, IdempotencyHeaders, Order, OrderId, OrderPage, PayOrder } from './schemas.ts'
 import { type ChangedProduct, cancelOrder, checkout, fulfilOrder, getOrder, listOrders, payOrder } from './service.ts'
 
@@ -117,13 +118,19 @@ const fulfilRoute = createRoute({
   responses: { 200: json(Order, 'The order, fulfilled'), ...problems('not_found', 'invalid_state', 'forbidden', ...authProblems) },
 })
 
+/** What the order routes use: the HTTP layer's services, the catalog's cache (to drop changed products) and the job dispatcher. */
+export interface OrderRouteServices extends HttpServices {
+  readonly cache: Cache
+  dispatch(scope: RequestScope, jobs: JobRef[]): void
+}
+
 /** Checkout, the order state machine and the caller's orders. */
-export function orderRoutes(platform: Platform) {
-  const { config, cache } = platform
-  const signedIn = authenticate(platform)
+export function orderRoutes(services: OrderRouteServices) {
+  const { config, cache } = services
+  const signedIn = authenticate(services)
   const invalidate = (c: Context<AppEnv>, changed: ChangedProduct[]) => {
     if (changed.length === 0) return
-    c.get('deps').waitUntil(
+    c.get('scope').waitUntil(
       Promise.all([...changed.map((p) => cache.invalidateEntity(productKey(p.id), p.version)), cache.invalidateCollection(PRODUCTS)]),
     )
   }
@@ -136,28 +143,28 @@ export function orderRoutes(platform: Platform) {
         { currency: config.storeCurrency, ttlSeconds: config.orderTtlSeconds },
       )
       c.get('afterCommit')(() => {
-        platform.dispatch(c.get('deps'), jobs)
+        services.dispatch(c.get('scope'), jobs)
         invalidate(c, changed)
       })
       return jsonAnswer(c, 201, order, { Location: `/v1/orders/${order.id}` }) as never
     })
     .openapi({ ...listRoute, middleware: [signedIn] }, async (c) =>
-      c.json(await listOrders(c.get('deps').db, c.get('principal'), c.req.valid('query')), 200),
+      c.json(await listOrders(c.get('scope').db, c.get('principal'), c.req.valid('query')), 200),
     )
     .openapi({ ...getRoute, middleware: [signedIn] }, async (c) =>
-      c.json(await getOrder(c.get('deps').db, c.req.valid('param').id, c.get('principal')), 200),
+      c.json(await getOrder(c.get('scope').db, c.req.valid('param').id, c.get('principal')), 200),
     )
     .openapi({ ...payRoute, middleware: [signedIn, idempotency()] }, async (c) => {
       const { order, jobs } = await payOrder(c.get('tx'), c.req.valid('param').id, c.get('principal'), c.req.valid('json').paymentToken)
-      c.get('afterCommit')(() => platform.dispatch(c.get('deps'), jobs))
+      c.get('afterCommit')(() => services.dispatch(c.get('scope'), jobs))
       return jsonAnswer(c, 202, order) as never
     })
     .openapi({ ...cancelRoute, middleware: [signedIn] }, async (c) => {
-      const { order, changed } = await cancelOrder(c.get('deps').db, c.req.valid('param').id, c.get('principal'))
+      const { order, changed } = await cancelOrder(c.get('scope').db, c.req.valid('param').id, c.get('principal'))
       invalidate(c, changed)
       return c.json(order, 200)
     })
     .openapi({ ...fulfilRoute, middleware: [signedIn, requireRole('admin')] }, async (c) =>
-      c.json(await fulfilOrder(c.get('deps').db, c.req.valid('param').id, c.get('principal')), 200),
+      c.json(await fulfilOrder(c.get('scope').db, c.req.valid('param').id, c.get('principal')), 200),
     )
 }

@@ -1,11 +1,11 @@
 import { and, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm'
+import { AppError, type FieldError } from '../../core/errors.ts'
+import { decodeCursor, encodeCursor } from '../../core/page.ts'
+import type { Principal } from '../../core/principal.ts'
 import { type Database, pgArray, rowsOf, runStatement, type Transaction } from '../../db/database.ts'
 import { orderItems, orders, products } from '../../db/schema.ts'
-import { AppError, type FieldError } from '../../http/problem.ts'
 import { enqueueJob, type JobRef } from '../../infra/jobs/jobs.ts'
 import { isUuid, uuidv7 } from '../../lib/uuid.ts'
-import type { Principal } from '../accounts/tokens.ts'
-import { decodeCursor, encodeCursor } from '../catalog/service.ts'
 
 /*
  * Orders. Checkout is one short transaction; every later change of status is

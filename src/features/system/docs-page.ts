@@ -1,4 +1,4 @@
-import { ERROR_CODES, type ErrorCode } from '../../http/problem.ts'
+import { ERROR_CODES, type ErrorCode } from '../../core/errors.ts'
 import { NON_BLANK_TEXT, TEXT } from '../../http/text.ts'
 
 /*

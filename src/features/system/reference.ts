@@ -1,6 +1,5 @@
 import type { OpenAPIHono } from '@hono/zod-openapi'
-import type { AppEnv } from '../../http/context.ts'
-import type { Platform } from '../../platform.ts'
+import type { AppEnv, Config } from '../../http/context.ts'
 import { renderDocsPage } from './docs-page.ts'
 
 export const API_VERSION = '1.0.0'
@@ -19,7 +18,7 @@ The first five minutes, as the examples below tell them: with \`ADMIN_EMAIL\` an
  * `GET /openapi.json` and `GET /docs`, built from the routes registered on
  * `app`. Both are generated once, on first request, and served from memory.
  */
-export function registerReference(app: OpenAPIHono<AppEnv>, platform: Platform): void {
+export function registerReference(app: OpenAPIHono<AppEnv>, services: { readonly config: Config }): void {
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',
     scheme: 'bearer',
@@ -44,7 +43,7 @@ export function registerReference(app: OpenAPIHono<AppEnv>, platform: Platform):
     app.getOpenAPI31Document({
       openapi: '3.1.0',
       info: { title: 'edgeshop API', version: API_VERSION, description: DESCRIPTION },
-      servers: [{ url: platform.config.publicUrl }],
+      servers: [{ url: services.config.publicUrl }],
     }) as unknown as Record<string, unknown>
 
   app.get('/openapi.json', (c) => {

@@ -1,9 +1,10 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
-import type { AppEnv } from '../../http/context.ts'
+import type { Redis } from '@upstash/redis'
+import type { Context } from 'hono'
+import { AppError } from '../../core/errors.ts'
+import type { AppEnv, Config, Metrics } from '../../http/context.ts'
 import { json, problems } from '../../http/openapi.ts'
-import { AppError } from '../../http/problem.ts'
 import { isLoopback, timingSafeEqual } from '../../lib/compare.ts'
-import type { Platform } from '../../platform.ts'
 import { checkDatabase } from './readiness.ts'
 
 const Health = z.object({ status: z.literal('ok') }).openapi('Health')
@@ -86,28 +87,38 @@ async function check(work: () => Promise<unknown>, ms: number): Promise<boolean>
   }
 }
 
+/** What the system routes use. */
+export interface SystemRouteServices {
+  readonly config: Config
+  readonly redis: Redis | undefined
+  readonly metrics: Metrics | undefined
+  readonly mode: { queue: 'embedded' | 'qstash' }
+  draining(): boolean
+  peerAddress(c: Context): string | undefined
+}
+
 /** `/healthz`, `/readyz` and `/metrics`. */
-export function systemRoutes(platform: Platform) {
-  const { redis, metrics, config } = platform
+export function systemRoutes(services: SystemRouteServices) {
+  const { redis, metrics, config } = services
   return new OpenAPIHono<AppEnv>()
     .openapi(healthz, (c) => {
       c.header('Cache-Control', 'no-store')
       return c.json({ status: 'ok' as const }, 200)
     })
     .openapi(readyz, async (c) => {
-      const deps = c.get('deps')
+      const scope = c.get('scope')
       const [db, cache] = await Promise.all([
-        checkDatabase(deps.database, DB_CHECK_MS),
+        checkDatabase(scope.database, DB_CHECK_MS),
         redis ? check(() => redis.ping(), CACHE_CHECK_MS) : Promise.resolve(undefined),
       ])
       const ready = db === 'ok'
-      const draining = platform.draining()
+      const draining = services.draining()
       const body = {
         status: draining ? ('draining' as const) : ready ? ('ready' as const) : ('unavailable' as const),
         checks: {
           db,
           cache: cache === undefined ? ('disabled' as const) : cache ? ('ok' as const) : ('unavailable' as const),
-          queue: platform.mode.queue === 'qstash' ? ('ok' as const) : ('embedded' as const),
+          queue: services.mode.queue === 'qstash' ? ('ok' as const) : ('embedded' as const),
         },
       }
       c.header('Cache-Control', 'no-store')
@@ -121,7 +132,7 @@ export function systemRoutes(platform: Platform) {
         const header = c.req.header('authorization') ?? ''
         const token = header.startsWith('Bearer ') ? header.slice(7) : ''
         if (!timingSafeEqual(token, config.metricsToken)) throw new AppError('unauthorized', 'A valid metrics token is required')
-      } else if (!isLoopback(platform.peerAddress(c))) {
+      } else if (!isLoopback(services.peerAddress(c))) {
         throw new AppError('forbidden', 'Set METRICS_TOKEN to read metrics from other hosts')
       }
       c.header('Cache-Control', 'no-store')

@@ -1,15 +1,16 @@
 import { Redis } from '@upstash/redis'
 import type { Context } from 'hono'
 import type { Config } from './config.ts'
+import type { RequestScope } from './core/scope.ts'
 import type { DatabaseHandle } from './db/database.ts'
-import type { PasswordHasher } from './features/accounts/password.ts'
-import { type AccessTokens, createAccessTokens } from './features/accounts/tokens.ts'
-import { type OrderJobDeps, orderJobHandlers } from './features/orders/jobs.ts'
-import type { Deps } from './http/context.ts'
+import { type AccessTokens, type AccountsService, createAccessTokens, type PasswordHasher } from './features/accounts/index.ts'
+import type { CatalogService } from './features/catalog/index.ts'
+import { type OrderJobServices, orderJobHandlers } from './features/orders/index.ts'
+import type { ScheduleEnv } from './features/schedule/index.ts'
 import { type RecordRequest, requestRecorder } from './http/edge.ts'
 import { type Cache, createCache } from './infra/cache.ts'
 import { createQstashDispatcher, handOverBacklog, inlineDispatcher, type JobDispatcher } from './infra/jobs/dispatch.ts'
-import { type JobRef, type JobRuntime, runJobById } from './infra/jobs/jobs.ts'
+import { drainDueJobs, type JobRef, type JobRuntime, type RunOutcome, runJobById } from './infra/jobs/jobs.ts'
 import { createHttpMailer, createRecordingMailer, type Mailer } from './infra/mailer.ts'
 import { createSimulatedPaymentProvider, type PaymentProvider } from './infra/payments.ts'
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './infra/ratelimit.ts'
@@ -23,14 +24,39 @@ export interface ExecutionContextLike {
 }
 
 /**
- * Everything that differs between Workers, Bun and Node, decided once by the
- * runtime's entry file and handed to `createApp`. The app never asks which
- * runtime it is on; it asks the platform.
+ * What truly differs between Workers, Bun and Node, decided once by the
+ * runtime's entry file (src/runtime/) and handed to {@link createServices}.
+ * Nothing else in src/ asks which runtime it is on.
  */
-export interface Platform {
+export interface Runtime {
+  /** Where log lines go (batched stdout on Bun and Node, console on Workers). */
+  readonly logger: Logger
+  /** On for Bun and Node; off on Workers, where an isolate's counters would mean nothing. */
+  readonly metrics?: Metrics | undefined
+  /**
+   * The database: one handle for the process (Bun and Node), or a factory of
+   * one per request (Workers: Hyperdrive hands out a connection string and
+   * the postgres.js client must be the request's own).
+   */
+  readonly database: DatabaseHandle | ((ctx: ExecutionContextLike | undefined) => DatabaseHandle)
+  /** The peer's address as the runtime reports it (Hono's getConnInfo; CF-Connecting-IP on Workers). */
+  peerAddress(c: Context): string | undefined
+  /** The password algorithm: argon2id on Bun and Node, PBKDF2 on Workers. */
+  readonly passwords: PasswordHasher
+  /** Runs jobs when QStash is not configured: the embedded runner on Bun and Node. Default: run due jobs after the response. */
+  readonly embeddedDispatcher?: JobDispatcher | undefined
+  /** Bun and Node: whether the process is shutting down. Default: never (a Worker isolate is not stopped by a signal). */
+  draining?(): boolean
+}
+
+/**
+ * Every service of the app, each built once here with its dependencies
+ * bound: routes, entry files and tests take them from this object and never
+ * spell a dependency list out again.
+ */
+export interface Services {
   readonly config: Config
   readonly logger: Logger
-  /** Present on Bun and Node; an isolate's counters would mean nothing on Workers. */
   readonly metrics: Metrics | undefined
   /** The access log line and the request metrics of one answer, whichever path answered it; undefined when neither is wanted. */
   readonly recordRequest: RecordRequest | undefined
@@ -53,49 +79,41 @@ export interface Platform {
   readonly dispatcher: JobDispatcher
   /** `JOB_CONCURRENCY` slots per process (isolate) that QStash's job deliveries take turns in. */
   readonly jobSlots: Slots
-  /** Everything a job run needs, over the given request's (or process's) database. */
-  jobRuntime(deps: Deps): JobRuntime<OrderJobDeps>
+  /** The scope of one request: shared on Bun and Node, one per request (per `ctx`) on Workers. */
+  scope(ctx?: ExecutionContextLike): RequestScope
+  /** The accounts service over a scope's database. */
+  accounts(scope: RequestScope): AccountsService
+  /** The catalog service over a scope's database. */
+  catalog(scope: RequestScope): CatalogService
+  /** The schedule's services over a scope's database. */
+  schedule(scope: RequestScope): ScheduleEnv
+  /** Everything a job run needs, over a scope's database. */
+  jobs(scope: RequestScope): JobRuntime<OrderJobServices>
+  /** Runs one job now (a QStash delivery). */
+  runJob(scope: RequestScope, id: string): Promise<RunOutcome>
+  /** Runs up to `limit` jobs that are due (Workers' cron without QStash). */
+  drainJobs(scope: RequestScope, limit: number): Promise<number>
   /** Hands jobs created by a committed transaction to the dispatcher. */
-  dispatch(deps: Deps, jobs: JobRef[]): void
-  /** The dependencies of one request. */
-  deps(ctx?: ExecutionContextLike): Deps
+  dispatch(scope: RequestScope, jobs: JobRef[]): void
   /** The peer's address as the runtime's socket reports it; never taken from a header a client controls. */
   peerAddress(c: Context): string | undefined
   /** Whether the process is shutting down (Bun and Node): `/readyz` answers 503 so balancers send elsewhere. */
   draining(): boolean
-  /** Waits for work handed to `waitUntil` and closes what the platform opened. */
+  /** Waits for work handed to `waitUntil` and closes what the services opened. */
   close(): Promise<void>
 }
 
-export interface PlatformParts {
-  config: Config
-  logger: Logger
-  metrics?: Metrics | undefined
-  /** Bun and Node: one handle for the process. */
-  database?: DatabaseHandle
-  /** Workers: a handle per request (Hyperdrive hands out a connection string; the client is per request). */
-  databaseFor?: (ctx: ExecutionContextLike | undefined) => DatabaseHandle
-  databaseKind: DatabaseHandle['kind']
-  peerAddress: (c: Context) => string | undefined
-  /** Runtime-specific: argon2id on Bun and Node, PBKDF2 on Workers. */
-  passwords: PasswordHasher
-  /** Runs jobs when QStash is not configured: the embedded runner on Bun and Node. Default: run due jobs after the response. */
-  embeddedDispatcher?: JobDispatcher
-  /** Bun and Node: whether the process is shutting down. Default: never (a Worker isolate is not stopped by a signal). */
-  draining?: () => boolean
-}
-
 /**
- * Assembles a {@link Platform} from the parts an entry file built.
+ * Builds every service once, over what the runtime provides.
  *
  * @example
  * ```ts
- * const platform = createPlatform({ config, logger, metrics, database, databaseKind: 'pglite', peerAddress })
- * const app = createApp(platform)
+ * const services = createServices({ logger, metrics, database, peerAddress, passwords }, config)
+ * const app = createApp(services)
  * ```
  */
-export function createPlatform(parts: PlatformParts): Platform {
-  const { config, logger, metrics } = parts
+export function createServices(runtime: Runtime, config: Config): Services {
+  const { logger, metrics } = runtime
   // Every call aborted after UPSTASH_TIMEOUT_MS, the answer's body included: a budget that only stops waiting (the rate
   // limiter's, the cache's) would leave the request running, and a silent Upstash would collect them for ever. A signal
   // made per request (a function), so that an aborted call throws rather than answering "Aborted" as its result.
@@ -119,18 +137,24 @@ export function createPlatform(parts: PlatformParts): Platform {
     pending.add(p)
   }
 
-  let deps: (ctx?: ExecutionContextLike) => Deps
-  if (parts.database) {
-    const database = parts.database
-    const shared: Deps = { db: database.db, database, waitUntil: track }
-    deps = () => shared
-  } else if (parts.databaseFor) {
-    const open = parts.databaseFor
-    deps = (ctx) => {
-      let database: DatabaseHandle | undefined
+  const database = typeof runtime.database === 'function' ? undefined : runtime.database
+  let scope: (ctx?: ExecutionContextLike) => RequestScope
+  /** Binds a service to a scope: once for the process's shared scope, per request on Workers (as its database is). */
+  let bind: <T>(make: (scope: RequestScope) => T) => (scope: RequestScope) => T
+  if (database) {
+    const shared: RequestScope = { db: database.db, database, waitUntil: track }
+    scope = () => shared
+    bind = (make) => {
+      const one = make(shared)
+      return (s) => (s === shared ? one : make(s))
+    }
+  } else {
+    const open = runtime.database as (ctx: ExecutionContextLike | undefined) => DatabaseHandle
+    scope = (ctx) => {
+      let handle: DatabaseHandle | undefined
       return {
         get database() {
-          return (database ??= open(ctx))
+          return (handle ??= open(ctx))
         },
         get db() {
           return this.database.db
@@ -138,8 +162,7 @@ export function createPlatform(parts: PlatformParts): Platform {
         waitUntil: (work) => (ctx ? ctx.waitUntil(work) : track(work)),
       }
     }
-  } else {
-    throw new Error('createPlatform needs a database or a databaseFor')
+    bind = (make) => make
   }
 
   const cache = createCache({
@@ -163,9 +186,9 @@ export function createPlatform(parts: PlatformParts): Platform {
         maxInFlight: config.qstash.maxInFlight,
         metrics,
       })
-    : (parts.embeddedDispatcher ?? inlineDispatcher)
-  const jobRuntime = (d: Deps): JobRuntime<OrderJobDeps> => {
-    const rt: JobRuntime<OrderJobDeps> = {
+    : (runtime.embeddedDispatcher ?? inlineDispatcher)
+  const jobs = bind((d): JobRuntime<OrderJobServices> => {
+    const rt: JobRuntime<OrderJobServices> = {
       db: d.db,
       handlers: orderJobHandlers,
       deps: { payments, mailer, cache, logger },
@@ -175,15 +198,21 @@ export function createPlatform(parts: PlatformParts): Platform {
       backoffBaseMs: config.jobs.backoffBaseMs,
     }
     return rt
-  }
+  })
+  const passwords = runtime.passwords
+  const tokens = createAccessTokens({
+    secret: config.jwt.secret,
+    previousSecret: config.jwt.previousSecret,
+    ttlSeconds: config.jwt.accessTtlSeconds,
+  })
 
   const jobSlots = createSlots(config.jobs.concurrency)
   metrics?.gauge('edgeshop_job_deliveries_running', 'Job deliveries running in this process', () => jobSlots.busy)
   metrics?.gauge('edgeshop_job_deliveries_waiting', 'Job deliveries waiting for a slot in this process', () => jobSlots.waiting)
 
-  if (metrics && config.qstash && parts.database) {
+  if (metrics && config.qstash && database) {
     // Read at scrape time (bounded): the outbox is shared by every instance, and a job any of them failed to hand over waits.
-    const db = parts.database.db
+    const db = database.db
     let backlog = { waiting: Number.NaN, oldest: null as Date | null }
     let reading: Promise<void> | undefined
     metrics.beforeScrape(
@@ -203,8 +232,8 @@ export function createPlatform(parts: PlatformParts): Platform {
     )
   }
 
-  if (metrics && parts.database?.stats) {
-    const stats = parts.database.stats.bind(parts.database)
+  if (metrics && database?.stats) {
+    const stats = database.stats.bind(database)
     metrics.gauge('edgeshop_db_pool_max', 'Configured size of the Postgres pool', () => stats().max)
     metrics.gauge('edgeshop_db_queries_total', 'Queries sent through the pool outside transactions', () => stats().queries, 'counter')
     metrics.gauge('edgeshop_db_queries_in_flight', 'Queries sent through the pool and not yet answered', () => stats().queriesInFlight)
@@ -226,27 +255,32 @@ export function createPlatform(parts: PlatformParts): Platform {
     logger,
     metrics,
     recordRequest: requestRecorder(logger, metrics),
-    mode: { database: parts.databaseKind, cache: redis ? 'redis' : 'memory', queue: config.qstash ? 'qstash' : 'embedded' },
+    mode: {
+      database: database?.kind ?? 'hyperdrive',
+      cache: redis ? 'redis' : 'memory',
+      queue: config.qstash ? 'qstash' : 'embedded',
+    },
     redis,
-    passwords: parts.passwords,
-    tokens: createAccessTokens({
-      secret: config.jwt.secret,
-      previousSecret: config.jwt.previousSecret,
-      ttlSeconds: config.jwt.accessTtlSeconds,
-    }),
+    passwords,
+    tokens,
     limiter: redis ? createRedisRateLimiter({ redis, timeoutMs: config.rateLimitTimeoutMs }) : createMemoryRateLimiter(),
     cache,
     payments,
     mailer,
     dispatcher,
     jobSlots,
-    jobRuntime,
+    scope,
+    accounts: bind((d) => ({ db: d.db, passwords, tokens, refreshTtlSeconds: config.jwt.refreshTtlSeconds, logger })),
+    catalog: bind((d) => ({ db: d.db, cache, currency: config.storeCurrency, waitUntil: d.waitUntil })),
+    schedule: bind((d) => ({ db: d.db, cache, dispatcher, logger, waitUntil: d.waitUntil })),
+    jobs,
+    runJob: (d, id) => runJobById(jobs(d), id),
+    drainJobs: (d, limit) => drainDueJobs(jobs(d), limit),
     dispatch: (d, list) => {
-      if (list.length > 0) jobRuntime(d).dispatch(list)
+      if (list.length > 0) jobs(d).dispatch(list)
     },
-    deps,
-    peerAddress: parts.peerAddress,
-    draining: parts.draining ?? (() => false),
+    peerAddress: (c) => runtime.peerAddress(c),
+    draining: () => runtime.draining?.() ?? false,
     async close() {
       // Outbound work ends within its bound (a publish within QSTASH_TIMEOUT_MS, an Upstash call within
       // UPSTASH_TIMEOUT_MS); what is left then (a cache write's later retries) is given up.
@@ -255,7 +289,7 @@ export function createPlatform(parts: PlatformParts): Platform {
       const deadline = new Promise((r) => (timer = setTimeout(r, boundMs)))
       await Promise.race([Promise.allSettled([dispatcher.close?.(), ...pending]), deadline])
       clearTimeout(timer)
-      await parts.database?.close()
+      await database?.close()
     },
   }
 }

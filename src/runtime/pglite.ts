@@ -2,8 +2,8 @@ import { PGlite } from '@electric-sql/pglite'
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { sql as q } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/pglite'
-import { type Database, type DatabaseHandle, withDeadline } from './database.ts'
-import * as schema from './schema.ts'
+import { type Database, type DatabaseHandle, withDeadline } from '../db/database.ts'
+import * as schema from '../db/schema.ts'
 
 /**
  * Opens the embedded database: PostgreSQL compiled to WASM, running in this

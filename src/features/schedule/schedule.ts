@@ -1,12 +1,12 @@
 import { and, eq, lt, sql } from 'drizzle-orm'
-import { type Database, rowsOf, type Transaction } from './db/database.ts'
-import { idempotencyKeys, jobs, scheduleRuns } from './db/schema.ts'
-import { purgeRefreshTokens } from './features/accounts/service.ts'
-import { PRODUCTS, productKey } from './features/catalog/service.ts'
-import { expireOrders } from './features/orders/service.ts'
-import type { Cache } from './infra/cache.ts'
-import { type JobDispatcher, undispatchedJobs } from './infra/jobs/dispatch.ts'
-import type { Logger } from './observability/logger.ts'
+import { type Database, rowsOf, type Transaction } from '../../db/database.ts'
+import { idempotencyKeys, jobs, scheduleRuns } from '../../db/schema.ts'
+import type { Cache } from '../../infra/cache.ts'
+import { type JobDispatcher, undispatchedJobs } from '../../infra/jobs/dispatch.ts'
+import type { Logger } from '../../observability/logger.ts'
+import { purgeRefreshTokens } from '../accounts/index.ts'
+import { PRODUCTS, productKey } from '../catalog/index.ts'
+import { expireOrders } from '../orders/index.ts'
 
 /*
  * What every cron tick does, whoever ticks: Workers cron triggers, the

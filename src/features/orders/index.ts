@@ -1,0 +1,8 @@
+/*
+ * The orders feature's public surface: what the rest of src/ may use.
+ * Checkout and the order state machine; the jobs that capture payments and
+ * send the paid email; the expiry the schedule runs.
+ */
+export { type OrderJobServices, orderJobHandlers } from './jobs.ts'
+export { type OrderRouteServices, orderRoutes } from './routes.ts'
+export { expireOrders } from './service.ts'
