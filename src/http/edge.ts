@@ -47,11 +47,51 @@ export type { PlainAnswer }
  * undefined, and the request is routed as usual. It logs and counts what it
  * answers itself.
  */
-export type EarlyRoute<Answer = PlainAnswer> = (
-  method: string,
-  target: string,
-  header: (name: string) => string | null | undefined,
-) => Answer | undefined
+export type EarlyRoute<Answer = PlainAnswer> = (method: string, target: string, header: HeaderReader) => Answer | undefined
+
+/** Reads a request header by its lower-case name. */
+export type HeaderReader = (name: string) => string | null | undefined
+
+/**
+ * An app-level middleware, and what an {@link EarlyRoute} does in its place.
+ * `createApp` applies the app's layers in order, and the catalog's read lane,
+ * which answers L1 hits before routing, reads the same list: a layer either
+ * says what its effect on such an answer is (`early`), or is `'routed'`, and
+ * while it is in the app every request is routed through it. A middleware
+ * added with `app.use` outside this list fails the read lane's test.
+ *
+ * @example
+ * ```ts
+ * const cors: AppLayer = { handler: corsFor(origins), early: { headers: CORS_HEADERS_WITHOUT_ORIGIN, routes: (header) => header('origin') != null } }
+ * ```
+ */
+export interface AppLayer {
+  name: string
+  handler: MiddlewareHandler<AppEnv>
+  early: EarlyPart | 'routed'
+}
+
+/** What an early answer does in place of a layer: the headers the layer adds, and the requests it must see itself. */
+export interface EarlyPart {
+  /** Headers the layer adds to the answer; early answers carry them too. */
+  headers?: Readonly<Record<string, string>>
+  /** True for a request the layer must handle itself: the early route leaves it to the router. */
+  routes?: (header: HeaderReader) => boolean
+}
+
+/** The app's layers as one early part: their headers together, and a request routed when any of them asks; undefined when a layer is `'routed'`. */
+export function earlyPartOf(layers: readonly AppLayer[]): EarlyPart | undefined {
+  const headers: Record<string, string> = {}
+  const routes: ((header: HeaderReader) => boolean)[] = []
+  for (const { early } of layers) {
+    if (early === 'routed') return undefined
+    Object.assign(headers, early.headers)
+    if (early.routes) routes.push(early.routes)
+  }
+  // Most apps have one such layer or none (CORS): the common case calls it directly.
+  if (routes.length <= 1) return { headers, routes: routes[0] }
+  return { headers, routes: (header) => routes.some((routed) => routed(header)) }
+}
 
 /**
  * How a lane's answers are made, chosen once per runtime: a set of headers

@@ -3,10 +3,19 @@ import type { Context } from 'hono'
 import { AppError } from '../../core/errors.ts'
 import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv, HttpServices, RequestScope } from '../../http/context.ts'
-import { type AnswerForm, type EarlyRoute, finalAnswer, plainAnswers, type RecordRequest, requestIdFrom } from '../../http/edge.ts'
+import {
+  type AnswerForm,
+  type AppLayer,
+  type EarlyRoute,
+  earlyPartOf,
+  finalAnswer,
+  plainAnswers,
+  type RecordRequest,
+  requestIdFrom,
+} from '../../http/edge.ts'
 import { EXAMPLE_IDS, EXAMPLE_TIME } from '../../http/examples.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
-import { API_HEADERS, CORS_HEADERS_WITHOUT_ORIGIN } from '../../http/security.ts'
+import { API_HEADERS } from '../../http/security.ts'
 import { text } from '../../http/text.ts'
 import type { Cache, Cached } from '../../infra/cache.ts'
 import { ifMatchVersions, noneMatch, PUBLIC_CACHE_CONTROL } from '../../lib/http-cache.ts'
@@ -189,24 +198,29 @@ const PRODUCT_ROUTE = '/v1/products/:id'
  * nothing but cached bytes. It answers exactly what the routed handler would
  * (the same bytes, headers and 304s, a request id, a log line, the metrics)
  * without the router, the context object and the middleware promises, which
- * cost more than the answer itself (docs/BENCHMARKS.md). Everything else — a
- * miss, an unknown id, HEAD, any other spelling of the path, a request with
- * an `Origin` when CORS is on — is left to the router, which loads, counts the
- * miss and handles errors.
+ * cost more than the answer itself (docs/bench/HISTORY.md). In place of the
+ * app's middleware it does what `layers` declare ({@link AppLayer}); with a
+ * layer that wants every request routed there is no lane (undefined).
+ * Everything else — a miss, an unknown id, HEAD, any other spelling of the
+ * path, a request a layer must see (one with an `Origin` when CORS is on) —
+ * is left to the router, which loads, counts the miss and handles errors.
  *
  * @example
  * ```ts
- * const lane = productReadLane(services, responseAnswers)
- * const res = lane('GET', '/v1/products/0190…', (name) => req.headers.get(name)) ?? routed(req)
+ * const lane = productReadLane(services, responseAnswers, appLayers(services))
+ * const res = lane?.('GET', '/v1/products/0190…', (name) => req.headers.get(name)) ?? routed(req)
  * ```
  */
 export function productReadLane<Base, Answer extends { status: number }>(
   services: Pick<CatalogRouteServices, 'config' | 'cache' | 'recordRequest'>,
   form: AnswerForm<Base, Answer>,
-): EarlyRoute<Answer> {
-  const cors = services.config.corsOrigins.length > 0
-  // Routed answers get these from the CORS middleware, which the lane does not pass through.
-  const headers = cachedHeaders(form, cors ? CORS_HEADERS_WITHOUT_ORIGIN : {})
+  layers: readonly AppLayer[],
+): EarlyRoute<Answer> | undefined {
+  // What the app's layers would add to the answer, and the requests one of them must see itself.
+  const part = earlyPartOf(layers)
+  if (part === undefined) return undefined
+  const headers = cachedHeaders(form, part.headers ?? {})
+  const routed = part.routes
   const { cache, recordRequest } = services
   return (method, target, header) => {
     if (method !== 'GET') return undefined
@@ -216,7 +230,7 @@ export function productReadLane<Base, Answer extends { status: number }>(
     const idAt = path + PRODUCT_PATH.length
     const query = target.indexOf('?', idAt)
     const id = query < 0 ? target.slice(idAt) : target.slice(idAt, query)
-    if (!isUuid(id) || (cors && header('origin') != null)) return undefined
+    if (!isUuid(id) || routed?.(header)) return undefined
     const start = performance.now()
     const cached = cache.peek(productKey(id))
     if (cached === undefined) return undefined
