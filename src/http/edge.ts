@@ -1,6 +1,8 @@
-import type { Context, MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler, TypedResponse } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { matchedRoutes } from 'hono/route'
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
+import type { JSONParsed } from 'hono/utils/types'
 import { AppError } from '../core/errors.ts'
 import type { Logger } from '../observability/logger.ts'
 import { LATENCY_BUCKETS, type Metrics } from '../observability/metrics.ts'
@@ -155,15 +157,27 @@ export function finalAnswer(answer: PlainAnswer): Response {
  * return jsonAnswer(c, 201, order, { Location: `/v1/orders/${order.id}` })
  * ```
  */
-export function jsonAnswer(c: Context<AppEnv>, status: number, value: unknown, headers?: Readonly<Record<string, string>>): Response {
+export function jsonAnswer<T, S extends ContentfulStatusCode>(
+  c: Context<AppEnv>,
+  status: S,
+  value: T,
+  headers?: Readonly<Record<string, string>>,
+): JsonAnswer<T, S> {
   const answer: PlainAnswer = {
     status,
     body: JSON.stringify(value),
     headers: { ...API_HEADERS, 'Content-Type': 'application/json', ...headers, 'X-Request-Id': c.get('requestId') },
   }
   c.set('answer', answer)
-  return finalAnswer(answer)
+  return finalAnswer(answer) as JsonAnswer<T, S>
 }
+
+/**
+ * A Response typed as the JSON of `T` with status `S`, as Hono's `c.json`
+ * types its own: routes return it, and `AppType` keeps the route's
+ * response type (test/unit/app-types.test.ts).
+ */
+export type JsonAnswer<T, S extends ContentfulStatusCode> = Response & TypedResponse<JSONParsed<T>, S, 'json'>
 
 /**
  * The request id of an answer: the caller's `X-Request-Id` when it is sane

@@ -1,5 +1,5 @@
-import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
-import type { Context } from 'hono'
+import { createRoute, OpenAPIHono, type RouteConfigToTypedResponse, z } from '@hono/zod-openapi'
+import type { Context, TypedResponse } from 'hono'
 import { AppError } from '../../core/errors.ts'
 import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv, HttpServices, RequestScope } from '../../http/context.ts'
@@ -9,6 +9,7 @@ import {
   type EarlyRoute,
   earlyPartOf,
   finalAnswer,
+  type JsonAnswer,
   plainAnswers,
   type RecordRequest,
   requestIdFrom,
@@ -186,8 +187,18 @@ function cachedAnswer<Base, Answer>(
     ? form.make(304, null, prepared.notModified, requestId)
     : form.make(200, cached.body, prepared.found, requestId)
 }
-const answer = (c: Context<AppEnv>, cached: Cached) =>
-  finalAnswer(cachedAnswer(plainAnswers, routedHeaders, cached, c.req.header('if-none-match'), c.get('requestId')))
+/**
+ * A cached answer as its route declares it: the JSON of `T`, or a 304 without
+ * a body. A route with a bodiless answer accepts any Response from its
+ * handler, so the handlers say `satisfies RouteConfigToTypedResponse<…>`:
+ * tsc holds `T` to the route's schema.
+ */
+type CachedAnswer<T> = JsonAnswer<T, 200> | (Response & TypedResponse<Record<never, never>, 304, string>)
+/** The routed answer of cached bytes, which the service made from a `T`. */
+const answer = <T>(c: Context<AppEnv>, cached: Cached) =>
+  finalAnswer(cachedAnswer(plainAnswers, routedHeaders, cached, c.req.header('if-none-match'), c.get('requestId'))) as CachedAnswer<T>
+type ProductJson = ReturnType<typeof productJson>
+type ProductPageJson = { items: ProductJson[]; nextCursor: string | null }
 
 const PRODUCT_PATH = '/v1/products/'
 const PRODUCT_ROUTE = '/v1/products/:id'
@@ -254,11 +265,15 @@ export function catalogRoutes(services: CatalogRouteServices) {
   const adminOnly = [authenticate(services), requireRole('admin')]
 
   return new OpenAPIHono<AppEnv>()
-    .openapi(listRoute, async (c) => answer(c, await listPage(catalog(c), c.req.valid('query'))) as never)
+    .openapi(
+      listRoute,
+      async (c) =>
+        answer<ProductPageJson>(c, await listPage(catalog(c), c.req.valid('query'))) satisfies RouteConfigToTypedResponse<typeof listRoute>,
+    )
     .openapi(getRoute, async (c) => {
       const cached = await productAnswer(catalog(c), c.req.param('id') ?? '')
       if (!cached) throw new AppError('not_found', 'No product with this id')
-      return answer(c, cached) as never
+      return answer<ProductJson>(c, cached) satisfies RouteConfigToTypedResponse<typeof getRoute>
     })
     .openapi({ ...createProductRoute, middleware: adminOnly }, async (c) => {
       const row = await createProduct(catalog(c), c.req.valid('json'))
