@@ -115,7 +115,7 @@ export const plainAnswers: AnswerForm<Readonly<Record<string, string>>, PlainAns
  * Answers as `Response`s whose headers are copied from a prepared `Headers`:
  * for a runtime that is handed a Response (Bun, Workers). On Bun a copy and
  * a `set` cost less per answer than converting a record of ten headers
- * (docs/DECISIONS.md).
+ * (docs/DECISIONS.md, "The read lane answers in the runtime's form").
  */
 export const responseAnswers: AnswerForm<Headers, Response> = {
   prepare: (headers) => new Headers(headers),
@@ -248,7 +248,9 @@ function declaredLength(c: Context): number | undefined {
  * carry one, adds the API's security headers and the request id to the
  * answer, and writes one log line and the request metrics. One layer instead
  * of five, because each layer is a closure, a promise and a context switch on
- * every request of the hot path (see docs/BENCHMARKS.md).
+ * every request of the hot path (docs/DECISIONS.md, "One observing
+ * middleware instead of three"). The read lane does its work for L1 hits
+ * (its layer in `appLayers`, src/app.ts).
  *
  * @example
  * ```ts
