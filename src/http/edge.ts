@@ -1,6 +1,8 @@
-import type { Context, MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler, TypedResponse } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { matchedRoutes } from 'hono/route'
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
+import type { JSONParsed } from 'hono/utils/types'
 import { AppError } from '../core/errors.ts'
 import type { Logger } from '../observability/logger.ts'
 import { LATENCY_BUCKETS, type Metrics } from '../observability/metrics.ts'
@@ -47,11 +49,51 @@ export type { PlainAnswer }
  * undefined, and the request is routed as usual. It logs and counts what it
  * answers itself.
  */
-export type EarlyRoute<Answer = PlainAnswer> = (
-  method: string,
-  target: string,
-  header: (name: string) => string | null | undefined,
-) => Answer | undefined
+export type EarlyRoute<Answer = PlainAnswer> = (method: string, target: string, header: HeaderReader) => Answer | undefined
+
+/** Reads a request header by its lower-case name. */
+export type HeaderReader = (name: string) => string | null | undefined
+
+/**
+ * An app-level middleware, and what an {@link EarlyRoute} does in its place.
+ * `createApp` applies the app's layers in order, and the catalog's read lane,
+ * which answers L1 hits before routing, reads the same list: a layer either
+ * says what its effect on such an answer is (`early`), or is `'routed'`, and
+ * while it is in the app every request is routed through it. A middleware
+ * added with `app.use` outside this list fails the read lane's test.
+ *
+ * @example
+ * ```ts
+ * const cors: AppLayer = { handler: corsFor(origins), early: { headers: CORS_HEADERS_WITHOUT_ORIGIN, routes: (header) => header('origin') != null } }
+ * ```
+ */
+export interface AppLayer {
+  name: string
+  handler: MiddlewareHandler<AppEnv>
+  early: EarlyPart | 'routed'
+}
+
+/** What an early answer does in place of a layer: the headers the layer adds, and the requests it must see itself. */
+export interface EarlyPart {
+  /** Headers the layer adds to the answer; early answers carry them too. */
+  headers?: Readonly<Record<string, string>>
+  /** True for a request the layer must handle itself: the early route leaves it to the router. */
+  routes?: (header: HeaderReader) => boolean
+}
+
+/** The app's layers as one early part: their headers together, and a request routed when any of them asks; undefined when a layer is `'routed'`. */
+export function earlyPartOf(layers: readonly AppLayer[]): EarlyPart | undefined {
+  const headers: Record<string, string> = {}
+  const routes: ((header: HeaderReader) => boolean)[] = []
+  for (const { early } of layers) {
+    if (early === 'routed') return undefined
+    Object.assign(headers, early.headers)
+    if (early.routes) routes.push(early.routes)
+  }
+  // Most apps have one such layer or none (CORS): the common case calls it directly.
+  if (routes.length <= 1) return { headers, routes: routes[0] }
+  return { headers, routes: (header) => routes.some((routed) => routed(header)) }
+}
 
 /**
  * How a lane's answers are made, chosen once per runtime: a set of headers
@@ -73,7 +115,7 @@ export const plainAnswers: AnswerForm<Readonly<Record<string, string>>, PlainAns
  * Answers as `Response`s whose headers are copied from a prepared `Headers`:
  * for a runtime that is handed a Response (Bun, Workers). On Bun a copy and
  * a `set` cost less per answer than converting a record of ten headers
- * (docs/DECISIONS.md).
+ * (docs/DECISIONS.md, "The read lane answers in the runtime's form").
  */
 export const responseAnswers: AnswerForm<Headers, Response> = {
   prepare: (headers) => new Headers(headers),
@@ -115,15 +157,27 @@ export function finalAnswer(answer: PlainAnswer): Response {
  * return jsonAnswer(c, 201, order, { Location: `/v1/orders/${order.id}` })
  * ```
  */
-export function jsonAnswer(c: Context<AppEnv>, status: number, value: unknown, headers?: Readonly<Record<string, string>>): Response {
+export function jsonAnswer<T, S extends ContentfulStatusCode>(
+  c: Context<AppEnv>,
+  status: S,
+  value: T,
+  headers?: Readonly<Record<string, string>>,
+): JsonAnswer<T, S> {
   const answer: PlainAnswer = {
     status,
     body: JSON.stringify(value),
     headers: { ...API_HEADERS, 'Content-Type': 'application/json', ...headers, 'X-Request-Id': c.get('requestId') },
   }
   c.set('answer', answer)
-  return finalAnswer(answer)
+  return finalAnswer(answer) as JsonAnswer<T, S>
 }
+
+/**
+ * A Response typed as the JSON of `T` with status `S`, as Hono's `c.json`
+ * types its own: routes return it, and `AppType` keeps the route's
+ * response type (test/unit/app-types.test.ts).
+ */
+export type JsonAnswer<T, S extends ContentfulStatusCode> = Response & TypedResponse<JSONParsed<T>, S, 'json'>
 
 /**
  * The request id of an answer: the caller's `X-Request-Id` when it is sane
@@ -194,7 +248,9 @@ function declaredLength(c: Context): number | undefined {
  * carry one, adds the API's security headers and the request id to the
  * answer, and writes one log line and the request metrics. One layer instead
  * of five, because each layer is a closure, a promise and a context switch on
- * every request of the hot path (see docs/BENCHMARKS.md).
+ * every request of the hot path (docs/DECISIONS.md, "One observing
+ * middleware instead of three"). The read lane does its work for L1 hits
+ * (its layer in `appLayers`, src/app.ts).
  *
  * @example
  * ```ts

@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler, Next } from 'hono'
 import { AppError } from '../core/errors.ts'
 import { type Database, isUniqueViolation, runStatement, type Transaction } from '../db/database.ts'
 import { sha256Hex } from '../lib/base64.ts'
@@ -28,8 +28,6 @@ export const IDEMPOTENCY_KEY = text({
 const KEPT = new Set(['content-type', 'location', 'etag'])
 /** Answers that are outcomes of the request and are replayed; validation, auth and server errors are not. */
 const STORED_ERRORS = new Set([404, 409, 412, 422])
-
-const rollback = Symbol('rollback')
 
 /** The transaction-scoped lock on (user, key) and, once held, a live stored answer: one statement, prepared once per connection. */
 const LOOKUP = `
@@ -95,105 +93,155 @@ const STORE = `
  */
 export function idempotency(): MiddlewareHandler<AppEnv> {
   return async function idempotency(c, next) {
-    const key = c.req.header('idempotency-key')
-    if (key === undefined || key === '')
-      throw new AppError('idempotency_key_missing', 'Send an Idempotency-Key header (1 to 255 characters)')
-    const checked = IDEMPOTENCY_KEY.safeParse(key)
-    if (!checked.success) {
-      throw new AppError('validation_failed', 'The Idempotency-Key is not valid', {
-        errors: checked.error.issues.map((issue) => ({ path: 'headers.idempotency-key', message: issue.message })),
-      })
-    }
+    const key = checkedKey(c.req.header('idempotency-key'))
     const userId = c.get('principal').userId
-    const fingerprint = sha256Hex(`${c.req.method} ${c.req.path}\n${canonicalJson(await c.req.text())}`)
+    const request: Keyed = { userId, key, fingerprint: sha256Hex(`${c.req.method} ${c.req.path}\n${canonicalJson(await c.req.text())}`) }
     const db = c.get('scope').db
     const afterCommit: (() => void)[] = []
     c.set('afterCommit', (work) => afterCommit.push(work))
-    let outcome: 'busy' | 'reused' | 'answered' | StoredAnswer | undefined
-    let stored: Promise<unknown> | undefined
-    let ended: unknown
 
-    try {
-      await db.transaction(async (tx) => {
-        // The lock and the lookup (one statement) and the handler's first
-        // statement leave in one round trip: the handler runs speculatively,
-        // and when the key turns out busy or answered its effects roll back
-        // with the transaction. Hence the rule for handlers behind this
-        // middleware: effects only through `tx` and `afterCommit`. The
-        // lookup's snapshot may predate the lock, so an answer committed in
-        // between can be missed here; the insert of our answer finds it then
-        // (see below).
-        const lookup = runStatement<LookupRow>(tx, LOOKUP, [`${userId}:${key}`, userId, key])
-        lookup.catch(() => {}) // awaited below, after the handler; this only keeps a failure from counting as unhandled meanwhile
-        c.set('tx', tx as Transaction)
-        await next()
-        // A statement of the handler that failed (a timeout, a value out of range) aborts the transaction, and a
-        // lookup that had not run by then fails with it (25P02): the handler's own error is the answer then.
-        const looked = await lookup.then(
-          (rows) => rows,
-          (err: unknown) => {
-            if (c.error) return undefined
-            throw err
-          },
-        )
-        if (looked === undefined) throw rollback
-        const [found] = looked
-        if (!found?.locked) {
-          outcome = 'busy'
-          throw rollback
-        }
-        if (found.fingerprint !== null) {
-          outcome = answerOf(found, fingerprint)
-          throw rollback
-        }
-        if (c.error || c.res.status >= 400) throw rollback
-        // The answer is stored by the transaction's last statement, which is not awaited here: the COMMIT that
-        // the driver sends once this callback returns leaves in the same write, and no round trip waits for the
-        // store alone. When the insert fails, the transaction is aborted and PostgreSQL answers that COMMIT
-        // with a rollback; the insert's own promise says so below.
-        const answer = c.get('answer')
-        const kept = answer !== undefined ? keptOf(answer) : await readBack(c.res)
-        stored = storeLast(tx as Transaction, userId, key, fingerprint, kept)
-        stored.catch(() => {}) // awaited below, once the transaction has ended
-      })
-    } catch (err) {
-      if (err !== rollback && !stored) throw err
-      // With the store in flight, its own outcome says what happened (PGlite reports the rolled-back COMMIT as an error too).
-      if (err !== rollback) ended = err
-    }
-    if (stored) {
-      try {
-        await stored
-      } catch (err) {
-        // A live answer already stored means another request with this key committed between our lookup's
-        // snapshot and our lock (or stored its refusal after its rollback): nothing was committed; replay that one.
-        if (!isUniqueViolation(err, 'idempotency_keys_user_id_key_pk')) throw err
-        outcome = 'answered'
-      }
-      if (outcome === undefined && ended !== undefined) throw ended
-    }
-
-    if (outcome === 'answered') {
+    let outcome = await runOnce(c, next, db, request)
+    // Another request's answer appeared after this one looked: read afresh (no lock needed to read it), it is given instead.
+    if (outcome.kind === 'answered-meanwhile') {
       const [found] = await runStatement<LookupRow>(db, STORED, [userId, key])
-      outcome = found ? answerOf(found, fingerprint) : 'busy'
+      outcome = found ? answerOf(found, request.fingerprint) : { kind: 'busy' }
     }
-    if (outcome) {
-      // The speculative answer is dropped whole: none of its headers (a Location) may leak into the one given instead.
-      c.res = undefined
-      c.error = undefined
+    switch (outcome.kind) {
+      case 'committed':
+        for (const work of afterCommit) work()
+        return
+      case 'refused':
+        // Business refusals are given again too, stored after the rollback of their effects; 5xx are not, so a retry runs again.
+        if (STORED_ERRORS.has(c.res.status)) await store(db, request, await readBack(c.res)).catch(() => {})
+        return
     }
-    if (outcome === 'busy') throw new AppError('idempotency_request_in_progress', 'A request with this Idempotency-Key is still running')
-    if (outcome === 'reused') throw new AppError('idempotency_key_reused', 'This Idempotency-Key was used with a different request')
-    if (outcome) {
-      c.res = new Response(outcome.body, { status: outcome.status, headers: { ...outcome.headers, 'Idempotent-Replayed': 'true' } })
-      return
-    }
-    if (c.error || c.res.status >= 400) {
-      if (STORED_ERRORS.has(c.res.status)) await store(db, userId, key, fingerprint, await readBack(c.res)).catch(() => {})
-      return
-    }
-    for (const work of afterCommit) work()
+    // The speculative answer is dropped whole: none of its headers (a Location) may leak into the one given instead.
+    c.res = undefined
+    c.error = undefined
+    if (outcome.kind === 'busy')
+      throw new AppError('idempotency_request_in_progress', 'A request with this Idempotency-Key is still running')
+    if (outcome.kind === 'reused') throw new AppError('idempotency_key_reused', 'This Idempotency-Key was used with a different request')
+    const { body, status, headers } = outcome.answer
+    c.res = new Response(body, { status, headers: { ...headers, 'Idempotent-Replayed': 'true' } })
   }
+}
+
+/** The `Idempotency-Key` header, checked ({@link IDEMPOTENCY_KEY}). */
+function checkedKey(key: string | undefined): string {
+  if (key === undefined || key === '') throw new AppError('idempotency_key_missing', 'Send an Idempotency-Key header (1 to 255 characters)')
+  const checked = IDEMPOTENCY_KEY.safeParse(key)
+  if (!checked.success) {
+    throw new AppError('validation_failed', 'The Idempotency-Key is not valid', {
+      errors: checked.error.issues.map((issue) => ({ path: 'headers.idempotency-key', message: issue.message })),
+    })
+  }
+  return key
+}
+
+/** Whose key it is, the key, and the request it was sent with. */
+interface Keyed {
+  userId: string
+  key: string
+  fingerprint: string
+}
+
+/** What one run of the request came to. */
+type Outcome =
+  /** Its effects and its answer are committed together. */
+  | { kind: 'committed' }
+  /** The handler refused or failed (`c.error`, a 4xx or 5xx answer): its effects are rolled back. */
+  | { kind: 'refused' }
+  /** Another request with the key holds its lock. */
+  | { kind: 'busy' }
+  /** The key's stored answer is for a different request. */
+  | { kind: 'reused' }
+  /** The key's stored answer, for this request: it is given again. */
+  | { kind: 'replay'; answer: StoredAnswer }
+  /** Another request stored the key's answer after this one looked: nothing of this one was committed; look again. */
+  | { kind: 'answered-meanwhile' }
+
+/** What the transaction's callback decided: to roll back, and why, or to commit with the answer's store in flight. */
+type Decision = { commit: false; outcome: Outcome } | { commit: true; stored: Promise<unknown> }
+
+/**
+ * Runs the request once, in its transaction, and says what came of it. The
+ * lock and the lookup (one statement) and the handler's first statement
+ * leave in one round trip: the handler runs speculatively, and when the key
+ * turns out busy or answered its effects roll back with the transaction.
+ * Hence the rule for handlers behind this middleware: effects only through
+ * `tx` and `afterCommit`. The lookup's snapshot may predate the lock, so an
+ * answer committed in between can be missed; the insert of this request's
+ * answer finds it then (`answered-meanwhile`).
+ */
+async function runOnce(c: Context<AppEnv>, next: Next, db: Database, request: Keyed): Promise<Outcome> {
+  const ended = await transaction(db, async (tx): Promise<Decision> => {
+    const lookup = runStatement<LookupRow>(tx, LOOKUP, [`${request.userId}:${request.key}`, request.userId, request.key])
+    lookup.catch(() => {}) // awaited below, after the handler; this only keeps a failure from counting as unhandled meanwhile
+    c.set('tx', tx)
+    await next()
+    // A statement of the handler that failed (a timeout, a value out of range) aborts the transaction, and a
+    // lookup that had not run by then fails with it (25P02): the handler's own error is the answer then.
+    const found = await lookup.then(
+      ([row]) => row,
+      (err: unknown) => {
+        if (c.error) return 'aborted' as const
+        throw err
+      },
+    )
+    if (found === 'aborted') return { commit: false, outcome: { kind: 'refused' } }
+    if (!found?.locked) return { commit: false, outcome: { kind: 'busy' } }
+    if (found.fingerprint !== null) return { commit: false, outcome: answerOf(found, request.fingerprint) }
+    if (c.error || c.res.status >= 400) return { commit: false, outcome: { kind: 'refused' } }
+    // The answer is stored by the transaction's last statement, which is not awaited here: the COMMIT that
+    // the driver sends once this callback returns leaves in the same write, and no round trip waits for the
+    // store alone. When the insert fails, the transaction is aborted and PostgreSQL answers that COMMIT
+    // with a rollback; the insert's own promise says so below.
+    const answer = c.get('answer')
+    const stored = storeLast(tx, request, answer !== undefined ? keptOf(answer) : await readBack(c.res))
+    stored.catch(() => {}) // awaited below, once the transaction has ended
+    return { commit: true, stored }
+  })
+  if (ended.decision?.commit !== true) {
+    if (ended.failed) throw ended.error
+    return ended.decision.outcome
+  }
+  // With the store in flight, its own outcome says what happened (PGlite reports the rolled-back COMMIT as an error too).
+  const storeFailure = await ended.decision.stored.then(
+    () => undefined,
+    (err: unknown) => err,
+  )
+  if (storeFailure === undefined) {
+    if (ended.failed) throw ended.error
+    return { kind: 'committed' }
+  }
+  // A live answer already stored means another request with this key committed between our lookup's snapshot
+  // and our lock (or stored its refusal after its rollback): nothing was committed; that one is replayed.
+  if (isUniqueViolation(storeFailure, 'idempotency_keys_user_id_key_pk')) return { kind: 'answered-meanwhile' }
+  throw storeFailure
+}
+
+const ROLLBACK = Symbol('rollback')
+
+/**
+ * A transaction that commits or rolls back as its callback decides, and
+ * ends in that decision, or in the error that ended it (with the decision,
+ * when one was made). Drizzle rolls a transaction back only when its
+ * callback throws: that one throw stays in here.
+ */
+async function transaction<D extends { commit: boolean }>(
+  db: Database,
+  decide: (tx: Transaction) => Promise<D>,
+): Promise<{ failed: false; decision: D } | { failed: true; error: unknown; decision: D | undefined }> {
+  let decision: D | undefined
+  try {
+    await db.transaction(async (tx) => {
+      decision = await decide(tx as Transaction)
+      if (!decision.commit) throw ROLLBACK
+    })
+  } catch (error) {
+    if (error !== ROLLBACK) return { failed: true, error, decision }
+  }
+  return { failed: false, decision: decision! }
 }
 
 interface StoredAnswer {
@@ -210,10 +258,11 @@ interface LookupRow {
   headers: string | null
 }
 
-/** The stored answer when this is the same request again, else `reused`. */
-function answerOf(row: LookupRow, fingerprint: string): StoredAnswer | 'reused' {
-  if (row.fingerprint !== fingerprint) return 'reused'
-  return { status: Number(row.status), body: row.body ?? '', headers: JSON.parse(row.headers ?? '{}') as Record<string, string> }
+/** The stored answer to replay when this is the same request again, else `reused`. */
+function answerOf(row: LookupRow, fingerprint: string): Extract<Outcome, { kind: 'replay' | 'reused' }> {
+  if (row.fingerprint !== fingerprint) return { kind: 'reused' }
+  const headers = JSON.parse(row.headers ?? '{}') as Record<string, string>
+  return { kind: 'replay', answer: { status: Number(row.status), body: row.body ?? '', headers } }
 }
 
 /** What is stored of an answer the handler made as plain data (`jsonAnswer`): its status, body and the headers a replay repeats. */
@@ -237,7 +286,7 @@ async function readBack(res: Response): Promise<StoredAnswer> {
 }
 
 /** The parameters of {@link STORE_LAST} and {@link STORE}. */
-const answerRow = (userId: string, key: string, fingerprint: string, answer: StoredAnswer) => [
+const answerRow = ({ userId, key, fingerprint }: Keyed, answer: StoredAnswer) => [
   userId,
   key,
   fingerprint,
@@ -248,8 +297,8 @@ const answerRow = (userId: string, key: string, fingerprint: string, answer: Sto
 ]
 
 /** Stores an answer outside a transaction; a live answer for the key already there is kept. */
-async function store(db: Database, userId: string, key: string, fingerprint: string, answer: StoredAnswer): Promise<void> {
-  await runStatement(db, STORE, answerRow(userId, key, fingerprint, answer))
+async function store(db: Database, request: Keyed, answer: StoredAnswer): Promise<void> {
+  await runStatement(db, STORE, answerRow(request, answer))
 }
 
 /**
@@ -257,6 +306,6 @@ async function store(db: Database, userId: string, key: string, fingerprint: str
  * waiting for it. The promise rejects with a unique violation when a live
  * answer is there already.
  */
-function storeLast(tx: Transaction, userId: string, key: string, fingerprint: string, answer: StoredAnswer): Promise<unknown> {
-  return runStatement(tx, STORE_LAST, answerRow(userId, key, fingerprint, answer))
+function storeLast(tx: Transaction, request: Keyed, answer: StoredAnswer): Promise<unknown> {
+  return runStatement(tx, STORE_LAST, answerRow(request, answer))
 }

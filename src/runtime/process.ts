@@ -3,7 +3,7 @@ import { get as httpGet } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
 import { resolve } from 'node:path'
 import type { Context } from 'hono'
-import { createApp, earlyRoute } from '../app.ts'
+import { appLayers, createApp, earlyRoute } from '../app.ts'
 import { type Config, ConfigError, loadConfig, type RuntimeName } from '../config.ts'
 import type { DatabaseHandle } from '../db/database.ts'
 import { ensureAdmin } from '../features/accounts/index.ts'
@@ -288,7 +288,8 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     config,
   )
   servicesRef = services
-  const app = createApp(services, { earlyRoute: !adapter.takesEarlyRoute })
+  const layers = appLayers(services)
+  const app = createApp(services, { layers, earlyRoute: !adapter.takesEarlyRoute })
   await bootstrapAdmin(services)
   // While shutting down, every answer asks the client to close its connection, so keep-alive connections end with their last response.
   // Not async: an answer made synchronously (the catalog's read lane) is passed on as it is, and
@@ -302,7 +303,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     if (!draining) return res
     return res instanceof Promise ? res.then(closing) : closing(res)
   }
-  const lane = adapter.takesEarlyRoute ? earlyRoute(services) : undefined
+  const lane = adapter.takesEarlyRoute ? earlyRoute(services, layers) : undefined
   const early: EarlyRoute | undefined =
     lane &&
     ((method, target, header) => {

@@ -9,6 +9,7 @@ import { idempotency } from '../../src/http/idempotency.ts'
 import { problemResponse } from '../../src/http/problem.ts'
 import { uuidv7 } from '../../src/lib/uuid.ts'
 import { migratedDatabase } from '../support/databases.ts'
+import { startTcpProxy } from '../support/tcp-proxy.ts'
 import { freshEmbeddedDatabase } from '../support/test-app.ts'
 
 /*
@@ -165,5 +166,36 @@ describe.each(databases)('idempotency on %s', (_, open, concurrent) => {
     expect(res.status).toBe(500)
     expect(await rows(`select 1 from products where sku = 'IDEM-FAIL'`)).toHaveLength(0)
     expect(await rows(`select 1 from idempotency_keys where user_id = $1::uuid and key = 'fail'`, [userId])).toHaveLength(0)
+  })
+})
+
+describe('idempotency on PostgreSQL, in round trips', () => {
+  it('costs three round trips from BEGIN to COMMIT, whatever the answer', async () => {
+    const url = new URL(await migratedDatabase('idempotency_trips'))
+    const proxy = await startTcpProxy(Number(url.port), url.hostname)
+    url.host = `127.0.0.1:${proxy.port}`
+    const database = createPostgresDatabase({ url: url.toString(), poolMax: 1, timeoutMs: 5000, statementTimeoutMs: 10_000 })
+    const userId = uuidv7()
+    await runStatement(database.db, `insert into users (id, email, name, password_hash) values ($1::uuid, $2::text, 'Trips', 'x')`, [
+      userId,
+      `trips-${userId}@example.test`,
+    ])
+    let sku = 0
+    const app = appOver(database, userId, () => makeProduct(`IDEM-TRIP-${++sku}`), { declare: true })
+    expect((await post(app, 'warm', 'IDEM-TRIP')).status).toBe(201) // the connection is open and its statements prepared
+    const trips: Record<string, [number, number]> = {}
+    for (const [name, key, body] of [
+      ['stored', 'trip', 'IDEM-TRIP-A'],
+      ['replayed', 'trip', 'IDEM-TRIP-A'],
+      ['reused', 'trip', 'IDEM-TRIP-B'],
+    ] as const) {
+      const before = proxy.roundTrips
+      const res = await post(app, key, body)
+      trips[name] = [res.status, proxy.roundTrips - before]
+    }
+    // BEGIN; the lock and lookup with the handler's statement; the stored answer with the COMMIT (or the ROLLBACK).
+    expect(trips).toEqual({ stored: [201, 3], replayed: [201, 3], reused: [422, 3] })
+    await database.close()
+    await proxy.close()
   })
 })

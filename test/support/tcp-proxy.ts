@@ -14,6 +14,8 @@ export interface TcpProxy {
   port: number
   /** Connections accepted so far (each is one client socket). */
   readonly accepted: number
+  /** Round trips so far: the times a client sent after its server last spoke (or first), over all connections. */
+  readonly roundTrips: number
   /** Stops forwarding on every connection, present and future, without closing any. */
   freeze(): void
   /** Forwards again: what waited is delivered, held connections reach the server. */
@@ -24,6 +26,8 @@ export interface TcpProxy {
 interface Pair {
   client: Socket
   upstream: Socket | undefined
+  /** Whether the upstream spoke last on this connection: the client's next bytes start a round trip. */
+  answered: boolean
 }
 
 /**
@@ -39,6 +43,7 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
   const pairs = new Set<Pair>()
   let frozen = false
   let accepted = 0
+  let roundTrips = 0
 
   const drop = (pair: Pair) => {
     pairs.delete(pair)
@@ -62,6 +67,13 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
     pair.upstream = upstream
     upstream.on('error', () => drop(pair))
     upstream.on('close', () => drop(pair))
+    pair.client.on('data', () => {
+      if (pair.answered) roundTrips++
+      pair.answered = false
+    })
+    upstream.on('data', () => {
+      pair.answered = true
+    })
     forward(pair.client, upstream)
     forward(upstream, pair.client)
     pair.client.resume()
@@ -69,7 +81,7 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
 
   const server = createServer({ pauseOnConnect: true }, (client) => {
     accepted++
-    const pair: Pair = { client, upstream: undefined }
+    const pair: Pair = { client, upstream: undefined, answered: true }
     pairs.add(pair)
     client.on('error', () => drop(pair))
     client.on('close', () => drop(pair))
@@ -81,6 +93,9 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
     port: (server.address() as { port: number }).port,
     get accepted() {
       return accepted
+    },
+    get roundTrips() {
+      return roundTrips
     },
     freeze() {
       frozen = true

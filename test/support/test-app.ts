@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { inject } from 'vitest'
-import { createApp } from '../../src/app.ts'
+import { appLayers, createApp } from '../../src/app.ts'
 import { type Config, loadConfig } from '../../src/config.ts'
 import type { DatabaseHandle } from '../../src/db/database.ts'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
+import type { AppLayer } from '../../src/http/edge.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { createMetrics } from '../../src/observability/metrics.ts'
 import { processPasswordHasher } from '../../src/runtime/argon2.ts'
@@ -19,6 +20,8 @@ import { createServices, type Services } from '../../src/services.ts'
 export interface TestApp {
   app: ReturnType<typeof createApp>
   services: Services
+  /** The app-level middleware the app was built with. */
+  layers: readonly AppLayer[]
   config: Config
   database: DatabaseHandle
   /** Every log line written so far, parsed. */
@@ -42,7 +45,12 @@ export async function freshEmbeddedDatabase() {
  * ```
  */
 export async function createTestApp(
-  opts: { env?: Record<string, string>; database?: DatabaseHandle | 'pglite' | 'unreachable' } = {},
+  opts: {
+    env?: Record<string, string>
+    database?: DatabaseHandle | 'pglite' | 'unreachable'
+    /** The app-level middleware (default: the app's own, `appLayers`). */
+    layers?: (services: Services) => AppLayer[]
+  } = {},
 ): Promise<TestApp> {
   const { config } = loadConfig({ LOG_LEVEL: 'info', ...opts.env }, { runtime: 'node' })
   const logs: Record<string, unknown>[] = []
@@ -69,10 +77,12 @@ export async function createTestApp(
     },
     config,
   )
-  const app = createApp(services)
+  const layers = (opts.layers ?? appLayers)(services)
+  const app = createApp(services, { layers })
   return {
     app,
     services,
+    layers,
     config,
     database,
     logs,

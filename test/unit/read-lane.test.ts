@@ -1,7 +1,10 @@
+import type { MiddlewareHandler } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { appLayers } from '../../src/app.ts'
 import { productReadLane } from '../../src/features/catalog/routes.ts'
 import { type CatalogService, createProduct, updateProduct } from '../../src/features/catalog/service.ts'
-import { type EarlyRoute, plainAnswers } from '../../src/http/edge.ts'
+import type { AppEnv } from '../../src/http/context.ts'
+import { type AppLayer, type EarlyRoute, plainAnswers } from '../../src/http/edge.ts'
 import { expectProblem } from '../contract/helpers.ts'
 import { createTestApp, type TestApp } from '../support/test-app.ts'
 
@@ -34,7 +37,7 @@ describe('the product read lane', () => {
 
   beforeAll(async () => {
     t = await createTestApp()
-    lane = productReadLane(t.services, plainAnswers)
+    lane = productReadLane(t.services, plainAnswers, t.layers)!
     const row = await createProduct(catalog(t), {
       sku: 'LANE-1',
       name: 'Lane lamp',
@@ -152,12 +155,77 @@ describe('the product read lane with CORS on', () => {
     expect(routed.headers.get('vary')).toBe('Origin')
     const fromLane = await t.app.request(path)
     expect(withoutRequestId(fromLane)).toEqual(withoutRequestId(routed))
-    const lane = productReadLane(t.services, plainAnswers)
+    const lane = productReadLane(t.services, plainAnswers, t.layers)!
     expect(lane('GET', path, () => undefined)).toBeDefined()
     expect(lane('GET', path, (name) => (name === 'origin' ? 'https://shop.example' : undefined))).toBeUndefined()
     const res = await t.app.request(path, { headers: { Origin: 'https://shop.example' } })
     expect(res.status).toBe(200)
     expect(res.headers.get('access-control-allow-origin')).toBe('https://shop.example')
+    await t.close()
+  })
+})
+
+describe('the read lane and the app-level middleware', () => {
+  const product = {
+    sku: 'LANE-3',
+    name: 'Layered lamp',
+    description: '',
+    priceCents: 5,
+    stock: 1,
+    category: 'lamps',
+    active: true,
+  }
+  /** A layer that marks every answer it sees. */
+  const marking = (name: string): MiddlewareHandler<AppEnv> =>
+    async function mark(c, next) {
+      await next()
+      c.res.headers.set('X-Layer', name)
+    }
+
+  it('routes the hot read through nothing but the declared layers and its handler', async () => {
+    // A middleware added with `app.use` (or to the route) outside `appLayers` shows up here, and the lane would skip it.
+    for (const env of [{}, { CORS_ORIGINS: 'https://shop.example' }] as Record<string, string>[]) {
+      const t = await createTestApp({ env })
+      const matched = t.app.router.match('GET', `/v1/products/${crypto.randomUUID()}`)[0].map(([[handler]]) => handler)
+      const declared = t.layers.map((layer) => layer.handler)
+      expect(matched.slice(0, declared.length)).toEqual(declared)
+      expect(matched.length, 'the layers, then the route handler alone').toBe(declared.length + 1)
+      await t.close()
+    }
+  })
+
+  it('runs a layer that wants every request routed on what L1 holds', async () => {
+    const t = await createTestApp({
+      layers: (services) => [...appLayers(services), { name: 'mark', handler: marking('routed'), early: 'routed' }],
+    })
+    const row = await createProduct(catalog(t), product)
+    expect(productReadLane(t.services, plainAnswers, t.layers)).toBeUndefined()
+    for (let i = 0; i < 3; i++) {
+      const res = await t.app.request(`/v1/products/${row.id}`)
+      expect(res.status).toBe(200)
+      expect(res.headers.get('x-layer')).toBe('routed')
+    }
+    expect(t.services.cache.peek(`product:${row.id}`)).toBeDefined()
+    await t.close()
+  })
+
+  it('gives L1 answers what a layer declares, and routes what it must see', async () => {
+    const layer: AppLayer = {
+      name: 'mark',
+      handler: marking('declared'),
+      early: { headers: { 'X-Layer': 'declared' }, routes: (header) => header('x-trace') != null },
+    }
+    const t = await createTestApp({ layers: (services) => [...appLayers(services), layer] })
+    const row = await createProduct(catalog(t), product)
+    const path = `/v1/products/${row.id}`
+    const routed = await t.app.request(path)
+    const lane = productReadLane(t.services, plainAnswers, t.layers)!
+    const plain = lane('GET', path, () => undefined)
+    expect(plain?.headers['X-Layer']).toBe('declared')
+    const viaApp = await t.app.request(path)
+    expect(withoutRequestId(viaApp)).toEqual(withoutRequestId(routed))
+    expect(viaApp.headers.get('x-layer')).toBe('declared')
+    expect(lane('GET', path, (name) => (name === 'x-trace' ? '1' : undefined))).toBeUndefined()
     await t.close()
   })
 })

@@ -1,12 +1,22 @@
-import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
-import type { Context } from 'hono'
+import { createRoute, OpenAPIHono, type RouteConfigToTypedResponse, z } from '@hono/zod-openapi'
+import type { Context, TypedResponse } from 'hono'
 import { AppError } from '../../core/errors.ts'
 import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv, HttpServices, RequestScope } from '../../http/context.ts'
-import { type AnswerForm, type EarlyRoute, finalAnswer, plainAnswers, type RecordRequest, requestIdFrom } from '../../http/edge.ts'
+import {
+  type AnswerForm,
+  type AppLayer,
+  type EarlyRoute,
+  earlyPartOf,
+  finalAnswer,
+  type JsonAnswer,
+  plainAnswers,
+  type RecordRequest,
+  requestIdFrom,
+} from '../../http/edge.ts'
 import { EXAMPLE_IDS, EXAMPLE_TIME } from '../../http/examples.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
-import { API_HEADERS, CORS_HEADERS_WITHOUT_ORIGIN } from '../../http/security.ts'
+import { API_HEADERS } from '../../http/security.ts'
 import { text } from '../../http/text.ts'
 import type { Cache, Cached } from '../../infra/cache.ts'
 import { ifMatchVersions, noneMatch, PUBLIC_CACHE_CONTROL } from '../../lib/http-cache.ts'
@@ -177,8 +187,18 @@ function cachedAnswer<Base, Answer>(
     ? form.make(304, null, prepared.notModified, requestId)
     : form.make(200, cached.body, prepared.found, requestId)
 }
-const answer = (c: Context<AppEnv>, cached: Cached) =>
-  finalAnswer(cachedAnswer(plainAnswers, routedHeaders, cached, c.req.header('if-none-match'), c.get('requestId')))
+/**
+ * A cached answer as its route declares it: the JSON of `T`, or a 304 without
+ * a body. A route with a bodiless answer accepts any Response from its
+ * handler, so the handlers say `satisfies RouteConfigToTypedResponse<…>`:
+ * tsc holds `T` to the route's schema.
+ */
+type CachedAnswer<T> = JsonAnswer<T, 200> | (Response & TypedResponse<Record<never, never>, 304, string>)
+/** The routed answer of cached bytes, which the service made from a `T`. */
+const answer = <T>(c: Context<AppEnv>, cached: Cached) =>
+  finalAnswer(cachedAnswer(plainAnswers, routedHeaders, cached, c.req.header('if-none-match'), c.get('requestId'))) as CachedAnswer<T>
+type ProductJson = ReturnType<typeof productJson>
+type ProductPageJson = { items: ProductJson[]; nextCursor: string | null }
 
 const PRODUCT_PATH = '/v1/products/'
 const PRODUCT_ROUTE = '/v1/products/:id'
@@ -189,24 +209,29 @@ const PRODUCT_ROUTE = '/v1/products/:id'
  * nothing but cached bytes. It answers exactly what the routed handler would
  * (the same bytes, headers and 304s, a request id, a log line, the metrics)
  * without the router, the context object and the middleware promises, which
- * cost more than the answer itself (docs/BENCHMARKS.md). Everything else — a
- * miss, an unknown id, HEAD, any other spelling of the path, a request with
- * an `Origin` when CORS is on — is left to the router, which loads, counts the
- * miss and handles errors.
+ * cost more than the answer itself (docs/bench/HISTORY.md). In place of the
+ * app's middleware it does what `layers` declare ({@link AppLayer}); with a
+ * layer that wants every request routed there is no lane (undefined).
+ * Everything else — a miss, an unknown id, HEAD, any other spelling of the
+ * path, a request a layer must see (one with an `Origin` when CORS is on) —
+ * is left to the router, which loads, counts the miss and handles errors.
  *
  * @example
  * ```ts
- * const lane = productReadLane(services, responseAnswers)
- * const res = lane('GET', '/v1/products/0190…', (name) => req.headers.get(name)) ?? routed(req)
+ * const lane = productReadLane(services, responseAnswers, appLayers(services))
+ * const res = lane?.('GET', '/v1/products/0190…', (name) => req.headers.get(name)) ?? routed(req)
  * ```
  */
 export function productReadLane<Base, Answer extends { status: number }>(
   services: Pick<CatalogRouteServices, 'config' | 'cache' | 'recordRequest'>,
   form: AnswerForm<Base, Answer>,
-): EarlyRoute<Answer> {
-  const cors = services.config.corsOrigins.length > 0
-  // Routed answers get these from the CORS middleware, which the lane does not pass through.
-  const headers = cachedHeaders(form, cors ? CORS_HEADERS_WITHOUT_ORIGIN : {})
+  layers: readonly AppLayer[],
+): EarlyRoute<Answer> | undefined {
+  // What the app's layers would add to the answer, and the requests one of them must see itself.
+  const part = earlyPartOf(layers)
+  if (part === undefined) return undefined
+  const headers = cachedHeaders(form, part.headers ?? {})
+  const routed = part.routes
   const { cache, recordRequest } = services
   return (method, target, header) => {
     if (method !== 'GET') return undefined
@@ -216,7 +241,7 @@ export function productReadLane<Base, Answer extends { status: number }>(
     const idAt = path + PRODUCT_PATH.length
     const query = target.indexOf('?', idAt)
     const id = query < 0 ? target.slice(idAt) : target.slice(idAt, query)
-    if (!isUuid(id) || (cors && header('origin') != null)) return undefined
+    if (!isUuid(id) || routed?.(header)) return undefined
     const start = performance.now()
     const cached = cache.peek(productKey(id))
     if (cached === undefined) return undefined
@@ -240,11 +265,15 @@ export function catalogRoutes(services: CatalogRouteServices) {
   const adminOnly = [authenticate(services), requireRole('admin')]
 
   return new OpenAPIHono<AppEnv>()
-    .openapi(listRoute, async (c) => answer(c, await listPage(catalog(c), c.req.valid('query'))) as never)
+    .openapi(
+      listRoute,
+      async (c) =>
+        answer<ProductPageJson>(c, await listPage(catalog(c), c.req.valid('query'))) satisfies RouteConfigToTypedResponse<typeof listRoute>,
+    )
     .openapi(getRoute, async (c) => {
       const cached = await productAnswer(catalog(c), c.req.param('id') ?? '')
       if (!cached) throw new AppError('not_found', 'No product with this id')
-      return answer(c, cached) as never
+      return answer<ProductJson>(c, cached) satisfies RouteConfigToTypedResponse<typeof getRoute>
     })
     .openapi({ ...createProductRoute, middleware: adminOnly }, async (c) => {
       const row = await createProduct(catalog(c), c.req.valid('json'))

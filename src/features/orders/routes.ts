@@ -1,4 +1,4 @@
-import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi'
+import { createRoute, OpenAPIHono, type RouteConfigToTypedResponse, z } from '@hono/zod-openapi'
 import type { Context } from 'hono'
 import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv, HttpServices, RequestScope } from '../../http/context.ts'
@@ -146,7 +146,7 @@ export function orderRoutes(services: OrderRouteServices) {
         services.dispatch(c.get('scope'), jobs)
         invalidate(c, changed)
       })
-      return jsonAnswer(c, 201, order, { Location: `/v1/orders/${order.id}` }) as never
+      return jsonAnswer(c, 201, order, { Location: `/v1/orders/${order.id}` }) satisfies RouteConfigToTypedResponse<typeof createOrderRoute>
     })
     .openapi({ ...listRoute, middleware: [signedIn] }, async (c) =>
       c.json(await listOrders(c.get('scope').db, c.get('principal'), c.req.valid('query')), 200),
@@ -157,7 +157,7 @@ export function orderRoutes(services: OrderRouteServices) {
     .openapi({ ...payRoute, middleware: [signedIn, idempotency()] }, async (c) => {
       const { order, jobs } = await payOrder(c.get('tx'), c.req.valid('param').id, c.get('principal'), c.req.valid('json').paymentToken)
       c.get('afterCommit')(() => services.dispatch(c.get('scope'), jobs))
-      return jsonAnswer(c, 202, order) as never
+      return jsonAnswer(c, 202, order) satisfies RouteConfigToTypedResponse<typeof payRoute>
     })
     .openapi({ ...cancelRoute, middleware: [signedIn] }, async (c) => {
       const { order, changed } = await cancelOrder(c.get('scope').db, c.req.valid('param').id, c.get('principal'))
