@@ -79,14 +79,9 @@ describe('two processes with embedded runners on one PostgreSQL', () => {
       }
       const db = postgres(url, { max: 1 })
       try {
-        const deadline = Date.now() + 30_000
-        let paid = 0
-        while (Date.now() < deadline) {
-          ;[{ paid }] = (await db`select count(*)::int as paid from orders where status = 'paid'`) as unknown as [{ paid: number }]
-          if (paid === 30) break
-          await new Promise((r) => setTimeout(r, 200))
-        }
-        expect(paid).toBe(30)
+        const paid = async () =>
+          ((await db`select count(*)::int as paid from orders where status = 'paid'`) as unknown as [{ paid: number }])[0].paid
+        await expect.poll(paid, { timeout: 30_000, interval: 200 }).toBe(30)
         await new Promise((r) => setTimeout(r, 500))
         const charges =
           await db`select count(*)::int as n, count(distinct idempotency_key)::int as keys from simulated_charges where status = 'captured'`
