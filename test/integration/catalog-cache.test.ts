@@ -59,7 +59,10 @@ describe('L2 (Redis)', () => {
         })
       )?.body,
     ).toBe('v3')
-    await new Promise((r) => setTimeout(r, 50))
+    // a's load reaches Redis after it answers: wait for it there.
+    const raw = createRespClient({ port: redis.port })
+    await expect.poll(async () => String(await raw.send(['GET', 't1:k'])), { timeout: 2000, interval: 10 }).toMatch(/^3\n/)
+    await raw.close()
     expect(
       (
         await b.entity('k', async () => {
