@@ -1,7 +1,8 @@
+import { Buffer } from 'node:buffer'
 import { type JWTHeaderParameters, jwtVerify } from 'jose'
 import { AppError } from '../../core/errors.ts'
 import type { Principal, Role } from '../../core/principal.ts'
-import { sha256Hex, toBase64, utf8 } from '../../lib/base64.ts'
+import { sha256Hex, utf8 } from '../../lib/base64.ts'
 import { isUuid } from '../../lib/uuid.ts'
 
 /*
@@ -46,7 +47,7 @@ async function keyFor(secret: string) {
   return { kid, key }
 }
 
-const encodeJson = (value: unknown) => toBase64(utf8(JSON.stringify(value)), 'url')
+const encodeJson = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
 
 /**
  * @example
@@ -86,8 +87,8 @@ export function createAccessTokens(opts: { secret: string; previousSecret?: stri
       const iat = Math.floor(nowMs / 1000)
       const header = encodeJson({ alg: 'HS256', typ: 'JWT', kid })
       const payload = encodeJson({ iss: ISSUER, aud: AUDIENCE, sub: user.id, role: user.role, iat, exp: iat + opts.ttlSeconds })
-      const signature = new Uint8Array(await crypto.subtle.sign('HMAC', key, utf8(`${header}.${payload}`)))
-      return { token: `${header}.${payload}.${toBase64(signature, 'url')}`, expiresIn: opts.ttlSeconds }
+      const signature = Buffer.from(await crypto.subtle.sign('HMAC', key, utf8(`${header}.${payload}`)))
+      return { token: `${header}.${payload}.${signature.toString('base64url')}`, expiresIn: opts.ttlSeconds }
     },
 
     async verify(token, nowMs = Date.now()) {
@@ -122,7 +123,7 @@ export function createAccessTokens(opts: { secret: string; previousSecret?: stri
 
 /** A new refresh token: 256 random bits, URL-safe. Only its hash is stored. */
 export function newRefreshToken(): string {
-  return toBase64(crypto.getRandomValues(new Uint8Array(32)), 'url')
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(32)).buffer).toString('base64url')
 }
 
 /** What the database keeps of a refresh token. */
