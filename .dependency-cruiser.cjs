@@ -132,11 +132,12 @@ module.exports = {
     {
       name: 'node-builtins-only-in-runtime',
       comment:
-        'Outside src/runtime/ the one node: builtin is node:crypto, which Bun, Node and Workers (nodejs_compat) all ' +
-        'provide (docs/DECISIONS.md, "SHA-256 through node:crypto"); node:fs, node:http and the rest are the runtime\'s.',
+        'Outside src/runtime/ the node: builtins are node:crypto and node:buffer, which Bun, Node and Workers ' +
+        '(nodejs_compat) all provide natively (docs/DECISIONS.md, "SHA-256 through node:crypto" and "Base64 is ' +
+        'Buffer\'s"); node:fs, node:http and the rest are the runtime\'s.',
       severity: 'error',
       from: { path: '^src/', pathNot: '^src/runtime/' },
-      to: { dependencyTypes: ['core'], pathNot: '^(node:)?crypto$' },
+      to: { dependencyTypes: ['core'], pathNot: '^(node:)?(crypto|buffer)$' },
     },
     {
       name: 'no-unresolvable',

@@ -74,6 +74,8 @@ function describe(err: unknown): string {
  * Requests no route answers: 405 `method_not_allowed` with `Allow` when the
  * path exists for other methods, else 404 `not_found`, as problem details.
  * Here rather than in a middleware, so that only requests that miss pay for it.
+ * The 405 is `hono/method-not-allowed`'s algorithm without its mount handling,
+ * which would add 0.5 KiB to the Worker (docs/DECISIONS.md).
  */
 export function notFoundHandler(app: { routes: readonly { method: string; path: string }[] }): NotFoundHandler<AppEnv> {
   let byPath: TrieRouter<string[]> | undefined

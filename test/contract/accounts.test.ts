@@ -1,4 +1,4 @@
-import { describe, expect, inject, it } from 'vitest'
+import { describe, expect, inject, it, vi } from 'vitest'
 import { CONTRACT_ADMIN } from '../support/contract-setup.ts'
 import {
   awayFromWindowBoundary,
@@ -90,14 +90,15 @@ describe('accounts: happy paths', () => {
   })
 
   it('the configured admin exists and has the admin role', async () => {
-    const c = client(base)
-    let res = await c.post('/v1/auth/login', CONTRACT_ADMIN)
-    for (let i = 0; i < 20 && res.status === 401; i++) {
-      // Workers ensure the admin after their first request; give it a moment.
-      await new Promise((r) => setTimeout(r, 250))
-      res = await client(base).post('/v1/auth/login', CONTRACT_ADMIN)
-    }
-    expect(res.status).toBe(200)
+    // Workers ensure the admin after their first request; give it a moment.
+    const res = await vi.waitFor(
+      async () => {
+        const res = await client(base).post('/v1/auth/login', CONTRACT_ADMIN)
+        expect(res.status).toBe(200)
+        return res
+      },
+      { timeout: 10_000, interval: 250 },
+    )
     const body = (await res.json()) as SessionBody
     expect(body.user.role).toBe('admin')
     expect(decodeJwt(body.accessToken).payload.role).toBe('admin')

@@ -1,4 +1,4 @@
-import { expect } from 'vitest'
+import { expect, vi } from 'vitest'
 
 export interface ProblemBody {
   type: string
@@ -135,11 +135,13 @@ export async function awayFromWindowBoundary(windowSeconds = 60, marginMs = 4000
 
 /** Logs in as the configured admin. Workers create it after their first request, so this waits a little for it. */
 export async function loginAdmin(base: string, admin: { email: string; password: string }): Promise<string> {
-  let res = await client(base).post('/v1/auth/login', admin)
-  for (let i = 0; i < 20 && res.status !== 200; i++) {
-    await new Promise((r) => setTimeout(r, 250))
-    res = await client(base).post('/v1/auth/login', admin)
-  }
-  if (res.status !== 200) throw new Error(`admin login failed: ${res.status} ${await res.text()}`)
+  const res = await vi.waitFor(
+    async () => {
+      const res = await client(base).post('/v1/auth/login', admin)
+      if (res.status !== 200) throw new Error(`admin login failed: ${res.status} ${await res.text()}`)
+      return res
+    },
+    { timeout: 10_000, interval: 250 },
+  )
   return ((await res.json()) as SessionBody).accessToken
 }

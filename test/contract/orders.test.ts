@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, inject, it } from 'vitest'
+import { beforeAll, describe, expect, inject, it, vi } from 'vitest'
 import { CONTRACT_ADMIN } from '../support/contract-setup.ts'
 import { client, expectProblem, loginAdmin, type SessionBody, signupCustomer } from './helpers.ts'
 
@@ -67,15 +67,15 @@ function customer() {
 }
 
 /** Polls an order until it leaves `payment_processing` (jobs run in the background). */
-async function settled(buyer: ReturnType<typeof customer>, id: string, want: string, timeoutMs = 20_000): Promise<OrderBody> {
-  const deadline = Date.now() + timeoutMs
-  let order: OrderBody
-  do {
-    order = (await (await buyer.get(id)).json()) as OrderBody
-    if (order.status === want) return order
-    await new Promise((r) => setTimeout(r, 100))
-  } while (Date.now() < deadline)
-  throw new Error(`order ${id} is ${order.status}, not ${want}, after ${timeoutMs} ms`)
+function settled(buyer: ReturnType<typeof customer>, id: string, want: string, timeoutMs = 20_000): Promise<OrderBody> {
+  return vi.waitFor(
+    async () => {
+      const order = (await (await buyer.get(id)).json()) as OrderBody
+      if (order.status !== want) throw new Error(`order ${id} is ${order.status}, not ${want}, after ${timeoutMs} ms`)
+      return order
+    },
+    { timeout: timeoutMs, interval: 100 },
+  )
 }
 
 describe('checkout', () => {
@@ -272,14 +272,14 @@ describe('payment and the order state machine', () => {
     await expectProblem(await buyer.cancel(order.id), 409, 'invalid_state')
     await expectProblem(await buyer.pay(order.id, 'tok_ok'), 409, 'invalid_state')
 
-    let mails: { to: string; orderId: string; template: string }[] = []
-    for (let i = 0; i < 100; i++) {
-      const page = (await (await client(base).get('/v1/admin/emails?limit=100', { token: adminToken })).json()) as { items: typeof mails }
-      mails = page.items.filter((m) => m.orderId === order.id)
-      if (mails.length > 0) break
-      await new Promise((r) => setTimeout(r, 100))
+    type Mail = { to: string; orderId: string; template: string }
+    const mails = async () => {
+      const page = (await (await client(base).get('/v1/admin/emails?limit=100', { token: adminToken })).json()) as { items: Mail[] }
+      return page.items.filter((m) => m.orderId === order.id)
     }
-    expect(mails).toEqual([expect.objectContaining({ to: buyer.email, orderId: order.id, template: 'order_paid' })])
+    await expect
+      .poll(mails, { timeout: 10_000, interval: 100 })
+      .toEqual([expect.objectContaining({ to: buyer.email, orderId: order.id, template: 'order_paid' })])
 
     await expectProblem(await client(base).post(`/v1/orders/${order.id}/fulfil`, undefined, { token: buyer.token }), 403, 'forbidden')
     const fulfilled = await client(base).post(`/v1/orders/${order.id}/fulfil`, undefined, { token: adminToken })

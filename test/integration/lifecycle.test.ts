@@ -227,14 +227,7 @@ describe('PostgreSQL going away and coming back', () => {
 
         await pg.resume()
         paused = false
-        const deadline = Date.now() + 10_000
-        let status = 0
-        while (Date.now() < deadline) {
-          status = (await get(`${server.url}/readyz`)).status
-          if (status === 200) break
-          await new Promise((r) => setTimeout(r, 100))
-        }
-        expect(status).toBe(200)
+        await expect.poll(async () => (await get(`${server.url}/readyz`)).status, { timeout: 10_000, interval: 100 }).toBe(200)
         expect((await get(`${server.url}/v1/products`)).status).toBe(200)
       } catch (err) {
         console.error(`[${runtime}] server output:\n${server.output()}`)

@@ -1,5 +1,5 @@
 import postgres from 'postgres'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { MINUTELY, runSchedule } from '../../src/features/schedule/index.ts'
 import { createCache } from '../../src/infra/cache.ts'
@@ -106,14 +106,19 @@ async function order(key: string): Promise<string> {
   return ((await res.json()) as { id: string }).id
 }
 
+/** The first value of `what` that is `ok`, asked every 100 ms; the last one seen if time runs out, for the caller's assertion to show. */
 async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let value = await what()
-  while (!ok(value) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 100))
-    value = await what()
-  }
-  return value
+  let last!: T
+  return vi
+    .waitFor(
+      async () => {
+        last = await what()
+        if (!ok(last)) throw new Error('not yet')
+        return last
+      },
+      { timeout: timeoutMs, interval: 100 },
+    )
+    .catch(() => last)
 }
 
 const jobOf = async (name: string, orderId: string) =>

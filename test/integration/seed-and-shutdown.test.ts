@@ -162,13 +162,11 @@ describe('graceful shutdown', () => {
         }).then((r) => r.status),
       )
       // SIGTERM once the server holds all of them (the gauge counts the /metrics request too).
-      const deadline = Date.now() + 10_000
-      for (;;) {
+      const held = async () => {
         const text = await (await fetch(`${server.url}/metrics`)).text()
-        const held = Number(text.match(/^edgeshop_http_requests_in_flight (\d+)$/m)?.[1] ?? 0)
-        if (held >= emails.length + 1 || Date.now() > deadline) break
-        await new Promise((r) => setTimeout(r, 5))
+        return Number(text.match(/^edgeshop_http_requests_in_flight (\d+)$/m)?.[1] ?? 0)
       }
+      await expect.poll(held, { timeout: 10_000, interval: 5 }).toBeGreaterThanOrEqual(emails.length + 1)
       const stopping = server.stop()
       const statuses = await Promise.all(inFlight)
       expect(await stopping).toBe(0)

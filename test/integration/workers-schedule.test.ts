@@ -1,5 +1,5 @@
 import postgres from 'postgres'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { startAppServer } from '../support/app-server.ts'
 import { migratedDatabase } from '../support/databases.ts'
 
@@ -39,11 +39,14 @@ describe('Workers cron trigger', () => {
           })
         ).json()) as Record<string, unknown>
       await fetch(`${server.url}/healthz`)
-      let admin: string | undefined
-      for (let i = 0; i < 40 && !admin; i++) {
-        admin = (await post('/v1/auth/login', ADMIN)).accessToken as string | undefined
-        if (!admin) await new Promise((r) => setTimeout(r, 250))
-      }
+      const admin = await vi.waitFor(
+        async () => {
+          const token = (await post('/v1/auth/login', ADMIN)).accessToken as string | undefined
+          if (!token) throw new Error('the admin cannot log in yet')
+          return token
+        },
+        { timeout: 15_000, interval: 250 },
+      )
       const product = (
         await post('/v1/products', { sku: `CRON-${Date.now()}`, name: 'Cron', priceCents: 100, stock: 4, category: 'cron' }, admin)
       ).id as string

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { SessionBody } from '../contract/helpers.ts'
 import { createHarness, type Harness, METRICS_TOKEN, type OrderBody, type ProductBody } from './harness.ts'
 import { honoPattern, type OpenApiDocument, type Operation } from './openapi-model.ts'
@@ -58,14 +58,15 @@ afterAll(() => h?.close())
  */
 /** The database's state once background work has settled: a payment job of an earlier test finishing is not a change made by the requests under test. */
 async function snapshot() {
-  for (const deadline = Date.now() + 15_000; ; ) {
-    const [busy] = await h.sql<
-      { n: number }[]
-    >`select count(*)::int as n from jobs where status = 'running' or (status = 'pending' and run_at <= now())`
-    if (busy!.n === 0) break
-    if (Date.now() > deadline) throw new Error('background jobs did not settle within 15 s')
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
+  await vi.waitFor(
+    async () => {
+      const [busy] = await h.sql<
+        { n: number }[]
+      >`select count(*)::int as n from jobs where status = 'running' or (status = 'pending' and run_at <= now())`
+      if (busy!.n !== 0) throw new Error('background jobs did not settle within 15 s')
+    },
+    { timeout: 15_000, interval: 50 },
+  )
   const [orders, products, jobs, users] = await Promise.all([
     h.sql`select id, status, updated_at from orders order by id`,
     h.sql`select id, stock, version, active from products order by id`,

@@ -1,5 +1,5 @@
 import fc from 'fast-check'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { drainDueJobs } from '../../src/infra/jobs/jobs.ts'
 import type { SessionBody } from '../contract/helpers.ts'
 import { createTestApp } from '../support/test-app.ts'
@@ -176,15 +176,17 @@ describe('fuzzing every route from /openapi.json', () => {
   it('the invariants hold afterwards: orders that got a 2xx exist, stock is conserved and never negative, no job is left running', async () => {
     // Jobs queued by the fuzzed payments run after their answers; let them finish, and run any retry that is due.
     const rt = h.t.services.jobs(h.t.services.scope())
-    for (let i = 0; i < 50; i++) {
-      await drainDueJobs(rt, 100)
-      const [{ n }] =
-        (await h.sql`select count(*)::int as n from jobs where status = 'running' or (status = 'pending' and run_at <= now())`) as unknown as [
-          { n: number },
-        ]
-      if (n === 0) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await vi.waitFor(
+      async () => {
+        await drainDueJobs(rt, 100)
+        const [{ n }] =
+          (await h.sql`select count(*)::int as n from jobs where status = 'running' or (status = 'pending' and run_at <= now())`) as unknown as [
+            { n: number },
+          ]
+        if (n !== 0) throw new Error(`${n} jobs are still running or due`)
+      },
+      { timeout: 10_000, interval: 100 },
+    )
 
     const ids = [...answered.keys()]
     const rows = await h.sql<{ id: string; user_id: string }[]>`select id, user_id from orders where id in ${h.sql(ids)}`

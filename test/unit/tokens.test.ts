@@ -58,6 +58,20 @@ describe('access tokens', () => {
     expect((await tokens.verify(await forgeJwt(header, payload, NEW))).userId).toBe(user.id)
   })
 
+  it('holds the header and claim rules the library leaves open: typ, crit, nbf, iat in the future, aud as a list', async () => {
+    const tokens = createAccessTokens({ secret: NEW, ttlSeconds: 900 })
+    const { header, payload } = decodeJwt((await tokens.sign(user)).token)
+    const now = Math.floor(Date.now() / 1000)
+    await rejected(tokens.verify(await forgeJwt({ ...header, typ: 'at+jwt' }, payload, NEW)))
+    await rejected(tokens.verify(await forgeJwt({ ...header, crit: ['b64'], b64: true }, payload, NEW)))
+    await rejected(tokens.verify(await forgeJwt(header, { ...payload, nbf: now + 60 }, NEW)))
+    await rejected(tokens.verify(await forgeJwt(header, { ...payload, iat: now + 60 }, NEW)))
+    await rejected(tokens.verify(await forgeJwt(header, { ...payload, iat: String(now) }, NEW)))
+    await rejected(tokens.verify(`${(await forgeJwt(header, payload, NEW)).slice(0, -2)}+/`))
+    const { typ: _, ...noTyp } = header
+    expect((await tokens.verify(await forgeJwt(noTyp, { ...payload, aud: ['other', AUDIENCE] }, NEW))).userId).toBe(user.id)
+  })
+
   it('refuses oversized and non-string input without throwing anything else', async () => {
     const tokens = createAccessTokens({ secret: NEW, ttlSeconds: 900 })
     await rejected(tokens.verify('a'.repeat(5000)))

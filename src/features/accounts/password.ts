@@ -1,4 +1,5 @@
-import { fromBase64, toBase64, utf8 } from '../../lib/base64.ts'
+import { Buffer } from 'node:buffer'
+import { utf8 } from '../../lib/base64.ts'
 import { bytesEqual } from '../../lib/compare.ts'
 
 /*
@@ -70,6 +71,10 @@ interface Parsed {
   hash: Uint8Array
 }
 
+/** PHC's base64: the standard alphabet without padding. */
+const B64 = /^[A-Za-z0-9+/]+$/
+const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64').replace(/=+$/, '')
+
 export function parsePhc(phc: string): Parsed {
   const parts = phc.split('$')
   // ['', id, (v=19)?, params, salt, hash]
@@ -84,7 +89,8 @@ export function parsePhc(phc: string): Parsed {
     if (!k || v === undefined || !/^\d+$/.test(v)) throw new Error('bad PHC parameters')
     params[k] = Number(v)
   }
-  return { id, params, salt: fromBase64(salt), hash: fromBase64(hash) }
+  if (!B64.test(salt) || !B64.test(hash)) throw new Error('bad PHC salt or hash')
+  return { id, params, salt: Buffer.from(salt, 'base64'), hash: Buffer.from(hash, 'base64') }
 }
 
 function formatPhc(id: string, params: Record<string, number>, salt: Uint8Array, hash: Uint8Array): string {
@@ -92,7 +98,7 @@ function formatPhc(id: string, params: Record<string, number>, salt: Uint8Array,
   const p = Object.entries(params)
     .map(([k, v]) => `${k}=${v}`)
     .join(',')
-  return `$${id}${version}$${p}$${toBase64(salt)}$${toBase64(hash)}`
+  return `$${id}${version}$${p}$${b64(salt)}$${b64(hash)}`
 }
 
 /** Hashes and checks passwords; see the file comment for the algorithms. */
