@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler, Next } from 'hono'
 import { AppError } from '../core/errors.ts'
 import { type Database, isUniqueViolation, runStatement, type Transaction } from '../db/database.ts'
-import { sha256Hex } from '../lib/base64.ts'
+import { sha256Hex } from '../lib/bytes.ts'
 import { canonicalJson } from '../lib/canonical-json.ts'
 import type { AppEnv } from './context.ts'
 import type { PlainAnswer } from './edge.ts'

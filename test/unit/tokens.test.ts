@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { AppError } from '../../src/core/errors.ts'
 import { AUDIENCE, createAccessTokens, ISSUER, newRefreshToken, refreshTokenHash } from '../../src/features/accounts/tokens.ts'
-import { sha256Hex } from '../../src/lib/base64.ts'
+import { sha256Hex } from '../../src/lib/bytes.ts'
 import { uuidv7 } from '../../src/lib/uuid.ts'
 import { decodeJwt, forgeJwt } from '../contract/helpers.ts'
 

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer'
-import { utf8 } from '../../lib/base64.ts'
+import { utf8 } from '../../lib/bytes.ts'
 import { bytesEqual } from '../../lib/compare.ts'
 
 /*

@@ -6,7 +6,7 @@ import type { AppEnv, HttpServices, RequestScope } from '../../http/context.ts'
 import { EXAMPLE_ADMIN, EXAMPLE_IDS, EXAMPLE_TIME, exampleTokens } from '../../http/examples.ts'
 import { json, jsonBody, problems } from '../../http/openapi.ts'
 import { rateLimit } from '../../http/rate-limit.ts'
-import { sha256Hex } from '../../lib/base64.ts'
+import { sha256Hex } from '../../lib/bytes.ts'
 import { LoginRequest, RefreshRequest, Session, SignupRequest, User } from './schemas.ts'
 import { type AccountsService, login, logout, me, normalizeEmail, refresh, signup } from './service.ts'
 

@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer'
 import { type JWTHeaderParameters, jwtVerify } from 'jose'
 import { AppError } from '../../core/errors.ts'
 import type { Principal, Role } from '../../core/principal.ts'
-import { sha256Hex, utf8 } from '../../lib/base64.ts'
+import { sha256Hex, utf8 } from '../../lib/bytes.ts'
 import { isUuid } from '../../lib/uuid.ts'
 
 /*
