@@ -6,7 +6,7 @@ import { parseAllDocuments } from 'yaml'
 import { parseConfig, SETTINGS } from '../../src/config.ts'
 import { runStatement } from '../../src/db/database.ts'
 import { REPO_ROOT } from '../support/docs.ts'
-import { createTestApp, freshEmbeddedDatabase, type TestApp } from '../support/test-app.ts'
+import { createTestApp, type TestApp } from '../support/test-app.ts'
 
 /*
  * deploy/k8s/ checked offline: `kubectl kustomize` renders the base and the production overlay, every
@@ -246,24 +246,20 @@ describe('the production overlay and the app', () => {
 
   it("KEDA's query counts the jobs due and not done, on the migrated schema", async () => {
     const query = find(objects, 'ScaledObject', 'edgeshop-worker').spec.triggers[0].metadata.query as string
-    const handle = await freshEmbeddedDatabase()
-    try {
-      const insert = (status: string, runAt: string) =>
-        runStatement(
-          handle.db,
-          `insert into jobs (id, name, payload, status, max_attempts, run_at) values (gen_random_uuid(), 'x', '{}', $1, 5, now() + $2::interval)`,
-          [status, runAt],
-        )
-      await insert('pending', '-1 minute')
-      await insert('pending', '-1 second')
-      await insert('running', '-5 seconds')
-      await insert('pending', '1 hour') // not due yet
-      await insert('succeeded', '-1 minute')
-      await insert('dead', '-1 minute')
-      const [row] = await runStatement<{ count: unknown }>(handle.db, query, [])
-      expect(Number(row?.count)).toBe(3)
-    } finally {
-      await handle.close()
-    }
+    const db = t.database.db
+    const insert = (status: string, runAt: string) =>
+      runStatement(
+        db,
+        `insert into jobs (id, name, payload, status, max_attempts, run_at) values (gen_random_uuid(), 'x', '{}', $1, 5, now() + $2::interval)`,
+        [status, runAt],
+      )
+    await insert('pending', '-1 minute')
+    await insert('pending', '-1 second')
+    await insert('running', '-5 seconds')
+    await insert('pending', '1 hour') // not due yet
+    await insert('succeeded', '-1 minute')
+    await insert('dead', '-1 minute')
+    const [row] = await runStatement<{ count: unknown }>(db, query, [])
+    expect(Number(row?.count)).toBe(3)
   })
 })
