@@ -87,6 +87,19 @@ export function createApp(services: Services, opts: { earlyRoute?: boolean; laye
 }
 
 /**
+ * The app of a `ROLE=worker` process: the same app-level middleware and
+ * errors, and only `/healthz`, `/readyz` and `/metrics` (everything else is a
+ * 404), for the probes and the scraper; the API is served by `api` processes.
+ */
+export function createOperationsApp(services: Services, layers: readonly AppLayer[] = appLayers(services)) {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
+  for (const layer of layers) app.use(layer.handler)
+  app.onError(errorHandler(services.logger))
+  app.notFound(notFoundHandler(app))
+  return app.route('/', systemRoutes(services))
+}
+
+/**
  * What is answered before routing: the catalog's read lane, in place of
  * `layers`, the app's. The app's `fetch` takes it first, answering Responses;
  * a runtime that can call it before it builds a `Request` (Node) takes this

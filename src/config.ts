@@ -87,6 +87,7 @@ const schema = z.object({
   PORT: opt(int(1, 65535)),
   HOST: opt(z.string().trim().min(1)),
   PORT_SHARING: opt(bool),
+  ROLE: opt(z.enum(['all', 'api', 'worker'])),
   SHUTDOWN_DRAIN_MS: opt(int(0, 600_000)),
   DATA_DIR: opt(z.string().trim().min(1)),
   DATABASE_URL: opt(postgresUrl),
@@ -152,6 +153,11 @@ export interface Config {
    * Off: a port already in use is a start error, named before the database is opened.
    */
   portSharing: boolean
+  /**
+   * What a Bun/Node process does: `all` serves the API and runs the job runner and the schedule; `api` only
+   * serves the API; `worker` runs the job runner and the schedule and serves only /healthz, /readyz and /metrics.
+   */
+  role: 'all' | 'api' | 'worker'
   /**
    * After SIGTERM/SIGINT, the longest Bun and Node go on accepting and answering (every answer with
    * `Connection: close`, `/readyz` 503) so that requests already sent, still in the accept queue or unread
@@ -324,6 +330,15 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
       message: 'needs DATABASE_URL: processes sharing a port must share one database (an embedded one belongs to one process)',
     })
   }
+  if (raw.ROLE !== undefined && raw.ROLE !== 'all' && raw.DATABASE_URL === undefined) {
+    issues.push({
+      setting: 'ROLE',
+      message: `${raw.ROLE} needs DATABASE_URL: api and worker processes share one database (an embedded one belongs to one process)`,
+    })
+  }
+  if (runtime === 'workers' && raw.ROLE !== undefined && raw.ROLE !== 'all') {
+    issues.push({ setting: 'ROLE', message: 'is for Bun and Node: on Workers, QStash and the cron trigger run the jobs and the schedule' })
+  }
   if (runtime === 'workers' && raw.PASSWORD_HASH === 'argon2id') {
     issues.push({ setting: 'PASSWORD_HASH', message: 'argon2id is not available on Workers; use pbkdf2-sha256' })
   }
@@ -340,6 +355,7 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     port,
     host: raw.HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
     portSharing: raw.PORT_SHARING ?? false,
+    role: raw.ROLE ?? 'all',
     shutdownDrainMs: raw.SHUTDOWN_DRAIN_MS ?? 5000,
     dataDir: raw.DATA_DIR ?? '.data',
     database: {

@@ -3,11 +3,12 @@ import { get as httpGet } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
 import { resolve } from 'node:path'
 import type { Context } from 'hono'
-import { appLayers, createApp, earlyRoute } from '../app.ts'
+import { appLayers, createApp, createOperationsApp, earlyRoute } from '../app.ts'
 import { type Config, ConfigError, loadConfig, type RuntimeName } from '../config.ts'
 import type { DatabaseHandle } from '../db/database.ts'
 import { ensureAdmin } from '../features/accounts/index.ts'
 import type { EarlyRoute } from '../http/edge.ts'
+import { outboxOnlyDispatcher } from '../infra/jobs/dispatch.ts'
 import { createEmbeddedRunner } from '../infra/jobs/runner.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
 import { createMetrics } from '../observability/metrics.ts'
@@ -267,14 +268,17 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   const metrics = createMetrics()
   let servicesRef: Services | undefined
   let draining = false
-  const runner = config.qstash
-    ? undefined
-    : createEmbeddedRunner({
-        runtime: () => servicesRef!.jobs(servicesRef!.scope()),
-        concurrency: config.jobs.concurrency,
-        pollMs: config.jobs.pollMs,
-        logger,
-      })
+  // ROLE=api leaves due jobs in the table for the worker processes' runners; with QStash, deliveries come to the API.
+  const runsJobs = config.role !== 'api'
+  const runner =
+    config.qstash || !runsJobs
+      ? undefined
+      : createEmbeddedRunner({
+          runtime: () => servicesRef!.jobs(servicesRef!.scope()),
+          concurrency: config.jobs.concurrency,
+          pollMs: config.jobs.pollMs,
+          logger,
+        })
   const services = createServices(
     {
       logger,
@@ -282,14 +286,15 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       database,
       peerAddress: adapter.peerAddress,
       passwords: processPasswordHasher(config.passwordHash),
-      embeddedDispatcher: runner?.dispatcher,
+      embeddedDispatcher: runsJobs ? runner?.dispatcher : outboxOnlyDispatcher,
       draining: () => draining,
     },
     config,
   )
   servicesRef = services
   const layers = appLayers(services)
-  const app = createApp(services, { layers, earlyRoute: !adapter.takesEarlyRoute })
+  const serveApi = config.role !== 'worker'
+  const app = serveApi ? createApp(services, { layers, earlyRoute: !adapter.takesEarlyRoute }) : createOperationsApp(services, layers)
   await bootstrapAdmin(services)
   // While shutting down, every answer asks the client to close its connection, so keep-alive connections end with their last response.
   // Not async: an answer made synchronously (the catalog's read lane) is passed on as it is, and
@@ -303,7 +308,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     if (!draining) return res
     return res instanceof Promise ? res.then(closing) : closing(res)
   }
-  const lane = adapter.takesEarlyRoute ? earlyRoute(services, layers) : undefined
+  const lane = adapter.takesEarlyRoute && serveApi ? earlyRoute(services, layers) : undefined
   const early: EarlyRoute | undefined =
     lane &&
     ((method, target, header) => {
@@ -320,9 +325,9 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     throw (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? new PortInUseError(hostPort(config.host, config.port)) : err
   }
   const url = `http://${hostPort(config.host, listener.port)}`
-  logger.info(`listening on ${url}`, { port: listener.port })
+  logger.info(`listening on ${url}`, { port: listener.port, role: config.role })
   runner?.start()
-  const scheduler = startScheduler(services)
+  const scheduler = runsJobs ? startScheduler(services) : undefined
 
   let stopping: Promise<void> | undefined
   const stop = () =>
@@ -337,7 +342,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       logger.info('requests already sent are in: closing the listener', { drainMs: Math.round(performance.now() - started) })
       await listener.stop(10_000)
       // The dispatcher closes with them: a schedule tick handing jobs to QStash then stops at once.
-      await Promise.all([scheduler.stop(), runner?.stop(), services.dispatcher.close?.()])
+      await Promise.all([scheduler?.stop(), runner?.stop(), services.dispatcher.close?.()])
       await services.close()
       unlock?.()
       logger.info('stopped cleanly')

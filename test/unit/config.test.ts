@@ -219,6 +219,13 @@ describe('configuration', () => {
     expect(issues({ PORT_SHARING: 'yes', SHUTDOWN_DRAIN_MS: '-1' }).map((i) => i.setting)).toEqual(['PORT_SHARING', 'SHUTDOWN_DRAIN_MS'])
   })
 
+  it('takes a role for Bun and Node on a shared database only', () => {
+    expect(loadConfig({}, { runtime: 'bun' }).config.role).toBe('all')
+    expect(loadConfig({ ROLE: 'worker', DATABASE_URL: 'postgres://u:p@db:5432/shop' }, { runtime: 'node' }).config.role).toBe('worker')
+    expect(issues({ ROLE: 'api' })).toEqual([{ setting: 'ROLE', message: expect.stringMatching(/needs DATABASE_URL/) }])
+    expect(issues({ ROLE: 'scheduler' }).map((i) => i.setting)).toEqual(['ROLE'])
+  })
+
   it('refuses a previous signing secret equal to the current one', () => {
     expect(issues({ JWT_SECRET: SECRET, JWT_PREVIOUS_SECRET: SECRET }).map((i) => i.setting)).toEqual(['JWT_PREVIOUS_SECRET'])
   })

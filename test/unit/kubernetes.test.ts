@@ -16,12 +16,6 @@ import { createTestApp, type TestApp } from '../support/test-app.ts'
  * KEDA's query runs on the migrated schema. No cluster runs here: docs/KUBERNETES.md says what that leaves.
  */
 
-/**
- * Settings the manifests set that src/config.ts does not read yet. ROLE (api | worker | all) is issue
- * 22's roles work, which adds it to the config schema next; remove it from here then.
- */
-const NOT_YET_IN_CONFIG = ['ROLE']
-
 /** Settings production leaves unset on purpose, each with its reason. */
 const LEFT_UNSET: Record<string, string> = {
   DATA_DIR: 'the embedded PGlite belongs to one process; every pod shares PostgreSQL through DATABASE_URL',
@@ -175,7 +169,7 @@ describe('the production overlay and the app', () => {
       const setAnyway = SETTINGS.filter((s) => names.has(s) && s in LEFT_UNSET)
       expect(setAnyway, d.metadata.name).toEqual([])
       const unknown = [...names].filter((n) => !(SETTINGS as string[]).includes(n))
-      expect(unknown, d.metadata.name).toEqual(NOT_YET_IN_CONFIG)
+      expect(unknown, d.metadata.name).toEqual([])
     }
   })
 

@@ -267,3 +267,12 @@ export const inlineDispatcher: JobDispatcher = {
     for (const job of list) if (job.runAt.getTime() <= soon) ctx.waitUntil(ctx.runNow(job.id))
   },
 }
+
+/**
+ * A `ROLE=api` process without QStash: the jobs were written in the request's
+ * transaction, and the worker processes' runners take them from the table.
+ */
+export const outboxOnlyDispatcher: JobDispatcher = {
+  kind: 'embedded',
+  dispatch() {},
+}
