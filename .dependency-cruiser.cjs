@@ -48,7 +48,7 @@ module.exports = {
     },
     {
       name: 'lib-is-plain',
-      comment: 'src/lib holds small helpers (base64, uuid, canonical JSON) that know nothing of the application.',
+      comment: 'src/lib holds small helpers (text bytes and SHA-256, UUIDv7, canonical JSON) that know nothing of the application.',
       severity: 'error',
       from: { path: '^src/lib/' },
       to: { path: '^src/', pathNot: '^src/lib/' },

@@ -57,13 +57,8 @@ export function appLayers(services: Services): AppLayer[] {
  * ```
  */
 export function createApp(services: Services, opts: { earlyRoute?: boolean; layers?: readonly AppLayer[] } = {}) {
-  const { logger } = services
   const layers = opts.layers ?? appLayers(services)
-  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
-  for (const layer of layers) app.use(layer.handler)
-  app.onError(errorHandler(logger))
-  app.notFound(notFoundHandler(app))
-
+  const app = bareApp(services, layers)
   const routes = app
     .route('/', systemRoutes(services))
     .route('/', accountsRoutes(services))
@@ -92,11 +87,16 @@ export function createApp(services: Services, opts: { earlyRoute?: boolean; laye
  * 404), for the probes and the scraper; the API is served by `api` processes.
  */
 export function createOperationsApp(services: Services, layers: readonly AppLayer[] = appLayers(services)) {
+  return bareApp(services, layers).route('/', systemRoutes(services))
+}
+
+/** An app with the app-level middleware, validation and error answers, and no routes yet. */
+function bareApp(services: Services, layers: readonly AppLayer[]) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
   for (const layer of layers) app.use(layer.handler)
   app.onError(errorHandler(services.logger))
   app.notFound(notFoundHandler(app))
-  return app.route('/', systemRoutes(services))
+  return app
 }
 
 /**

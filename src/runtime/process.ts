@@ -286,7 +286,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       database,
       peerAddress: adapter.peerAddress,
       passwords: processPasswordHasher(config.passwordHash),
-      embeddedDispatcher: runsJobs ? runner?.dispatcher : outboxOnlyDispatcher,
+      embeddedDispatcher: runner?.dispatcher ?? outboxOnlyDispatcher,
       draining: () => draining,
     },
     config,
