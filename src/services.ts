@@ -9,8 +9,9 @@ import { type OrderJobServices, orderJobHandlers } from './features/orders/index
 import type { ScheduleEnv } from './features/schedule/index.ts'
 import { type RecordRequest, requestRecorder } from './http/edge.ts'
 import { type Cache, createCache } from './infra/cache.ts'
-import { createQstashDispatcher, handOverBacklog, inlineDispatcher, type JobDispatcher } from './infra/jobs/dispatch.ts'
+import { createQstashDispatcher, inlineDispatcher, type JobDispatcher } from './infra/jobs/dispatch.ts'
 import { drainDueJobs, type JobRef, type JobRuntime, type RunOutcome, runJobById } from './infra/jobs/jobs.ts'
+import { registerJobMetrics } from './infra/jobs/metrics.ts'
 import { createHttpMailer, createRecordingMailer, type Mailer } from './infra/mailer.ts'
 import { createSimulatedPaymentProvider, type PaymentProvider } from './infra/payments.ts'
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './infra/ratelimit.ts'
@@ -187,6 +188,8 @@ export function createServices(runtime: Runtime, config: Config): Services {
         metrics,
       })
     : (runtime.embeddedDispatcher ?? inlineDispatcher)
+  // The queue is shared by every instance: its depth is read from the table at scrape time (bounded).
+  const jobObserver = metrics && database ? registerJobMetrics(metrics, database.db, { handover: config.qstash !== undefined }) : undefined
   const jobs = bind((d): JobRuntime<OrderJobServices> => {
     const rt: JobRuntime<OrderJobServices> = {
       db: d.db,
@@ -196,6 +199,7 @@ export function createServices(runtime: Runtime, config: Config): Services {
       dispatch: (list) => dispatcher.dispatch(list, { db: d.db, waitUntil: d.waitUntil, runNow: (id) => runJobById(rt, id) }),
       waitUntil: d.waitUntil,
       backoffBaseMs: config.jobs.backoffBaseMs,
+      observer: jobObserver,
     }
     return rt
   })
@@ -209,28 +213,6 @@ export function createServices(runtime: Runtime, config: Config): Services {
   const jobSlots = createSlots(config.jobs.concurrency)
   metrics?.gauge('edgeshop_job_deliveries_running', 'Job deliveries running in this process', () => jobSlots.busy)
   metrics?.gauge('edgeshop_job_deliveries_waiting', 'Job deliveries waiting for a slot in this process', () => jobSlots.waiting)
-
-  if (metrics && config.qstash && database) {
-    // Read at scrape time (bounded): the outbox is shared by every instance, and a job any of them failed to hand over waits.
-    const db = database.db
-    let backlog = { waiting: Number.NaN, oldest: null as Date | null }
-    let reading: Promise<void> | undefined
-    metrics.beforeScrape(
-      () =>
-        (reading ??= handOverBacklog(db)
-          .then((b) => {
-            backlog = b
-          })
-          .finally(() => {
-            reading = undefined
-          })),
-      1000,
-    )
-    metrics.gauge('edgeshop_jobs_waiting_for_handover', 'Pending jobs not handed to QStash yet (all instances)', () => backlog.waiting)
-    metrics.gauge('edgeshop_jobs_waiting_for_handover_oldest_seconds', 'How long the oldest of them has waited', () =>
-      backlog.oldest ? Math.max(0, (Date.now() - backlog.oldest.getTime()) / 1000) : 0,
-    )
-  }
 
   if (metrics && database?.stats) {
     const stats = database.stats.bind(database)

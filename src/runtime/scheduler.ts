@@ -14,7 +14,8 @@ export function startScheduler(services: Services): { stop(): Promise<void> } {
       const schedule = services.schedule(services.scope())
       for (const cron of [MINUTELY, DAILY]) {
         try {
-          await runSchedule(cron, new Date(), schedule)
+          const report = await runSchedule(cron, new Date(), schedule)
+          if (!report.ran) logger.debug('schedule tick skipped', { schedule: cron, reason: report.reason })
         } catch (err) {
           logger.warn('schedule tick failed; the next tick tries again', {
             schedule: cron,

@@ -1,5 +1,6 @@
 import postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { DAILY, MINUTELY } from '../../src/features/schedule/index.ts'
 import { uuidv7 } from '../../src/lib/uuid.ts'
 import { type AppServer, startAppServer } from '../support/app-server.ts'
 import { migratedDatabase } from '../support/databases.ts'
@@ -85,7 +86,23 @@ describe('ROLE=api and ROLE=worker on one PostgreSQL', () => {
       from jobs where name = 'payment.capture'`
     expect(waiting).toEqual({ pending: 6, taken: 0 })
 
-    const workers = await Promise.all([startAppServer('bun', settings('worker')), startAppServer('node', settings('worker'))])
+    // The workers tick every second and log every tick, run or skipped.
+    const logs = [[], []] as Record<string, unknown>[][]
+    const workerSettings = { ...settings('worker'), SCHEDULER_TICK_SECONDS: '1', LOG_LEVEL: 'debug' }
+    const logInto = (lines: Record<string, unknown>[]) => {
+      let partial = ''
+      return {
+        onOutput: (text: string) => {
+          const split = (partial + text).split('\n')
+          partial = split.pop()!
+          for (const line of split) if (line.startsWith('{')) lines.push(JSON.parse(line))
+        },
+      }
+    }
+    const workers = await Promise.all([
+      startAppServer('bun', workerSettings, logInto(logs[0]!)),
+      startAppServer('node', workerSettings, logInto(logs[1]!)),
+    ])
     servers.push(...workers)
     await expect
       .poll(async () => (await sql`select id from orders where id = any(${orders}::uuid[]) and status = 'paid'`).length, {
@@ -106,5 +123,20 @@ describe('ROLE=api and ROLE=worker on one PostgreSQL', () => {
       expect(api.headers.get('content-type')).toContain('application/problem+json')
     }
     for (const api of apis) expect((await fetch(`${api.url}/v1/products/${product}`)).status).toBe(200)
+
+    // Schedule ticks: both workers offer every tick, and each slot runs once across them.
+    const ticks = (lines: Record<string, unknown>[]) =>
+      lines.filter((l) => l.schedule === MINUTELY && (l.msg === 'schedule ran' || l.msg === 'schedule tick skipped'))
+    await expect.poll(() => Math.min(ticks(logs[0]!).length, ticks(logs[1]!).length), { timeout: 20_000 }).toBeGreaterThanOrEqual(3)
+    const runs = logs.flat().filter((l) => l.msg === 'schedule ran')
+    const slots = (cron: string) => runs.filter((l) => l.schedule === cron).map((l) => l.slot)
+    expect(slots(MINUTELY).length).toBeGreaterThanOrEqual(1)
+    expect(new Set(slots(MINUTELY)).size).toBe(slots(MINUTELY).length)
+    expect(new Set(slots(DAILY)).size).toBe(slots(DAILY).length)
+    const recorded = await sql<{ schedule: string; slot: Date }[]>`select schedule, slot from schedule_runs`
+    expect(recorded.filter((r) => r.schedule === MINUTELY).map((r) => r.slot.toISOString())).toEqual(
+      expect.arrayContaining(slots(MINUTELY)),
+    )
+    expect(logs.flat().filter((l) => l.msg === 'schedule tick skipped' && l.reason === 'already ran').length).toBeGreaterThan(0)
   }, 120_000)
 })

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { runStatement } from '../../src/db/database.ts'
 import { DAILY, runSchedule } from '../../src/features/schedule/index.ts'
 import { createLogger } from '../../src/observability/logger.ts'
 import { createMetrics } from '../../src/observability/metrics.ts'
@@ -164,5 +165,52 @@ describe('metrics', () => {
     expect(text).toContain('t_seconds_bucket{route="/a",le="0.01"} 1\n')
     expect(text).toContain('t_seconds_bucket{route="/a",le="1"} 2\n')
     expect(text).toContain('t_seconds_count{route="/a"} 2\n')
+  })
+})
+
+describe('job metrics', () => {
+  /** The value of a series in Prometheus text, or undefined when it is absent. */
+  const value = (text: string, series: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `))
+    return line === undefined ? undefined : Number(line.slice(series.length + 1))
+  }
+
+  it("report the queue's depth across instances and each run's result by job name", async () => {
+    const t = await createTestApp()
+    try {
+      const insert = (name: string, status: string, runAt: string, maxAttempts = 5) =>
+        runStatement(
+          t.database.db,
+          `insert into jobs (id, name, payload, status, max_attempts, run_at)
+           values (gen_random_uuid(), $1, '{"orderId":"00000000-0000-7000-8000-000000000000"}', $2, $3, now() + $4::interval)`,
+          [name, status, maxAttempts, runAt],
+        )
+      await insert('order.expire', 'pending', '-90 seconds')
+      await insert('no.such.job', 'pending', '-30 seconds', 1)
+      await insert('no.such.job', 'pending', '-10 seconds', 5)
+      await insert('order.expire', 'pending', '1 hour') // not due yet
+      await insert('order.expire', 'dead', '-1 day')
+      await insert('order.expire', 'succeeded', '-1 day')
+
+      const before = await t.services.metrics!.scrape()
+      expect(value(before, 'edgeshop_job_queue_due')).toBe(3)
+      expect(value(before, 'edgeshop_job_queue_dead')).toBe(1)
+      expect(value(before, 'edgeshop_job_queue_oldest_due_seconds')).toBeGreaterThanOrEqual(89)
+      expect(value(before, 'edgeshop_job_queue_oldest_due_seconds')).toBeLessThan(120)
+      expect(value(before, 'edgeshop_jobs_waiting_for_handover')).toBeUndefined() // QStash is not configured
+
+      expect(await t.services.drainJobs(t.services.scope(), 10)).toBe(3)
+      const after = await t.services.metrics!.scrape()
+      expect(value(after, 'edgeshop_job_queue_due')).toBe(0)
+      expect(value(after, 'edgeshop_job_queue_oldest_due_seconds')).toBe(0)
+      expect(value(after, 'edgeshop_job_queue_dead')).toBe(2)
+      expect(value(after, 'edgeshop_jobs_running')).toBe(0)
+      expect(value(after, 'edgeshop_job_runs_total{job="order.expire",result="succeeded"}')).toBe(1)
+      expect(value(after, 'edgeshop_job_runs_total{job="no.such.job",result="dead"}')).toBe(1)
+      expect(value(after, 'edgeshop_job_runs_total{job="no.such.job",result="retry"}')).toBe(1)
+      expect(value(after, 'edgeshop_job_run_duration_seconds_count{job="no.such.job"}')).toBe(2)
+    } finally {
+      await t.close()
+    }
   })
 })

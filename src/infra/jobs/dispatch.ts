@@ -235,15 +235,6 @@ export async function undispatchedJobs(db: Database, before: Date, limit = 500, 
   return rows
 }
 
-/** How many jobs wait to be handed to QStash, and since when the oldest has waited. */
-export async function handOverBacklog(db: Database): Promise<{ waiting: number; oldest: Date | null }> {
-  const [row] = await db
-    .select({ waiting: sql<number>`count(*)::int`, oldest: sql<string | null>`min(${jobs.createdAt})` })
-    .from(jobs)
-    .where(and(eq(jobs.status, 'pending'), isNull(jobs.dispatchedAt)))
-  return { waiting: Number(row?.waiting ?? 0), oldest: row?.oldest ? new Date(row.oldest) : null }
-}
-
 /** Marks jobs dead whose delivery QStash gave up on. */
 export async function markDead(db: Database, ids: string[], reason: string): Promise<number> {
   if (ids.length === 0) return 0

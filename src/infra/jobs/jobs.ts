@@ -3,6 +3,7 @@ import type { Database, Transaction } from '../../db/database.ts'
 import { jobs } from '../../db/schema.ts'
 import { uuidv7 } from '../../lib/uuid.ts'
 import type { Logger } from '../../observability/logger.ts'
+import type { JobObserver, RunResult } from './metrics.ts'
 
 /*
  * Background jobs as a transactional outbox. A job row is inserted in the
@@ -88,6 +89,8 @@ export interface JobRuntime<D> {
   /** First retry after this; doubles per attempt, capped at 5 minutes, ±50 % jitter. */
   backoffBaseMs: number
   handlerTimeoutMs?: number
+  /** Told when a run starts and how it ended (the job metrics of Bun and Node). */
+  observer?: JobObserver | undefined
 }
 
 export type RunOutcome =
@@ -118,7 +121,11 @@ async function execute<D>(
   let followUps: JobRef[] = []
   let after: (() => Promise<unknown> | undefined)[] = []
   let claimedId = fallbackId
+  let claimed: { name: string; at: number } | undefined
   let result: RunOutcome
+  const finish = (run: typeof claimed, how: RunResult) => {
+    if (run) rt.observer?.finished(run.name, how, (performance.now() - run.at) / 1000)
+  }
   try {
     result = await rt.db.transaction(async (tx) => {
       const picked = await claim(tx as Transaction)
@@ -130,6 +137,10 @@ async function execute<D>(
         .where(and(eq(jobs.id, picked.id), eq(jobs.status, 'pending')))
         .returning()
       if (!job) return { kind: 'nothing' } as const
+      if (!claimed) {
+        claimed = { name: job.name, at: performance.now() }
+        rt.observer?.started()
+      }
       try {
         // The handler runs in a savepoint: when it fails, its effects roll back while this transaction
         // keeps the job's row locked, and the failure is recorded before any other runner can see the job.
@@ -172,9 +183,17 @@ async function execute<D>(
     // The transaction itself failed (the database went away mid-run): record the attempt on its own.
     const error = err instanceof Error ? err.message : String(err)
     if (claimedId === undefined) throw err
-    const dead = await recordFailure(rt.db, claimedId, error, rt.backoffBaseMs)
+    let dead = false
+    try {
+      dead = await recordFailure(rt.db, claimedId, error, rt.backoffBaseMs)
+    } finally {
+      // The run has ended even when the failure cannot be recorded (the database is still gone).
+      finish(claimed, dead ? 'dead' : 'retry')
+      claimed = undefined
+    }
     result = { kind: 'failed', jobId: claimedId, error, dead }
   }
+  finish(claimed, result.kind === 'done' ? 'succeeded' : result.kind === 'failed' && result.dead ? 'dead' : 'retry')
   if (result.kind === 'failed') {
     rt.logger.warn(result.dead ? 'job failed for the last time: dead' : 'job failed; will retry', {
       jobId: result.jobId,
