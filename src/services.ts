@@ -17,7 +17,7 @@ import { createSimulatedPaymentProvider, type PaymentProvider } from './infra/pa
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './infra/ratelimit.ts'
 import { createSlots, type Slots } from './lib/slots.ts'
 import type { Logger } from './observability/logger.ts'
-import type { Metrics } from './observability/metrics.ts'
+import type { Counter, Metrics } from './observability/metrics.ts'
 
 /** The part of Workers' ExecutionContext the app uses. */
 export interface ExecutionContextLike {
@@ -72,6 +72,8 @@ export interface Services {
   readonly passwords: PasswordHasher
   readonly tokens: AccessTokens
   readonly limiter: RateLimiter
+  /** Requests refused by a rate limit, by rule and reason (Bun and Node). */
+  readonly rateLimitRefusals: Counter<'rule' | 'reason'> | undefined
   /** The catalog's two-tier cache. */
   readonly cache: Cache
   readonly payments: PaymentProvider
@@ -220,6 +222,14 @@ export function createServices(runtime: Runtime, config: Config): Services {
     metrics.gauge('edgeshop_db_queries_total', 'Queries sent through the pool outside transactions', () => stats().queries, 'counter')
     metrics.gauge('edgeshop_db_queries_in_flight', 'Queries sent through the pool and not yet answered', () => stats().queriesInFlight)
     metrics.gauge(
+      'edgeshop_db_pool_waiting',
+      'Queries and transactions beyond the pool size: waiting for a connection, or queued behind another on one',
+      () => {
+        const s = stats()
+        return Math.max(0, s.queriesInFlight + s.transactionsInFlight - s.max)
+      },
+    )
+    metrics.gauge(
       'edgeshop_db_transactions_in_flight',
       'Transactions holding or waiting for a pooled connection',
       () => stats().transactionsInFlight,
@@ -246,6 +256,10 @@ export function createServices(runtime: Runtime, config: Config): Services {
     passwords,
     tokens,
     limiter: redis ? createRedisRateLimiter({ redis, timeoutMs: config.rateLimitTimeoutMs }) : createMemoryRateLimiter(),
+    rateLimitRefusals: metrics?.counter('edgeshop_rate_limit_refusals_total', 'Requests a rate limit refused, by rule and reason', [
+      'rule',
+      'reason',
+    ]),
     cache,
     payments,
     mailer,

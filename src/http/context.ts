@@ -5,7 +5,7 @@ import type { RequestScope } from '../core/scope.ts'
 import type { Transaction } from '../db/database.ts'
 import type { RateLimiter } from '../infra/ratelimit.ts'
 import type { Logger } from '../observability/logger.ts'
-import type { Metrics } from '../observability/metrics.ts'
+import type { Counter, Metrics } from '../observability/metrics.ts'
 
 /**
  * What the HTTP layer's middleware needs of the services: every feature's
@@ -15,6 +15,8 @@ export interface HttpServices {
   readonly config: Config
   readonly logger: Logger
   readonly limiter: RateLimiter
+  /** Counts requests a rate limit refused: over the allowance, or the limiter unavailable and the route failing closed. */
+  readonly rateLimitRefusals?: Counter<'rule' | 'reason'> | undefined
   readonly tokens: TokenVerifier
   /** The peer's address as the runtime's socket reports it; never taken from a header a client controls. */
   peerAddress(c: Context): string | undefined

@@ -34,11 +34,13 @@ function headers(rule: { limit: number }, tightest: RateDecision, nowMs: number)
  * ```
  */
 export function rateLimit(
-  services: Pick<HttpServices, 'limiter' | 'config' | 'logger'>,
+  services: Pick<HttpServices, 'limiter' | 'config' | 'logger' | 'rateLimitRefusals'>,
   opts: RateLimitOptions,
 ): MiddlewareHandler<AppEnv> {
   const { limiter, config, logger } = services
   const budget = config.rateLimitTimeoutMs
+  const refusedLimited = services.rateLimitRefusals?.with({ rule: opts.rule.name, reason: 'limited' })
+  const refusedUnavailable = services.rateLimitRefusals?.with({ rule: opts.rule.name, reason: 'unavailable' })
   const unavailable = throttledLog(logger, 'warn', 'rate limiter unavailable', 10_000)
 
   return async function rateLimit(c, next) {
@@ -52,7 +54,10 @@ export function rateLimit(
       decisions = await Promise.race([Promise.all(keys.map((key) => limiter.limit(opts.rule, key))), deadline])
     } catch (err) {
       unavailable({ route: opts.rule.name, error: err instanceof Error ? err.message : String(err) })
-      if (opts.onUnavailable === 'closed') throw new AppError('service_unavailable', 'Rate limiting is unavailable; retry shortly')
+      if (opts.onUnavailable === 'closed') {
+        refusedUnavailable?.inc()
+        throw new AppError('service_unavailable', 'Rate limiting is unavailable; retry shortly')
+      }
       return next()
     } finally {
       clearTimeout(timer)
@@ -63,6 +68,7 @@ export function rateLimit(
     if (decisions.some((d) => !d.success)) {
       const blocked = decisions.filter((d) => !d.success).reduce((a, b) => (b.resetMs > a.resetMs ? b : a))
       const retryAfter = String(Math.max(1, Math.ceil((blocked.resetMs - now) / 1000)))
+      refusedLimited?.inc()
       throw new AppError('rate_limited', `Too many attempts; retry in ${retryAfter} s`, { headers: { ...h, 'Retry-After': retryAfter } })
     }
     await next()

@@ -6,8 +6,8 @@
  * @example
  * ```ts
  * const metrics = createMetrics()
- * const hits = metrics.counter('edgeshop_cache_hits_total', 'Cache hits', ['tier'])
- * hits.inc({ tier: 'l1' })
+ * const lookups = metrics.counter('edgeshop_cache_lookups_total', 'Cache lookups', ['tier', 'result'])
+ * lookups.inc({ tier: 'l1', result: 'hit' })
  * metrics.render()
  * ```
  */

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { hc } from 'hono/client'
 import { describe, expect, inject, it } from 'vitest'
 import type { AppType } from '../../src/app.ts'
@@ -73,6 +74,11 @@ describe('system routes', () => {
     expect(text).toMatch(/^edgeshop_http_requests_total\{method="GET",route="\/healthz",status="200"\} \d+$/m)
     expect(text).toMatch(/^# TYPE edgeshop_http_request_duration_seconds histogram$/m)
     if (target !== 'embedded') expect(text).toMatch(/^edgeshop_db_pool_max 10$/m)
+    // Prometheus's own linter finds nothing to say of a live scrape.
+    const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })
+    expect(lint.error).toBeUndefined()
+    expect(`${lint.stdout}${lint.stderr}`).toBe('')
+    expect(lint.status).toBe(0)
   })
 })
 

@@ -134,7 +134,11 @@ describe('signed deliveries', () => {
     )
     expect(status).toBe('paid')
     const job = await jobOf('payment.capture', id)
-    const message = qstash.messages().find((m) => m.deduplicationId === job!.id)
+    // The order is paid inside the delivery; the stand-in marks the message delivered once the answer arrives.
+    const message = await until(
+      async () => qstash.messages().find((m) => m.deduplicationId === job!.id),
+      (m) => m?.state === 'delivered',
+    )
     expect(message).toMatchObject({ url: `${publicUrl}/internal/jobs/payment.capture`, state: 'delivered', maxRetries: 4 })
     expect(job!.dispatched_at).not.toBeNull()
   })

@@ -196,7 +196,7 @@ async function startOnce(runtime: Runtime, env: Record<string, string>, opts: St
   for (;;) {
     if (child.exitCode !== null) {
       cleanup()
-      if (/EADDRINUSE|address already in use/i.test(out)) throw new PortTaken(`port ${port} is in use`)
+      if (/EADDRINUSE|already in use/i.test(out)) throw new PortTaken(`port ${port} is in use`)
       throw new Error(`${runtime} server exited with ${child.exitCode} before it was ready:\n${out}`)
     }
     try {

@@ -205,10 +205,10 @@ describe('job metrics', () => {
       expect(value(after, 'edgeshop_job_queue_oldest_due_seconds')).toBe(0)
       expect(value(after, 'edgeshop_job_queue_dead')).toBe(2)
       expect(value(after, 'edgeshop_jobs_running')).toBe(0)
-      expect(value(after, 'edgeshop_job_runs_total{job="order.expire",result="succeeded"}')).toBe(1)
-      expect(value(after, 'edgeshop_job_runs_total{job="no.such.job",result="dead"}')).toBe(1)
-      expect(value(after, 'edgeshop_job_runs_total{job="no.such.job",result="retry"}')).toBe(1)
-      expect(value(after, 'edgeshop_job_run_duration_seconds_count{job="no.such.job"}')).toBe(2)
+      expect(value(after, 'edgeshop_job_runs_total{name="order.expire",result="succeeded"}')).toBe(1)
+      expect(value(after, 'edgeshop_job_runs_total{name="no.such.job",result="dead"}')).toBe(1)
+      expect(value(after, 'edgeshop_job_runs_total{name="no.such.job",result="retry"}')).toBe(1)
+      expect(value(after, 'edgeshop_job_run_duration_seconds_count{name="no.such.job"}')).toBe(2)
     } finally {
       await t.close()
     }

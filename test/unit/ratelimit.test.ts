@@ -31,6 +31,23 @@ describe('in-process sliding window', () => {
     expect((await limiter.limit(rule, 'k')).remaining).toBe(2)
   })
 
+  it('counts the requests it refuses, by rule', async () => {
+    const t = await createTestApp({ env: { RATE_LIMIT_AUTH: '2/60' } })
+    try {
+      const login = () =>
+        t.app.request('/v1/auth/login', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ email: 'nobody@example.test', password: 'long enough pw' }),
+        })
+      for (let i = 0; i < 2; i++) expect((await login()).status).toBe(401)
+      for (let i = 0; i < 3; i++) await expectProblem(await login(), 429, 'rate_limited')
+      expect(t.services.metrics!.render()).toContain('edgeshop_rate_limit_refusals_total{rule="login",reason="limited"} 3\n')
+    } finally {
+      await t.close()
+    }
+  })
+
   it('keeps memory bounded by forgetting the oldest keys', async () => {
     const limiter = createMemoryRateLimiter({ maxKeys: 100 })
     for (let i = 0; i < 1000; i++) await limiter.limit(rule, `ip-${i}`)
@@ -84,6 +101,9 @@ describe('Redis limiter failures', () => {
       const warned = t.logs.filter((l) => l.msg === 'rate limiter unavailable')
       expect(warned.length).toBeGreaterThanOrEqual(1)
       expect(warned.length).toBeLessThanOrEqual(3)
+      const scraped = t.services.metrics!.render()
+      for (const rule of ['signup', 'login', 'refresh'])
+        expect(scraped).toContain(`edgeshop_rate_limit_refusals_total{rule="${rule}",reason="unavailable"} 1\n`)
       await t.close()
     })
   })

@@ -100,6 +100,8 @@ export interface SystemRouteServices {
 /** `/healthz`, `/readyz` and `/metrics`. */
 export function systemRoutes(services: SystemRouteServices) {
   const { redis, metrics, config } = services
+  // Load balancers and the kubelet ask /readyz every few seconds: what it answered is what an operator alerts on.
+  const answers = metrics?.counter('edgeshop_readyz_total', 'Answers of /readyz by status (ready, unavailable, draining)', ['status'])
   return new OpenAPIHono<AppEnv>()
     .openapi(healthz, (c) => {
       c.header('Cache-Control', 'no-store')
@@ -121,6 +123,7 @@ export function systemRoutes(services: SystemRouteServices) {
           queue: services.mode.queue === 'qstash' ? ('ok' as const) : ('embedded' as const),
         },
       }
+      answers?.inc({ status: body.status })
       c.header('Cache-Control', 'no-store')
       if (!ready) c.header('Retry-After', '1')
       if (!ready || draining) return c.json(body, 503)

@@ -98,11 +98,11 @@ export function registerJobMetrics(metrics: Metrics, db: Database, opts: { hando
 
   let running = 0
   metrics.gauge('edgeshop_jobs_running', 'Jobs this process is running now', () => running)
-  const runs = metrics.counter('edgeshop_job_runs_total', 'Job runs by job name and result', ['job', 'result'])
+  const runs = metrics.counter('edgeshop_job_runs_total', 'Job runs by job name and result', ['name', 'result'])
   const durations = metrics.histogram(
     'edgeshop_job_run_duration_seconds',
     'How long a job run took, claim to commit',
-    ['job'],
+    ['name'],
     LATENCY_BUCKETS,
   )
   return {
@@ -111,8 +111,8 @@ export function registerJobMetrics(metrics: Metrics, db: Database, opts: { hando
     },
     finished(job, result, seconds) {
       running--
-      runs.inc({ job, result })
-      durations.observe({ job }, seconds)
+      runs.inc({ name: job, result })
+      durations.observe({ name: job }, seconds)
     },
   }
 }
