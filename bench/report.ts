@@ -340,19 +340,19 @@ export function renderWorkerd(r: BenchResults, chartDir = 'bench'): string {
     '',
     `![${TITLES.workerd}](${chartDir}/workerd.svg)`,
     '',
-    '| case | req/s (median) | p50 ms | p99 ms | ratio | CPU ms/request, workerd | CPU ms/request, PostgreSQL | not 2xx/3xx | socket errors | runs (req/s) |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| case | req/s (median) | p50 ms | p99 ms | ratio | CPU ms/request, workerd | CPU ms/request, PostgreSQL | PostgreSQL sessions/request | not 2xx/3xx | socket errors | runs (req/s) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ]
   for (const c of r.cases.filter((c) => c.scenario === 'workerd')) {
     const ref = referenceOf(r, c)
     const x = ref ? `${ratio(c.median.rps / ref.value)} ${ref.name}` : ''
     lines.push(
-      `| ${c.name} | ${fmt(c.median.rps)} | ${ms(c.median.p50)} | ${ms(c.median.p99)} | ${x} | ${ms(c.median.cpuMs)} | ${ms(c.median.dbCpuMs)} | ${c.median.non2xx} | ${c.median.errors} | ${c.runs.map((m) => fmt(m.rps)).join(', ')} |`,
+      `| ${c.name} | ${fmt(c.median.rps)} | ${ms(c.median.p50)} | ${ms(c.median.p99)} | ${x} | ${ms(c.median.cpuMs)} | ${ms(c.median.dbCpuMs)} | ${ms(c.median.dbSessions)} | ${c.median.non2xx} | ${c.median.errors} | ${c.runs.map((m) => fmt(m.rps)).join(', ')} |`,
     )
   }
   lines.push('', ...bundleTable(r), '')
   lines.push(
-    `${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.pinned ? 'workerd pinned to CPU 1 and wrk to CPU 0 (checkout: PostgreSQL on CPU 0)' : 'not pinned'}; ${r.plan.rounds} round(s) of ${r.plan.seconds} s; ${r.plan.hotConnections} connections, checkout and login ${r.plan.checkoutConnections}. workerd ${r.versions.workerd ?? '–'}, PostgreSQL ${r.versions.postgres?.replace(/^.*\(PostgreSQL\) (\S+).*$/, '$1') ?? '–'}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
+    `${r.machine.cpu}, ${r.machine.cores} cores${r.machine.loadAverage ? `, shared: load average ${r.machine.loadAverage.map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min) at the end` : ''}, ${r.machine.pinned ? 'workerd pinned to CPU 1 and wrk to CPU 0 (checkout: PostgreSQL on CPU 0)' : 'not pinned'}; ${r.plan.rounds} round(s) of ${r.plan.seconds} s; ${r.plan.hotConnections} connections, checkout and login ${r.plan.checkoutConnections}. workerd ${r.versions.workerd ?? '–'}, PostgreSQL ${r.versions.postgres?.replace(/^.*\(PostgreSQL\) (\S+).*$/, '$1') ?? '–'}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
   )
   return lines.join('\n')
 }

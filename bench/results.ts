@@ -17,6 +17,8 @@ export interface Measurement {
   cpuMs?: number
   /** CPU time per request of every PostgreSQL process, in ms (the Workers cases). */
   dbCpuMs?: number
+  /** PostgreSQL sessions (connections) started per request (the Workers cases). */
+  dbSessions?: number
 }
 
 export interface CaseResult {
@@ -32,7 +34,8 @@ export interface BenchResults {
   quick: boolean
   durationSeconds: number
   command: string
-  machine: { cpu: string; cores: number; pinned: boolean }
+  /** `loadAverage`: the machine's 1, 5 and 15 minute load averages at the end of the run (other jobs share it). */
+  machine: { cpu: string; cores: number; pinned: boolean; loadAverage?: number[] }
   versions: Record<string, string>
   plan: Record<string, number>
   answerBytes: number

@@ -25,7 +25,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { availableParallelism, cpus } from 'node:os'
+import { availableParallelism, cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import { encodeCursor } from '../src/core/page.ts'
@@ -167,7 +167,21 @@ async function main(): Promise<void> {
   const hotPath = `/v1/products/${hot!.id}`
   const [{ dir: dataDir }] = (await sql`select current_setting('data_directory') as dir`) as unknown as [{ dir: string }]
   const upstash = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: rest.token }
-  const workers = await workerdScenario({ databaseUrl: small, dataDir, upstash, hotPath, products: checkoutProducts, quick: QUICK })
+  const sessions = async () => {
+    // Ended sessions, and those running now (counted at their end): every connection made so far.
+    const [row] = await sql<{ n: number }[]>`select (select sessions from pg_stat_database where datname = current_database())
+      + (select count(*) from pg_stat_activity where datname = current_database()) as n`
+    return Number(row!.n)
+  }
+  const workers = await workerdScenario({
+    databaseUrl: small,
+    dataDir,
+    sessions,
+    upstash,
+    hotPath,
+    products: checkoutProducts,
+    quick: QUICK,
+  })
   if (ONLY) {
     const samples = await measure(workers.cases)
     await checkStock(sql)
@@ -391,7 +405,10 @@ async function measure(cases: Case[], after: (c: Case) => void = () => {}): Prom
       const m = await c.run(plan.seconds)
       samples.get(c)!.push(m)
       after(c)
-      const cpu = m.cpuMs === undefined ? '' : `  CPU ${m.cpuMs.toFixed(2)} ms/req (PostgreSQL ${m.dbCpuMs!.toFixed(2)})`
+      const cpu =
+        m.cpuMs === undefined
+          ? ''
+          : `  CPU ${m.cpuMs.toFixed(2)} ms/req (PostgreSQL ${m.dbCpuMs!.toFixed(2)}, ${m.dbSessions!.toFixed(2)} sessions)`
       say(
         `  ${c.scenario.padEnd(8)} ${c.name.padEnd(24)} ${Math.round(m.rps).toString().padStart(7)} req/s  p99 ${m.p99.toFixed(2)} ms${cpu}`,
       )
@@ -418,7 +435,7 @@ function finish(
     quick: QUICK,
     durationSeconds: Math.round((Date.now() - started) / 1000),
     command: `./run bench${QUICK ? ' --quick' : ''}${ONLY ? ` --only ${ONLY}` : ''}`,
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), pinned: PINNED },
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), pinned: PINNED, loadAverage: loadavg() },
     plan: {
       ...plan,
       hotConnections: HOT_CONNECTIONS,
@@ -449,7 +466,11 @@ function medianOf(runs: Measurement[]): Measurement {
     non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
     errors: runs.reduce((a, r) => a + r.errors, 0),
     ...(runs.some((r) => r.cpuMs !== undefined)
-      ? { cpuMs: median(runs.map((r) => r.cpuMs ?? Number.NaN)), dbCpuMs: median(runs.map((r) => r.dbCpuMs ?? Number.NaN)) }
+      ? {
+          cpuMs: median(runs.map((r) => r.cpuMs ?? Number.NaN)),
+          dbCpuMs: median(runs.map((r) => r.dbCpuMs ?? Number.NaN)),
+          dbSessions: median(runs.map((r) => r.dbSessions ?? Number.NaN)),
+        }
       : {}),
   }
 }

@@ -15,7 +15,8 @@
  * Each case is a `wrk` run with workerd the only server running; the CPU
  * time (user + system, /proc/<pid>/stat) of the workerd process and, apart,
  * of every PostgreSQL process over the run, divided by the requests, is its
- * CPU per request. The bundle's size and the time from starting workerd to
+ * CPU per request; the sessions PostgreSQL started per request, beside it.
+ * The bundle's size and the time from starting workerd to
  * the first answer (next to an empty worker) are measured here too.
  */
 import { spawn, spawnSync } from 'node:child_process'
@@ -129,12 +130,25 @@ export function postgresCpuMs(dataDir: string): number {
   return processCpuMs(postmaster, true) + live.reduce((sum, pid) => sum + processCpuMs(pid), 0)
 }
 
-/** `measure`, with the CPU time per request it cost the process `pid` and, apart, PostgreSQL. */
-async function withCpu(pid: number, dataDir: string, measure: () => Promise<Measurement>): Promise<Measurement> {
-  const before = [processCpuMs(pid), postgresCpuMs(dataDir)] as const
+/**
+ * `measure`, with what each request cost: CPU time of the process `pid` and,
+ * apart, of PostgreSQL, and the PostgreSQL sessions started (`sessions()`
+ * counts them so far).
+ */
+async function perRequest(
+  pid: number,
+  db: Pick<WorkerdSetup, 'dataDir' | 'sessions'>,
+  measure: () => Promise<Measurement>,
+): Promise<Measurement> {
+  const before = [processCpuMs(pid), postgresCpuMs(db.dataDir), await db.sessions()] as const
   const m = await measure()
   const requests = m.requests ?? Number.NaN
-  return { ...m, cpuMs: (processCpuMs(pid) - before[0]) / requests, dbCpuMs: (postgresCpuMs(dataDir) - before[1]) / requests }
+  return {
+    ...m,
+    cpuMs: (processCpuMs(pid) - before[0]) / requests,
+    dbCpuMs: (postgresCpuMs(db.dataDir) - before[1]) / requests,
+    dbSessions: ((await db.sessions()) - before[2]) / requests,
+  }
 }
 
 // ---------------------------------------------------------------- cold start
@@ -205,6 +219,8 @@ export interface WorkerdSetup {
   databaseUrl: string
   /** PostgreSQL's data directory: its processes' CPU time, and its CPU for the checkout case. */
   dataDir: string
+  /** The sessions PostgreSQL has started in the bench database so far (pg_stat_database). */
+  sessions: () => Promise<number>
   upstash: { UPSTASH_REDIS_REST_URL: string; UPSTASH_REDIS_REST_TOKEN: string }
   hotPath: string
   /** Products checkout rotates over. */
@@ -274,7 +290,7 @@ export async function workerdScenario(
     (url: string, path: string, connections: number, script?: () => Promise<string> | string) =>
     async (seconds: number): Promise<Measurement> => {
       const file = script ? await script() : undefined
-      return alone(workerd, () => withCpu(workerd.pid, s.dataDir, () => wrk(url + path, { connections, seconds, script: file })))
+      return alone(workerd, () => perRequest(workerd.pid, s, () => wrk(url + path, { connections, seconds, script: file })))
     }
   const scenario = 'workerd'
   const cases: Case[] = [

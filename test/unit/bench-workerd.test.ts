@@ -84,14 +84,23 @@ describe('CPU time from /proc/<pid>/stat', () => {
 })
 
 describe('the Workers section of the report', () => {
-  const m = (rps: number, cpuMs: number, dbCpuMs = 0): Measurement => ({ rps, p50: 1, p99: 9, non2xx: 0, errors: 0, cpuMs, dbCpuMs })
+  const m = (rps: number, cpuMs: number, dbCpuMs = 0, dbSessions = 0): Measurement => ({
+    rps,
+    p50: 1,
+    p99: 9,
+    non2xx: 0,
+    errors: 0,
+    cpuMs,
+    dbCpuMs,
+    dbSessions,
+  })
   const runs = (x: Measurement) => ({ runs: [x], median: x })
   const results: BenchResults = {
     date: '2026-12-06T21:00:00.000Z',
     quick: false,
     durationSeconds: 120,
     command: './run bench --only workerd',
-    machine: { cpu: 'Test CPU', cores: 2, pinned: true },
+    machine: { cpu: 'Test CPU', cores: 2, pinned: true, loadAverage: [3.25, 2, 1] },
     versions: { workerd: '2026-11-17', postgres: 'postgres (PostgreSQL) 15.18 (Debian)', edgeshop: 'abc1234' },
     plan: { seconds: 6, rounds: 3, hotConnections: 64, checkoutConnections: 16 },
     answerBytes: 343,
@@ -99,7 +108,7 @@ describe('the Workers section of the report', () => {
       { scenario: 'workerd', name: WORKERD_CASES.bare, ...runs(m(10_000, 0.05)) },
       { scenario: 'workerd', name: WORKERD_CASES.hot, ...runs(m(8_000, 0.1)) },
       { scenario: 'workerd', name: WORKERD_CASES.list, ...runs(m(2_000, 0.6, 0.01)) },
-      { scenario: 'workerd', name: WORKERD_CASES.checkout, ...runs(m(100, 12, 10)) },
+      { scenario: 'workerd', name: WORKERD_CASES.checkout, ...runs(m(100, 12, 10, 1)) },
       { scenario: 'workerd', name: WORKERD_CASES.login, ...runs(m(40, 20, 6)) },
     ],
     memoryMb: {},
@@ -124,11 +133,12 @@ describe('the Workers section of the report', () => {
     const text = renderWorkerd(results)
     expect(text).toContain('`./run bench --only workerd`, 120 s; results in `bench/results/workerd-2026-12-06.json`')
     expect(text).toContain('| Hot read in workerd vs a bare worker in the same workerd | 0.80× | ≥ 0.70× | met |')
-    expect(text).toContain(`| ${WORKERD_CASES.hot} | 8,000 | 1.00 | 9.00 | 0.80× bare worker | 0.10 | 0.00 | 0 | 0 | 8,000 |`)
-    expect(text).toContain(`| ${WORKERD_CASES.checkout} | 100 | 1.00 | 9.00 |  | 12.00 | 10.00 | 0 | 0 | 100 |`)
+    expect(text).toContain(`| ${WORKERD_CASES.hot} | 8,000 | 1.00 | 9.00 | 0.80× bare worker | 0.10 | 0.00 | 0.00 | 0 | 0 | 8,000 |`)
+    expect(text).toContain(`| ${WORKERD_CASES.checkout} | 100 | 1.00 | 9.00 |  | 12.00 | 10.00 | 1.00 | 0 | 0 | 100 |`)
     expect(text).toContain(`| CPU per request in workerd, ${WORKERD_CASES.checkout} | 12.00 ms | < 10 ms | **missed** |`)
     expect(text).toContain('| bundle, minified + gzip -9 | 250 KiB |')
     expect(text).toContain('| cold start in workerd, to the first answer | 120 ms |')
+    expect(text).toContain('Test CPU, 2 cores, shared: load average 3.3 / 2.0 / 1.0 (1 / 5 / 15 min) at the end')
     expect(text).toContain('workerd 2026-11-17, PostgreSQL 15.18, edgeshop abc1234')
   })
 })
