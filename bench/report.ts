@@ -351,8 +351,13 @@ export function renderWorkerd(r: BenchResults, chartDir = 'bench'): string {
     )
   }
   lines.push('', ...bundleTable(r), '')
+  const load = r.machine.loadAverage?.map((x) => x.toFixed(1)).join(' / ')
+  const placed = r.machine.pinned ? 'workerd pinned to CPU 1 and wrk to CPU 0 (checkout: PostgreSQL on CPU 0)' : 'not pinned'
+  const postgres = r.versions.postgres?.replace(/^.*\(PostgreSQL\) (\S+).*$/, '$1') ?? '–'
   lines.push(
-    `${r.machine.cpu}, ${r.machine.cores} cores${r.machine.loadAverage ? `, shared: load average ${r.machine.loadAverage.map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min) at the end` : ''}, ${r.machine.pinned ? 'workerd pinned to CPU 1 and wrk to CPU 0 (checkout: PostgreSQL on CPU 0)' : 'not pinned'}; ${r.plan.rounds} round(s) of ${r.plan.seconds} s; ${r.plan.hotConnections} connections, checkout and login ${r.plan.checkoutConnections}. workerd ${r.versions.workerd ?? '–'}, PostgreSQL ${r.versions.postgres?.replace(/^.*\(PostgreSQL\) (\S+).*$/, '$1') ?? '–'}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
+    `${r.machine.cpu}, ${r.machine.cores} cores${load ? `, shared: load average ${load} (1 / 5 / 15 min) at the end` : ''}, ${placed}; ` +
+      `${r.plan.rounds} ${r.plan.rounds === 1 ? 'round' : 'rounds'} of ${r.plan.seconds} s; ${r.plan.hotConnections} connections, checkout and login ${r.plan.checkoutConnections}. ` +
+      `${r.versions.workerd ?? 'workerd –'}, PostgreSQL ${postgres}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
   )
   return lines.join('\n')
 }

@@ -1,13 +1,14 @@
 /**
- * `./run bench [--quick]`: edgeshop measured side by side with the
+ * `./run bench [--quick] [--only workerd]`: edgeshop measured side by side with the
  * runtime's own limit and with the peers, in one run, as ratios.
  *
  * It starts what it needs — PostgreSQL, redis-server with the Upstash REST
  * stand-in in front of it, edgeshop on Bun and on Node in Postgres mode (in
  * several cache configurations), the limit servers of bench/limit/ and the
  * peers of bench/peers/ — seeds the data, drives each case with `wrk`,
- * runs `pgbench` with checkout's SQL, builds the Worker bundle and starts it
- * in workerd, then stops everything. Traffic stays on 127.0.0.1.
+ * runs `pgbench` with checkout's SQL, builds the Worker bundle and serves it
+ * in workerd beside a bare worker (bench/workerd.ts), then stops everything.
+ * Traffic stays on 127.0.0.1.
  *
  * Method (see docs/BENCHMARKS.md): servers pinned to CPU 1, `wrk` to CPU 0
  * (for checkout, PostgreSQL on CPU 0 and its client, edgeshop or `pgbench`,
@@ -17,8 +18,10 @@
  *
  * Writes bench/results/<date>.json and regenerates docs/BENCHMARKS.md
  * (bench/report.ts). `--quick` (one short round, a small "large" catalog)
- * checks that the harness works in under two minutes; it writes its figures
- * to bench/results/quick.json and leaves the report alone.
+ * checks that the harness works in about two and a half minutes; it writes
+ * its figures to bench/results/quick.json and leaves the report alone.
+ * `--only workerd` runs the Workers scenario alone (bench/results/workerd-<date>.json
+ * and its section of the report; with `--quick`, a smoke test of it).
  *
  * `./run bench --against <git-rev>` compares that revision with the working
  * tree instead (bench/ab.ts); the pieces both use are in bench/harness.ts.
