@@ -353,11 +353,12 @@ export function renderWorkerd(r: BenchResults, chartDir = 'bench'): string {
   lines.push('', ...bundleTable(r), '')
   const load = r.machine.loadAverage?.map((x) => x.toFixed(1)).join(' / ')
   const placed = r.machine.pinned ? 'workerd pinned to CPU 1 and wrk to CPU 0 (checkout: PostgreSQL on CPU 0)' : 'not pinned'
+  // The first results file holds workerd's version as `workerd --version` prints it ("workerd 2026-11-17").
   const postgres = r.versions.postgres?.replace(/^.*\(PostgreSQL\) (\S+).*$/, '$1') ?? '–'
   lines.push(
     `${r.machine.cpu}, ${r.machine.cores} cores${load ? `, shared: load average ${load} (1 / 5 / 15 min) at the end` : ''}, ${placed}; ` +
       `${r.plan.rounds} ${r.plan.rounds === 1 ? 'round' : 'rounds'} of ${r.plan.seconds} s; ${r.plan.hotConnections} connections, checkout and login ${r.plan.checkoutConnections}. ` +
-      `${r.versions.workerd ?? 'workerd –'}, PostgreSQL ${postgres}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
+      `workerd ${r.versions.workerd?.replace(/^workerd /, '') ?? '–'}, PostgreSQL ${postgres}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
   )
   return lines.join('\n')
 }

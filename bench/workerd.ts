@@ -312,7 +312,9 @@ export async function workerdScenario(
     },
     { scenario, name: WORKERD_CASES.login, run: load(workerd.url, '/v1/auth/login', LOGIN_CONNECTIONS, () => loginScript) },
   ]
-  const version = spawnSync(WORKERD_BIN, ['--version'], { encoding: 'utf8' }).stdout.trim()
+  const version = spawnSync(WORKERD_BIN, ['--version'], { encoding: 'utf8' })
+    .stdout.trim()
+    .replace(/^workerd /, '')
   return { cases, worker, version, answerBytes: Buffer.byteLength(body) }
 }
 

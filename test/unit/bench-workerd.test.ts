@@ -101,7 +101,7 @@ describe('the Workers section of the report', () => {
     durationSeconds: 120,
     command: './run bench --only workerd',
     machine: { cpu: 'Test CPU', cores: 2, pinned: true, loadAverage: [3.25, 2, 1] },
-    versions: { workerd: 'workerd 2026-11-17', postgres: 'postgres (PostgreSQL) 15.18 (Debian)', edgeshop: 'abc1234' },
+    versions: { workerd: '2026-11-17', postgres: 'postgres (PostgreSQL) 15.18 (Debian)', edgeshop: 'abc1234' },
     plan: { seconds: 6, rounds: 3, hotConnections: 64, checkoutConnections: 16 },
     answerBytes: 343,
     cases: [
