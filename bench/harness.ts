@@ -100,6 +100,9 @@ export async function serve(
     pid: child.pid!,
     async stop() {
       stopping = true
+      // Never signalled again by alone(): its pid may go to another process.
+      const at = running.indexOf(server)
+      if (at >= 0) running.splice(at, 1)
       if (child.exitCode !== null) return
       const exited = new Promise((resolve) => child.once('exit', resolve))
       child.kill('SIGCONT')
@@ -191,8 +194,23 @@ export async function wrk(url: string, opts: { connections: number; seconds: num
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
   const errors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0
+  const requests = Number(/(\d+) requests in /.exec(out)?.[1])
   if (!Number.isFinite(rps)) throw new Error(`wrk printed no rate:\n${out}`)
-  return { rps, p50: pct('50'), p99: pct('99'), ...(p999 === undefined ? {} : { p999: Number(p999) }), non2xx, errors }
+  return { rps, p50: pct('50'), p99: pct('99'), ...(p999 === undefined ? {} : { p999: Number(p999) }), non2xx, errors, requests }
+}
+
+/** One measured case of `./run bench`: its scenario, its name in the tables, and a run of `seconds`. */
+export interface Case {
+  scenario: string
+  name: string
+  run: (seconds: number) => Promise<Measurement>
+}
+
+/** The headers of an answer that a server sends itself, without those every HTTP server adds (Date, the length, the connection's). */
+export function answerHeaders(res: Response): Record<string, string> {
+  return Object.fromEntries(
+    [...res.headers].filter(([name]) => !/^(date|content-length|connection|keep-alive|transfer-encoding)$/.test(name)),
+  )
 }
 
 // ---------------------------------------------------------------- customers and scripts
@@ -233,6 +251,14 @@ export function writeLua(name: string, text: string): string {
   const file = join(scratchDir(), `${name}-${Date.now()}-${Math.random().toString(36).slice(2)}.lua`)
   writeFileSync(file, text)
   return file
+}
+
+/** A POST of `body` (JSON) to `path`, the same each time. */
+export function luaPost(path: string, body: string, headers: Record<string, string> = {}): string {
+  return writeLua(
+    'post',
+    `wrk.method = "POST"\nwrk.path = ${luaString(path)}\nwrk.body = ${luaString(body)}\nwrk.headers = ${luaHeaders({ 'Content-Type': 'application/json', ...headers })}\n`,
+  )
 }
 
 /** POST /v1/orders, one line each, rotating over the products, a fresh Idempotency-Key per request. */

@@ -8,13 +8,18 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { BenchResults, CaseResult } from './results.ts'
+import { type BenchResults, type CaseResult, WORKERD_CASES } from './results.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 const DOC = join(ROOT, 'docs/BENCHMARKS.md')
 const CHARTS = join(ROOT, 'docs/bench')
 const START = '<!-- results:start -->'
 const END = '<!-- results:end -->'
+/** The Workers scenario has a section of its own: `./run bench --only workerd` rewrites it alone. */
+const WORKERD_START = '<!-- workerd:start -->'
+const WORKERD_END = '<!-- workerd:end -->'
+/** The most CPU time per request a Workers route may take (login, PBKDF2 by design, aside). */
+const WORKERD_CPU_TARGET_MS = 10
 
 interface Target {
   what: string
@@ -47,6 +52,10 @@ function referenceOf(r: BenchResults, c: CaseResult): { name: string; value: num
       return bunish
         ? { name: 'Bun.serve', value: rps(r, 'limit', 'Bun.serve') }
         : { name: 'node:http', value: rps(r, 'limit', 'node:http') }
+    case 'workerd':
+      return [WORKERD_CASES.hot, WORKERD_CASES.l1Off, WORKERD_CASES.list].includes(c.name as never)
+        ? { name: 'bare worker', value: rps(r, 'workerd', WORKERD_CASES.bare) }
+        : undefined
     case 'checkout':
       return c.name.startsWith('pgbench') ? undefined : { name: 'pgbench', value: rps(r, 'checkout', 'pgbench, same SQL') }
     case 'scale': {
@@ -59,7 +68,32 @@ function referenceOf(r: BenchResults, c: CaseResult): { name: string; value: num
   }
 }
 
+/** The Workers scenario's targets: the hot read against the bare worker, and each route's CPU time per request. */
+export function workerdTargets(r: BenchResults): Target[] {
+  const out: Target[] = []
+  if (!r.cases.some((c) => c.scenario === 'workerd')) return out
+  const x = rps(r, 'workerd', WORKERD_CASES.hot) / rps(r, 'workerd', WORKERD_CASES.bare)
+  out.push({
+    what: 'Hot read in workerd vs a bare worker in the same workerd',
+    measured: ratio(x),
+    target: '≥ 0.70×',
+    met: Number.isFinite(x) ? x >= 0.7 : null,
+  })
+  for (const c of r.cases.filter((c) => c.scenario === 'workerd' && c.name !== WORKERD_CASES.bare)) {
+    const ms = c.median.cpuMs ?? Number.NaN
+    const login = c.name === WORKERD_CASES.login
+    out.push({
+      what: `CPU per request in workerd, ${c.name}`,
+      measured: `${fmt(ms, 2)} ms`,
+      target: login ? '–' : `< ${WORKERD_CPU_TARGET_MS} ms`,
+      met: login || !Number.isFinite(ms) ? null : ms < WORKERD_CPU_TARGET_MS,
+    })
+  }
+  return out
+}
+
 export function targets(r: BenchResults): Target[] {
+  if (r.only === 'workerd') return [...workerdTargets(r), bundleTarget(r)]
   const out: Target[] = []
   const big = r.cases.filter((c) => c.scenario === 'scale' && !c.name.endsWith(', 1k') && !c.name.startsWith('orders'))
   for (const [runtime, limit] of [
@@ -136,9 +170,13 @@ export function targets(r: BenchResults): Target[] {
       met: Number.isFinite(mb) ? mb <= 150 : null,
     })
   }
-  const kib = r.worker.gzipBytes / 1024
-  out.push({ what: 'Worker bundle, minified + gzip', measured: `${fmt(kib)} KiB`, target: '≤ 1024 KiB', met: kib <= 1024 })
+  out.push(...workerdTargets(r), bundleTarget(r))
   return out
+}
+
+function bundleTarget(r: BenchResults): Target {
+  const kib = r.worker.gzipBytes / 1024
+  return { what: 'Worker bundle, minified + gzip', measured: `${fmt(kib)} KiB`, target: '≤ 1024 KiB', met: kib <= 1024 }
 }
 
 function chart(r: BenchResults, title: string, cases: CaseResult[]): string {
@@ -155,7 +193,7 @@ function chart(r: BenchResults, title: string, cases: CaseResult[]): string {
     const ref = referenceOf(r, c)
     const x = ref ? c.median.rps / ref.value : Number.NaN
     const edgeshop = c.name.startsWith('edgeshop') || !/Bun\.serve|node:http|Elysia|Fastify|Express|pgbench/.test(c.name)
-    const fill = /Bun\.serve|node:http|pgbench/.test(c.name) ? '#9aa5b1' : edgeshop ? '#2f6fdf' : '#e0913a'
+    const fill = /Bun\.serve|node:http|pgbench|bare worker/.test(c.name) ? '#9aa5b1' : edgeshop ? '#2f6fdf' : '#e0913a'
     const note = `${fmt(c.median.rps)}/s${Number.isFinite(x) ? ` · ${x.toFixed(2)}× ${esc(ref!.name)}` : ''}`
     return `<text x="${labelW - 8}" y="${y + 16}" text-anchor="end">${esc(c.name)}</text><rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 8}" fill="${fill}"/><text x="${labelW + w + 6}" y="${y + 16}">${note}</text>`
   })
@@ -177,6 +215,7 @@ const TITLES: Record<string, string> = {
   login: '4b. Login: POST /v1/auth/login (password hash)',
   checkout: '5. Checkout: POST /v1/orders vs pgbench with the same SQL',
   scale: '7. Scale: caching off, small vs large tables',
+  workerd: '8. Workers (workerd): edgeshop beside a bare worker in the same workerd',
 }
 
 export function render(r: BenchResults, chartDir = 'bench'): string {
@@ -242,15 +281,17 @@ export function render(r: BenchResults, chartDir = 'bench'): string {
   lines.push('|---|---:|')
   for (const [name, mb] of Object.entries(r.memoryMb)) lines.push(`| ${name} | ${mb ?? '–'} |`)
   lines.push('')
-  lines.push('### 8. Workers')
-  lines.push('')
-  lines.push('| | |')
-  lines.push('|---|---:|')
-  lines.push(`| bundle, minified | ${fmt(r.worker.bytes / 1024)} KiB |`)
-  lines.push(`| bundle, minified + gzip -9 | ${fmt(r.worker.gzipBytes / 1024)} KiB |`)
-  lines.push(`| cold start in workerd (Miniflare), to the first answer | ${r.worker.coldStartMs} ms |`)
-  lines.push(`| the same for an empty worker | ${r.worker.emptyWorkerColdStartMs} ms |`)
-  lines.push('')
+  if (r.cases.some((c) => c.scenario === 'workerd')) {
+    lines.push(`### ${TITLES.workerd}`)
+    lines.push('')
+    lines.push('In [Workers (workerd)](#workers-workerd).')
+    lines.push('')
+  } else {
+    lines.push('### 8. Workers')
+    lines.push('')
+    lines.push(...bundleTable(r))
+    lines.push('')
+  }
   lines.push('### Versions and plan')
   lines.push('')
   lines.push(
@@ -271,6 +312,57 @@ export function render(r: BenchResults, chartDir = 'bench'): string {
   return lines.join('\n')
 }
 
+function bundleTable(r: BenchResults): string[] {
+  return [
+    '| | |',
+    '|---|---:|',
+    `| bundle, minified | ${fmt(r.worker.bytes / 1024)} KiB |`,
+    `| bundle, minified + gzip -9 | ${fmt(r.worker.gzipBytes / 1024)} KiB |`,
+    `| cold start in workerd, to the first answer | ${r.worker.coldStartMs} ms |`,
+    `| the same for an empty worker | ${r.worker.emptyWorkerColdStartMs} ms |`,
+  ]
+}
+
+/** The results file's name for the report: a full run's, or the one scenario's (`workerd-<date>.json`). */
+const resultsFile = (r: BenchResults) => `bench/results/${r.only ? `${r.only}-` : ''}${r.date.slice(0, 10)}.json`
+
+/** The Workers section: its targets, the load table with CPU time per request, the bundle and cold start. */
+export function renderWorkerd(r: BenchResults, chartDir = 'bench'): string {
+  const ms = (n: number | undefined) => fmt(n ?? Number.NaN, 2)
+  const lines = [
+    `Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC, \`${r.command}\`, ${r.durationSeconds} s; results in \`${resultsFile(r)}\`.`,
+    '',
+    '| | measured | target | |',
+    '|---|---:|---:|---|',
+    ...[...workerdTargets(r), bundleTarget(r)].map(
+      (x) => `| ${x.what} | ${x.measured} | ${x.target} | ${x.met === null ? '–' : x.met ? 'met' : '**missed**'} |`,
+    ),
+    '',
+    `![${TITLES.workerd}](${chartDir}/workerd.svg)`,
+    '',
+    '| case | req/s (median) | p50 ms | p99 ms | ratio | CPU ms/request, workerd | CPU ms/request, PostgreSQL | PostgreSQL sessions/request | not 2xx/3xx | socket errors | runs (req/s) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+  ]
+  for (const c of r.cases.filter((c) => c.scenario === 'workerd')) {
+    const ref = referenceOf(r, c)
+    const x = ref ? `${ratio(c.median.rps / ref.value)} ${ref.name}` : ''
+    lines.push(
+      `| ${c.name} | ${fmt(c.median.rps)} | ${ms(c.median.p50)} | ${ms(c.median.p99)} | ${x} | ${ms(c.median.cpuMs)} | ${ms(c.median.dbCpuMs)} | ${ms(c.median.dbSessions)} | ${c.median.non2xx} | ${c.median.errors} | ${c.runs.map((m) => fmt(m.rps)).join(', ')} |`,
+    )
+  }
+  lines.push('', ...bundleTable(r), '')
+  const load = r.machine.loadAverage?.map((x) => x.toFixed(1)).join(' / ')
+  const placed = r.machine.pinned ? 'workerd pinned to CPU 1 and wrk to CPU 0 (checkout: PostgreSQL on CPU 0)' : 'not pinned'
+  // The first results file holds workerd's version as `workerd --version` prints it ("workerd 2026-11-17").
+  const postgres = r.versions.postgres?.replace(/^.*\(PostgreSQL\) (\S+).*$/, '$1') ?? '–'
+  lines.push(
+    `${r.machine.cpu}, ${r.machine.cores} cores${load ? `, shared: load average ${load} (1 / 5 / 15 min) at the end` : ''}, ${placed}; ` +
+      `${r.plan.rounds} ${r.plan.rounds === 1 ? 'round' : 'rounds'} of ${r.plan.seconds} s; ${r.plan.hotConnections} connections, checkout and login ${r.plan.checkoutConnections}. ` +
+      `workerd ${r.versions.workerd?.replace(/^workerd /, '') ?? '–'}, PostgreSQL ${postgres}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
+  )
+  return lines.join('\n')
+}
+
 /** Writes the charts and the results section of docs/BENCHMARKS.md (unless `write` is false); returns the targets as text. */
 export function writeReport(r: BenchResults, opts: { write: boolean }): string {
   if (opts.write) {
@@ -281,15 +373,22 @@ export function writeReport(r: BenchResults, opts: { write: boolean }): string {
       if (s === 'hot' || s === 'peers') cases = [...r.cases.filter((c) => c.scenario === 'limit'), ...cases]
       writeFileSync(join(CHARTS, `${s}.svg`), chart(r, TITLES[s] ?? s, cases))
     }
-    const doc = existsSync(DOC) ? readFileSync(DOC, 'utf8') : `# Benchmarks\n\n${START}\n${END}\n`
-    const a = doc.indexOf(START)
-    const b = doc.indexOf(END)
-    if (a < 0 || b < a) throw new Error(`docs/BENCHMARKS.md lacks the ${START} … ${END} markers`)
-    writeFileSync(DOC, `${doc.slice(0, a + START.length)}\n${render(r)}\n${doc.slice(b)}`)
+    let doc = existsSync(DOC) ? readFileSync(DOC, 'utf8') : `# Benchmarks\n\n${START}\n${END}\n\n${WORKERD_START}\n${WORKERD_END}\n`
+    if (!r.only) doc = between(doc, START, END, render(r))
+    if (r.cases.some((c) => c.scenario === 'workerd')) doc = between(doc, WORKERD_START, WORKERD_END, renderWorkerd(r))
+    writeFileSync(DOC, doc)
   }
   return `${targets(r)
     .map((x) => `${x.met === null ? '  ?   ' : x.met ? '  met ' : ' MISSED'} ${x.what}: ${x.measured} (target ${x.target})`)
     .join('\n')}\n`
+}
+
+/** `doc` with `text` in place of what stood between the markers `start` and `end`. */
+function between(doc: string, start: string, end: string, text: string): string {
+  const a = doc.indexOf(start)
+  const b = doc.indexOf(end)
+  if (a < 0 || b < a) throw new Error(`docs/BENCHMARKS.md lacks the ${start} … ${end} markers`)
+  return `${doc.slice(0, a + start.length)}\n${text}\n${doc.slice(b)}`
 }
 
 if (import.meta.main || process.argv[1] === import.meta.filename) {

@@ -11,6 +11,14 @@ export interface Measurement {
   non2xx: number
   /** Socket errors: connect, read, write, timeout. */
   errors: number
+  /** Requests answered over the run (wrk's total). */
+  requests?: number
+  /** CPU time (user + system) per request of the measured server's process, in ms (the Workers cases). */
+  cpuMs?: number
+  /** CPU time per request of every PostgreSQL process, in ms (the Workers cases). */
+  dbCpuMs?: number
+  /** PostgreSQL sessions (connections) started per request (the Workers cases). */
+  dbSessions?: number
 }
 
 export interface CaseResult {
@@ -26,7 +34,8 @@ export interface BenchResults {
   quick: boolean
   durationSeconds: number
   command: string
-  machine: { cpu: string; cores: number; pinned: boolean }
+  /** `loadAverage`: the machine's 1, 5 and 15 minute load averages at the end of the run (other jobs share it). */
+  machine: { cpu: string; cores: number; pinned: boolean; loadAverage?: number[] }
   versions: Record<string, string>
   plan: Record<string, number>
   answerBytes: number
@@ -36,7 +45,19 @@ export interface BenchResults {
   /** RSS of the main edgeshop servers right after each scenario (`edgeshop Bun, after hot`). */
   rssAfterMb: Record<string, number>
   worker: { bytes: number; gzipBytes: number; coldStartMs: number; emptyWorkerColdStartMs: number }
+  /** The one scenario measured (`./run bench --only workerd`); absent in a full run. */
+  only?: string
 }
+
+/** The cases of the Workers scenario (`workerd`, bench/workerd.ts): the bare worker, then edgeshop's routes. */
+export const WORKERD_CASES = {
+  bare: 'bare worker, same answer',
+  hot: 'hot read',
+  l1Off: 'hot read, L1 off (Redis hit)',
+  list: 'list page',
+  checkout: 'checkout',
+  login: 'login (PBKDF2)',
+} as const
 
 /** The median of the finite values (NaN when there are none). */
 export function median(xs: number[]): number {

@@ -1,13 +1,14 @@
 /**
- * `./run bench [--quick]`: edgeshop measured side by side with the
+ * `./run bench [--quick] [--only workerd]`: edgeshop measured side by side with the
  * runtime's own limit and with the peers, in one run, as ratios.
  *
  * It starts what it needs — PostgreSQL, redis-server with the Upstash REST
  * stand-in in front of it, edgeshop on Bun and on Node in Postgres mode (in
  * several cache configurations), the limit servers of bench/limit/ and the
  * peers of bench/peers/ — seeds the data, drives each case with `wrk`,
- * runs `pgbench` with checkout's SQL, builds the Worker bundle and starts it
- * in workerd, then stops everything. Traffic stays on 127.0.0.1.
+ * runs `pgbench` with checkout's SQL, builds the Worker bundle and serves it
+ * in workerd beside a bare worker (bench/workerd.ts), then stops everything.
+ * Traffic stays on 127.0.0.1.
  *
  * Method (see docs/BENCHMARKS.md): servers pinned to CPU 1, `wrk` to CPU 0
  * (for checkout, PostgreSQL on CPU 0 and its client, edgeshop or `pgbench`,
@@ -17,20 +18,21 @@
  *
  * Writes bench/results/<date>.json and regenerates docs/BENCHMARKS.md
  * (bench/report.ts). `--quick` (one short round, a small "large" catalog)
- * checks that the harness works in under two minutes; it writes its figures
- * to bench/results/quick.json and leaves the report alone.
+ * checks that the harness works in two to two and a half minutes; it writes
+ * its figures to bench/results/quick.json and leaves the report alone.
+ * `--only workerd` runs the Workers scenario alone (bench/results/workerd-<date>.json
+ * and its section of the report; with `--quick`, a smoke test of it).
  *
  * `./run bench --against <git-rev>` compares that revision with the working
  * tree instead (bench/ab.ts); the pieces both use are in bench/harness.ts.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { availableParallelism, cpus } from 'node:os'
+import { availableParallelism, cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import { encodeCursor } from '../src/core/page.ts'
 import { ROOT } from '../test/support/app-server.ts'
-import { freePort } from '../test/support/free-port.ts'
 import { findPostgresBin, startPostgres } from '../test/support/postgres.ts'
 import { startRedisServer } from '../test/support/redis-server.ts'
 import { runCommand } from '../test/support/run-command.ts'
@@ -39,9 +41,10 @@ import { startUpstashRest } from '../test/support/upstash-rest.ts'
 import { abMain } from './ab.ts'
 import {
   alone,
+  answerHeaders,
   buildNode,
-  buildWorker,
   bunBin,
+  type Case,
   CHECKOUT_CONNECTIONS,
   CUSTOMER_PASSWORD,
   cleanups,
@@ -53,28 +56,29 @@ import {
   login,
   luaCheckout,
   luaHeaders,
+  luaPost,
   luaString,
   nodeBin,
   PINNED,
   runMain,
-  SECRET,
   SERVER_CPU,
   type Server,
   say,
-  scratchDir,
   seed,
   serve,
   serverEnv,
   signup,
-  sleep,
   startBusyLoop,
   writeLua,
   wrk,
 } from './harness.ts'
 import { writeReport } from './report.ts'
 import { type BenchResults, type CaseResult, type Measurement, median } from './results.ts'
+import { workerdScenario } from './workerd.ts'
 
 const QUICK = process.argv.includes('--quick')
+/** `--only workerd`: that scenario alone, with only what it needs started (for iterating on it, or its figures alone). */
+const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
 const plan = QUICK
   ? { seconds: 1, warmSeconds: 1, rounds: 1, big: 20_000, manyOrders: 2_000 }
   : { seconds: 6, warmSeconds: 3, rounds: 3, big: 1_000_000, manyOrders: 100_000 }
@@ -136,14 +140,17 @@ async function pgbench(
 
 async function main(): Promise<void> {
   if (!has('wrk')) throw new Error('wrk is needed: apt-get install wrk')
+  if (ONLY !== undefined && ONLY !== 'workerd') throw new Error(`--only takes the scenario workerd, not ${ONLY ?? 'nothing'}`)
   say(
-    `${QUICK ? 'quick' : 'full'} run: ${plan.rounds} round(s) of ${plan.seconds} s per case${PINNED ? ', servers on CPU 1, load on CPU 0' : ', unpinned'}`,
+    `${QUICK ? 'quick' : 'full'} run${ONLY ? ` of ${ONLY} alone` : ''}: ${plan.rounds} round(s) of ${plan.seconds} s per case${PINNED ? ', servers on CPU 1, load on CPU 0' : ', unpinned'}`,
   )
-  const peersInstalled = spawnSync(bunBin, ['install', '--frozen-lockfile', '--silent'], {
-    cwd: join(ROOT, 'bench/peers'),
-    stdio: 'inherit',
-  })
-  if (peersInstalled.status !== 0) throw new Error('bun install in bench/peers failed')
+  if (!ONLY) {
+    const peersInstalled = spawnSync(bunBin, ['install', '--frozen-lockfile', '--silent'], {
+      cwd: join(ROOT, 'bench/peers'),
+      stdio: 'inherit',
+    })
+    if (peersInstalled.status !== 0) throw new Error('bun install in bench/peers failed')
+  }
 
   const pg = await startPostgres({ timeoutMs: 120_000 })
   cleanups.push(() => pg.stop())
@@ -153,22 +160,49 @@ async function main(): Promise<void> {
   cleanups.push(() => rest.close())
 
   const small = await createMigratedDatabase(pg, 'bench_small')
-  const big = await createMigratedDatabase(pg, 'bench_big')
   seed(small, 1_000)
-  seed(big, plan.big)
   const sql = postgres(small, { max: 2, onnotice: () => {} })
-  const bigSql = postgres(big, { max: 1, onnotice: () => {} })
-  cleanups.push(async () => {
-    await sql.end({ timeout: 5 })
-    await bigSql.end({ timeout: 5 })
-  })
+  cleanups.push(() => sql.end({ timeout: 5 }))
   // Stock that never runs out, for checkout.
   await sql`update products set stock = 1000000000`
   const [hot] = await sql<{ id: string }[]>`select id from products where active order by id limit 1 offset 500`
   const checkoutProducts = (await sql<{ id: string }[]>`select id from products where active order by id limit 100`).map((r) => r.id)
+  const hotPath = `/v1/products/${hot!.id}`
+  const [{ dir: dataDir }] = (await sql`select current_setting('data_directory') as dir`) as unknown as [{ dir: string }]
+  const upstash = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: rest.token }
+  const sessions = async () => {
+    // Ended sessions, and those running now (counted at their end): every connection made so far.
+    const [row] = await sql<{ n: number }[]>`select (select sessions from pg_stat_database where datname = current_database())
+      + (select count(*) from pg_stat_activity where datname = current_database()) as n`
+    return Number(row!.n)
+  }
+  const workers = await workerdScenario({
+    databaseUrl: small,
+    dataDir,
+    sessions,
+    upstash,
+    hotPath,
+    products: checkoutProducts,
+    quick: QUICK,
+  })
+  if (ONLY) {
+    const samples = await measure(workers.cases)
+    await checkStock(sql)
+    return finish(workers.cases, samples, {
+      answerBytes: workers.answerBytes,
+      memoryMb: {},
+      rssAfterMb: {},
+      worker: workers.worker,
+      versions: { ...versions(), workerd: workers.version },
+    })
+  }
+
+  const big = await createMigratedDatabase(pg, 'bench_big')
+  seed(big, plan.big)
+  const bigSql = postgres(big, { max: 1, onnotice: () => {} })
+  cleanups.push(() => bigSql.end({ timeout: 5 }))
 
   const env = serverEnv
-  const upstash = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: rest.token }
   const noL1 = { CACHE_L1_MAX_ENTRIES: '0' }
   buildNode()
 
@@ -193,17 +227,12 @@ async function main(): Promise<void> {
     nodeDb: await serve('edgeshop-node-db', edgeshopCommand('node'), { ...env, ...noL1, DATABASE_URL: small }),
     bunBig: await serve('edgeshop-bun-big', edgeshopCommand('bun'), { ...env, ...noL1, DATABASE_URL: big }),
   }
-  const hotPath = `/v1/products/${hot!.id}`
   const answer = await fetch(servers.bun.url + hotPath)
   const body = await answer.text()
   if (answer.status !== 200) throw new Error(`the hot product answered ${answer.status}`)
   const peerEnv = { DATABASE_URL: small, REDIS_URL: redis.url }
   // The headers edgeshop answers with, for the limit servers that send them too; the server adds Date and the length itself.
-  const apiHeaders = JSON.stringify(
-    Object.fromEntries(
-      [...answer.headers].filter(([name]) => !/^(date|content-length|connection|keep-alive|transfer-encoding)$/.test(name)),
-    ),
-  )
+  const apiHeaders = JSON.stringify(answerHeaders(answer))
   const limits = {
     bun: await serve('limit-bun', [bunBin, 'bench/limit/bun.ts'], { BODY: body }),
     node: await serve('limit-node', [nodeBin, 'bench/limit/node.mjs'], { BODY: body }),
@@ -239,11 +268,6 @@ async function main(): Promise<void> {
   await sql`create table if not exists bench_products (n int primary key, id uuid not null)`
   await sql`insert into bench_products select row_number() over (order by id), id from products where id = any(${checkoutProducts}::uuid[]) on conflict do nothing`
 
-  interface Case {
-    scenario: string
-    name: string
-    run: (seconds: number) => Promise<Measurement>
-  }
   /** A wrk case; `script` (a Lua file, or one made just before each run: tokens expire) sets the request. */
   const load =
     (server: Server, path: string, connections: number, script?: string | (() => Promise<string>)) => async (seconds: number) => {
@@ -258,7 +282,6 @@ async function main(): Promise<void> {
   // or pgbench alike, as an application server and its database run on machines of their own. Floating over both
   // cores, PostgreSQL's backends were woken onto the CPU of the process that woke them: on edgeshop's, where
   // they took turns with it, while pgbench, a light client, left them nearly two cores.
-  const [{ dir: dataDir }] = (await sql`select current_setting('data_directory') as dir`) as unknown as [{ dir: string }]
   const apart = (run: (seconds: number) => Promise<Measurement>) => databaseApart(dataDir, run)
   const cases: Case[] = [
     { scenario: 'limit', name: 'Bun.serve', run: get(limits.bun, hotPath) },
@@ -329,35 +352,21 @@ async function main(): Promise<void> {
       name: `orders, ${fmtCount(plan.manyOrders)}`,
       run: load(servers.bunDb, '/v1/orders?limit=20', DB_CONNECTIONS, () => ordersScript(customers.many.email)),
     },
+    ...workers.cases,
   ]
 
-  const stopBusyLoop = startBusyLoop()
-
-  say(`warming up ${cases.length} cases`)
-  // A warm-up is the same load for a shorter time (JIT, pools, caches); its figures are thrown away.
-  for (const c of cases) await c.run(plan.warmSeconds)
-  const samples = new Map<Case, Measurement[]>(cases.map((c) => [c, []]))
   /** Resident memory of the two main edgeshop servers after each scenario's runs (the largest seen), in MB. */
   const rssAfter: Record<string, number> = {}
-  for (let round = 1; round <= plan.rounds; round++) {
-    say(`round ${round} of ${plan.rounds}`)
-    // Interleaved: each round visits every case once, so a drift of the machine spreads over all of them.
-    const order = round % 2 === 1 ? cases : [...cases].reverse()
-    for (const c of order) {
-      const m = await c.run(plan.seconds)
-      samples.get(c)!.push(m)
-      for (const [name, server] of [
-        ['edgeshop Bun', servers.bun],
-        ['edgeshop Node', servers.node],
-      ] as const) {
-        const mb = rssMb(server.pid)
-        const key = `${name}, after ${c.scenario}`
-        if (mb !== null) rssAfter[key] = Math.max(rssAfter[key] ?? 0, mb)
-      }
-      say(`  ${c.scenario.padEnd(8)} ${c.name.padEnd(24)} ${Math.round(m.rps).toString().padStart(7)} req/s  p99 ${m.p99.toFixed(2)} ms`)
+  const samples = await measure(cases, (c) => {
+    for (const [name, server] of [
+      ['edgeshop Bun', servers.bun],
+      ['edgeshop Node', servers.node],
+    ] as const) {
+      const mb = rssMb(server.pid)
+      const key = `${name}, after ${c.scenario}`
+      if (mb !== null) rssAfter[key] = Math.max(rssAfter[key] ?? 0, mb)
     }
-  }
-  stopBusyLoop()
+  })
 
   const memory = {
     'edgeshop Bun': peakRssMb(servers.bun.pid),
@@ -370,19 +379,66 @@ async function main(): Promise<void> {
     'Fastify + ioredis': peakRssMb(peers.fastify.pid),
     'Express + pg + ioredis': peakRssMb(peers.express.pid),
   }
-  const checkoutCheck = await sql<
-    { orders: number; negative: number }[]
-  >`select (select count(*)::int from orders) as orders, (select count(*)::int from products where stock < 0) as negative`
-  if (checkoutCheck[0]!.negative > 0) throw new Error('a product has negative stock after the checkout runs')
+  await checkStock(sql)
+  finish(cases, samples, {
+    answerBytes: Buffer.byteLength(body),
+    memoryMb: memory,
+    rssAfterMb: rssAfter,
+    worker: workers.worker,
+    versions: { ...versions(), workerd: workers.version },
+  })
+}
 
-  const worker = await measureWorker()
+/**
+ * Warms every case up, then measures each once per round, the rounds
+ * interleaved; `after` runs after each measurement. The SCHED_IDLE busy
+ * loop runs throughout.
+ */
+async function measure(cases: Case[], after: (c: Case) => void = () => {}): Promise<Map<Case, Measurement[]>> {
+  const stopBusyLoop = startBusyLoop()
+  say(`warming up ${cases.length} cases`)
+  // A warm-up is the same load for a shorter time (JIT, pools, caches); its figures are thrown away.
+  for (const c of cases) await c.run(plan.warmSeconds)
+  const samples = new Map<Case, Measurement[]>(cases.map((c) => [c, []]))
+  for (let round = 1; round <= plan.rounds; round++) {
+    say(`round ${round} of ${plan.rounds}`)
+    // Interleaved: each round visits every case once, so a drift of the machine spreads over all of them.
+    const order = round % 2 === 1 ? cases : [...cases].reverse()
+    for (const c of order) {
+      const m = await c.run(plan.seconds)
+      samples.get(c)!.push(m)
+      after(c)
+      const cpu =
+        m.cpuMs === undefined
+          ? ''
+          : `  CPU ${m.cpuMs.toFixed(2)} ms/req (PostgreSQL ${m.dbCpuMs!.toFixed(2)}, ${m.dbSessions!.toFixed(2)} sessions)`
+      say(
+        `  ${c.scenario.padEnd(8)} ${c.name.padEnd(24)} ${Math.round(m.rps).toString().padStart(7)} req/s  p99 ${m.p99.toFixed(2)} ms${cpu}`,
+      )
+    }
+  }
+  stopBusyLoop()
+  return samples
+}
+
+/** Checkout's stock invariant after the runs: no product below zero. */
+async function checkStock(sql: postgres.Sql): Promise<void> {
+  const [check] = await sql<{ negative: number }[]>`select count(*)::int as negative from products where stock < 0`
+  if (check!.negative > 0) throw new Error('a product has negative stock after the checkout runs')
+}
+
+/** Writes the results file and (but for --quick) the report; prints the targets. */
+function finish(
+  cases: Case[],
+  samples: Map<Case, Measurement[]>,
+  rest: Pick<BenchResults, 'answerBytes' | 'memoryMb' | 'rssAfterMb' | 'worker' | 'versions'>,
+): void {
   const results: BenchResults = {
     date: new Date().toISOString(),
     quick: QUICK,
     durationSeconds: Math.round((Date.now() - started) / 1000),
-    command: QUICK ? './run bench --quick' : './run bench',
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), pinned: PINNED },
-    versions: versions(),
+    command: `./run bench${QUICK ? ' --quick' : ''}${ONLY ? ` --only ${ONLY}` : ''}`,
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism(), pinned: PINNED, loadAverage: loadavg() },
     plan: {
       ...plan,
       hotConnections: HOT_CONNECTIONS,
@@ -390,21 +446,18 @@ async function main(): Promise<void> {
       dbConnections: DB_CONNECTIONS,
       checkoutConnections: CHECKOUT_CONNECTIONS,
     },
-    answerBytes: Buffer.byteLength(body),
     cases: cases.map((c): CaseResult => {
       const runs = samples.get(c)!
       return { scenario: c.scenario, name: c.name, runs, median: medianOf(runs) }
     }),
-    memoryMb: memory,
-    rssAfterMb: rssAfter,
-    worker,
+    ...rest,
+    ...(ONLY ? { only: ONLY } : {}),
   }
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
-  const file = join(ROOT, 'bench/results', QUICK ? 'quick.json' : `${results.date.slice(0, 10)}.json`)
+  const file = join(ROOT, 'bench/results', QUICK ? 'quick.json' : `${ONLY ? `${ONLY}-` : ''}${results.date.slice(0, 10)}.json`)
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`)
   say(`wrote ${file}`)
-  const summary = writeReport(results, { write: !QUICK })
-  process.stdout.write(summary)
+  process.stdout.write(writeReport(results, { write: !QUICK }))
 }
 
 function medianOf(runs: Measurement[]): Measurement {
@@ -415,6 +468,13 @@ function medianOf(runs: Measurement[]): Measurement {
     ...(runs.some((r) => r.p999 !== undefined) ? { p999: median(runs.map((r) => r.p999 ?? Number.NaN)) } : {}),
     non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
     errors: runs.reduce((a, r) => a + r.errors, 0),
+    ...(runs.some((r) => r.cpuMs !== undefined)
+      ? {
+          cpuMs: median(runs.map((r) => r.cpuMs ?? Number.NaN)),
+          dbCpuMs: median(runs.map((r) => r.dbCpuMs ?? Number.NaN)),
+          dbSessions: median(runs.map((r) => r.dbSessions ?? Number.NaN)),
+        }
+      : {}),
   }
 }
 
@@ -442,13 +502,6 @@ async function makeCustomers(url: string, sql: postgres.Sql) {
   await addOrders(customers.many.id, plan.manyOrders)
   await sql`analyze`
   return customers
-}
-
-function luaPost(path: string, body: string, headers: Record<string, string>): string {
-  return writeLua(
-    'post',
-    `wrk.method = "POST"\nwrk.path = ${luaString(path)}\nwrk.body = ${luaString(body)}\nwrk.headers = ${luaHeaders({ 'Content-Type': 'application/json', ...headers })}\n`,
-  )
 }
 
 function luaGet(path: string, headers: Record<string, string>): string {
@@ -504,74 +557,6 @@ COMMIT;
 \\endpipeline
 `,
   )
-}
-
-/** Worker bundle size (minified, gzipped) and cold start in workerd (Miniflare), against an empty worker. */
-async function measureWorker() {
-  const scratch = scratchDir()
-  const { script, bytes, gzipBytes } = buildWorker(ROOT, join(scratch, 'worker'))
-  // workerd itself, as Cloudflare runs it: a process from nothing to the first answer of /healthz.
-  const workerd = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd')
-  const coldStart = async (name: string, module: string, bindings: Record<string, string>) => {
-    const dir = join(scratch, `workerd-${name}`)
-    mkdirSync(dir, { recursive: true })
-    writeFileSync(join(dir, 'worker.js'), readFileSync(module))
-    const times: number[] = []
-    for (let i = 0; i < (QUICK ? 1 : 5); i++) {
-      const port = await freePort()
-      writeFileSync(
-        join(dir, 'config.capnp'),
-        `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [ (name = "main", worker = .w) ],
-  sockets = [ (name = "http", address = "127.0.0.1:${port}", http = (), service = "main") ],
-);
-const w :Workerd.Worker = (
-  modules = [ (name = "worker.js", esModule = embed "worker.js") ],
-  compatibilityDate = "2026-11-01",
-  compatibilityFlags = ["nodejs_compat"],
-  bindings = [ ${Object.entries(bindings)
-    .map(([k, v]) => `(name = ${JSON.stringify(k)}, text = ${JSON.stringify(v)})`)
-    .join(', ')} ],
-);
-`,
-      )
-      const t = performance.now()
-      const child = spawn(workerd, ['serve', join(dir, 'config.capnp')], { stdio: ['ignore', 'ignore', 'pipe'] })
-      let err = ''
-      child.stderr!.on('data', (d: Buffer) => (err += d.toString()))
-      try {
-        for (;;) {
-          if (child.exitCode !== null) throw new Error(`workerd exited: ${err}`)
-          if (performance.now() - t > 30_000) throw new Error(`workerd did not answer within 30 s: ${err}`)
-          try {
-            const res = await fetch(`http://127.0.0.1:${port}/healthz`)
-            await res.arrayBuffer()
-            if (res.ok) break
-          } catch {
-            await sleep(2)
-          }
-        }
-        times.push(performance.now() - t)
-      } finally {
-        child.kill('SIGKILL')
-      }
-    }
-    times.sort((a, b) => a - b)
-    return Math.round(times[Math.floor(times.length / 2)]!)
-  }
-  const empty = join(scratch, 'empty.js')
-  writeFileSync(empty, 'export default { fetch: () => new Response("ok") }\n')
-  const edgeshopMs = await coldStart('edgeshop', script, {
-    JWT_SECRET: SECRET,
-    DATABASE_URL: 'postgres://bench@127.0.0.1:9/none',
-    PAYMENT_PROVIDER: 'simulated',
-    MAILER: 'recording',
-    LOG_LEVEL: 'warn',
-  })
-  const emptyMs = await coldStart('empty', empty, {})
-  say(`worker: ${bytes} B minified, ${gzipBytes} B gzipped; cold start ${edgeshopMs} ms (empty worker ${emptyMs} ms)`)
-  return { bytes, gzipBytes, coldStartMs: edgeshopMs, emptyWorkerColdStartMs: emptyMs }
 }
 
 function versions(): Record<string, string> {
