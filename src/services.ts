@@ -175,16 +175,16 @@ export function createServices(runtime: Runtime, config: Config): Services {
     const open = runtime.database as (ctx: ExecutionContextLike | undefined) => DatabaseHandle
     scope = (ctx) => {
       let handle: DatabaseHandle | undefined
+      const database = () => (handle ??= open(ctx))
       return {
         get database() {
-          return (handle ??= open(ctx))
+          return database()
         },
         get db() {
-          return this.database.db
+          return database().db
         },
-        read(work) {
-          return work(this.db)
-        },
+        // No replicas on Workers. An arrow, so that services may hold it apart from the scope (`catalog.read`).
+        read: (work) => work(database().db),
         waitUntil: (work) => (ctx ? ctx.waitUntil(work) : track(work)),
       }
     }
