@@ -34,11 +34,11 @@ afterAll(async () => {
   await stopAll([onStandby, admin], [standby, primary])
 })
 
-function router(opts: { maxLagMs?: number; metrics?: Metrics } = {}) {
+function router(opts: { maxLagMs?: number; metrics?: Metrics; replicaUrls?: string[] } = {}) {
   const handle = (url: string) => createPostgresDatabase({ url, poolMax: 2, timeoutMs: 1000, statementTimeoutMs: 5000 })
   const r = createReadRouter({
     primary: handle(primary.url()),
-    replicas: [{ name: 'replica1', handle: handle(standby.url()) }],
+    replicas: (opts.replicaUrls ?? [standby.url()]).map((url, i) => ({ name: `replica${i + 1}`, handle: handle(url) })),
     maxLagMs: opts.maxLagMs ?? 1000,
     pollMs: 50,
     timeoutMs: 1000,
@@ -151,6 +151,19 @@ describe('the read router', () => {
     }
     await caughtUp(r, Date.now())
     expect((await r.read(probe(0))).standby).toBe(true)
+  })
+
+  it('takes turns among healthy replicas, and never reads from a server that is not a standby', async () => {
+    const metrics = createMetrics()
+    // Two names for the one standby, and a "replica" that is in fact the primary (a wrong URL).
+    const r = router({ metrics, replicaUrls: [standby.url(), standby.url(), primary.url()] })
+    await caughtUp(r, Date.now())
+    expect(r.status().map((s) => s.up)).toEqual([true, true, false])
+    for (let i = 0; i < 6; i++) expect((await r.read(probe(0))).standby).toBe(true)
+    const text = metrics.render()
+    expect(text).toContain('edgeshop_db_reads_total{target="replica1",reason="healthy"} 3')
+    expect(text).toContain('edgeshop_db_reads_total{target="replica2",reason="healthy"} 3')
+    expect(text).toContain('edgeshop_replica_up{replica="replica3"} 0')
   })
 
   it('reads LSNs as byte positions', () => {
