@@ -177,7 +177,8 @@ const generationTime = (gen: string) => {
   return n > 1e12 ? n : undefined
 }
 
-const later = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b))
+/** The later of two optional times: what a load must reflect when two writes are known. */
+export const later = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b))
 
 const encode = (v: Cached) => `${v.version}\n${v.etag}\n${v.body}`
 

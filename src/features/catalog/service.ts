@@ -4,7 +4,7 @@ import { decodeCursor, encodeCursor } from '../../core/page.ts'
 import type { Reads } from '../../core/scope.ts'
 import { type Database, isUniqueViolation } from '../../db/database.ts'
 import { products } from '../../db/schema.ts'
-import type { Cache, Cached } from '../../infra/cache.ts'
+import { type Cache, type Cached, later } from '../../infra/cache.ts'
 import { fnv1a } from '../../lib/http-cache.ts'
 import { isUuid, uuidv7 } from '../../lib/uuid.ts'
 import type { CreateProductInput, ListQueryInput, UpdateProductInput } from './schemas.ts'
@@ -60,8 +60,6 @@ export const cachedProduct = (row: ProductRow): Cached => ({
 
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`
 
-const newest = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b))
-
 /**
  * The cached answer for one product, or null when it is unknown or archived.
  * `writtenAt`: the caller wrote at that time (ms) and must see it when the product is loaded.
@@ -78,7 +76,7 @@ export function productAnswer(deps: Pick<CatalogService, 'read' | 'cache'>, id: 
           .limit(1)
         return row ? cachedProduct(row) : null
       },
-      newest(after, writtenAt),
+      later(after, writtenAt),
     ),
   )
 }
@@ -113,7 +111,7 @@ export function listPage(deps: Pick<CatalogService, 'read' | 'cache'>, query: Li
           )
           .orderBy(desc(products.id))
           .limit(query.limit + 1),
-      newest(since, writtenAt),
+      later(since, writtenAt),
     )
     const more = rows.length > query.limit
     const items = more ? rows.slice(0, query.limit) : rows
