@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { uuidv7 } from '../../src/lib/uuid.ts'
 import { type AppServer, startAppServer } from '../support/app-server.ts'
 import { type PostgresServer, startPostgres, stopAll } from '../support/postgres.ts'
+import { type RedisServerHandle, startRedisServer } from '../support/redis-server.ts'
 import { applyMigrations } from '../support/services.ts'
+import { startUpstashRest, type UpstashRestHandle } from '../support/upstash-rest.ts'
 
 /*
  * Bun and Node with DATABASE_REPLICA_URLS against a real streaming replica
@@ -176,5 +178,82 @@ describe.each(['bun', 'node'] as const)('read replicas on %s', (runtime) => {
     const before = await metric(server(), REPLICA_READS)
     expect((await fetch(`${server().url}/v1/products?limit=4`)).status).toBe(200)
     expect(await metric(server(), REPLICA_READS)).toBe(before + 1)
+  })
+})
+
+describe('the catalog cache over a lagging replica, two instances sharing Redis', () => {
+  const ADMIN = { email: 'replica-admin@example.test', password: 'replica admin password' }
+  let redis: RedisServerHandle
+  let rest: UpstashRestHandle
+  const pair: AppServer[] = []
+
+  beforeAll(async () => {
+    redis = await startRedisServer()
+    rest = await startUpstashRest({ redisPort: redis.port, token: 'replicas-redis-token' })
+    const settings = {
+      DATABASE_URL: primary.url('shop'),
+      DATABASE_REPLICA_URLS: standby.url('shop'),
+      REPLICA_MAX_LAG_MS: String(MAX_LAG_MS),
+      REPLICA_POLL_MS: '50',
+      UPSTASH_REDIS_REST_URL: rest.url,
+      UPSTASH_REDIS_REST_TOKEN: 'replicas-redis-token',
+      // L2 only: what one instance shows of another's write is what Redis and the loads make of it.
+      CACHE_L1_MAX_ENTRIES: '0',
+      CACHE_L1_TTL_MS: '2000',
+      JWT_SECRET: SECRET,
+      ADMIN_EMAIL: ADMIN.email,
+      ADMIN_PASSWORD: ADMIN.password,
+      LOG_LEVEL: 'warn',
+    }
+    pair.push(...(await Promise.all([startAppServer('bun', settings), startAppServer('node', settings)])))
+  }, 180_000)
+
+  afterAll(async () => {
+    await Promise.all(pair.map((s) => s.stop()))
+    await rest?.close()
+    await redis?.stop()
+  })
+
+  it('a product changed on one instance while the replica lags is shown changed by the other, from the first read, without a cookie', async () => {
+    const [writer, reader] = pair as [AppServer, AppServer]
+    const login = await fetch(`${writer.url}/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(ADMIN),
+    })
+    expect(login.status).toBe(200)
+    const auth = { authorization: `Bearer ${((await login.json()) as { accessToken: string }).accessToken}` }
+    for (const s of pair) await until('the replica is polled', async () => (await replicaUp(s)) === 1)
+    // Both instances have the product and the first page in Redis, read from the replica.
+    for (const s of pair) {
+      expect((await fetch(`${s.url}/v1/products/${product}`)).status).toBe(200)
+      expect((await fetch(`${s.url}/v1/products?limit=5`)).status).toBe(200)
+    }
+    await onStandby`select pg_wal_replay_pause()`
+    try {
+      const name = `Renamed ${uuidv7()}`
+      const changed = await fetch(`${writer.url}/v1/products/${product}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json', ...auth },
+        body: JSON.stringify({ name }),
+      })
+      expect(changed.status).toBe(200)
+      const { version } = (await changed.json()) as { version: number }
+      // The writer's invalidation reaches Redis off the response path.
+      await new Promise((r) => setTimeout(r, 300))
+      const fromPrimary = 'edgeshop_db_reads_total{target="primary",reason="read_your_writes"}'
+      const before = await metric(reader, fromPrimary)
+      for (const s of [reader, writer]) {
+        const one = (await (await fetch(`${s.url}/v1/products/${product}`)).json()) as { name: string; version: number }
+        expect(one, s.runtime).toMatchObject({ name, version })
+        const page = (await (await fetch(`${s.url}/v1/products?limit=5`)).json()) as { items: { id: string; name: string }[] }
+        expect(page.items.find((p) => p.id === product)?.name, s.runtime).toBe(name)
+      }
+      // The replica, still within its bound, had not replayed the change: the reader's loads went to the primary.
+      expect(await metric(reader, 'edgeshop_replica_lag_seconds{replica="replica1"}')).toBeLessThan(MAX_LAG_MS / 1000)
+      expect((await metric(reader, fromPrimary)) - before).toBeGreaterThanOrEqual(2)
+    } finally {
+      await onStandby`select pg_wal_replay_resume()`
+    }
   })
 })
