@@ -7,6 +7,7 @@ import { registerReference, systemRoutes } from './features/system/index.ts'
 import type { AppEnv } from './http/context.ts'
 import { type AppLayer, type EarlyRoute, edge, plainAnswers, responseAnswers } from './http/edge.ts'
 import { errorHandler, notFoundHandler } from './http/errors.ts'
+import { readYourWrites } from './http/read-your-writes.ts'
 import { CORS_HEADERS_WITHOUT_ORIGIN, corsFor } from './http/security.ts'
 import { validationHook } from './http/validation.ts'
 import type { Services } from './services.ts'
@@ -35,6 +36,13 @@ export function appLayers(services: Services): AppLayer[] {
       early: {},
     },
   ]
+  if (services.reads)
+    layers.push({
+      name: 'read-your-writes',
+      handler: readYourWrites({ maxLagMs: config.database.replicaMaxLagMs, secureCookie: config.production }),
+      // A GET only has its cookie read; an L1 copy is as fresh as this process's cache knows (src/infra/cache.ts).
+      early: {},
+    })
   if (config.corsOrigins.length > 0)
     layers.push({
       name: 'cors',

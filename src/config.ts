@@ -54,10 +54,20 @@ const bool = z
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
 
-const postgresUrl = z
-  .string()
-  .trim()
-  .refine((v) => /^postgres(ql)?:\/\/[^\s]+$/.test(v) && URL.canParse(v), 'must be a postgres:// URL')
+const isPostgresUrl = (v: string) => /^postgres(ql)?:\/\/[^\s]+$/.test(v) && URL.canParse(v)
+const postgresUrl = z.string().trim().refine(isPostgresUrl, 'must be a postgres:// URL')
+
+/** A comma-separated list, each item trimmed, empty items dropped. */
+const commaList = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean),
+)
+
+const replicaUrls = commaList
+  .refine((list) => list.length > 0, 'must name at least one postgres:// URL')
+  .refine((list) => list.every(isPostgresUrl), 'must be comma-separated postgres:// URLs')
 
 const rate = z
   .string()
@@ -69,18 +79,10 @@ const rate = z
   })
   .refine((r) => r.limit >= 1 && r.windowSeconds >= 1, 'both numbers must be at least 1')
 
-const origins = z
-  .string()
-  .transform((v) =>
-    v
-      .split(',')
-      .map((o) => o.trim())
-      .filter(Boolean),
-  )
-  .refine(
-    (list) => list.every((o) => URL.canParse(o) && new URL(o).origin === o),
-    'must be a comma-separated list of origins such as https://shop.example',
-  )
+const origins = commaList.refine(
+  (list) => list.every((o) => URL.canParse(o) && new URL(o).origin === o),
+  'must be a comma-separated list of origins such as https://shop.example',
+)
 
 const schema = z.object({
   NODE_ENV: opt(z.enum(['development', 'production', 'test'])),
@@ -91,6 +93,9 @@ const schema = z.object({
   SHUTDOWN_DRAIN_MS: opt(int(0, 600_000)),
   DATA_DIR: opt(z.string().trim().min(1)),
   DATABASE_URL: opt(postgresUrl),
+  DATABASE_REPLICA_URLS: opt(replicaUrls),
+  REPLICA_MAX_LAG_MS: opt(int(100, 60_000)),
+  REPLICA_POLL_MS: opt(int(50, 60_000)),
   DATABASE_POOL_MAX: opt(int(1, 500)),
   DATABASE_TIMEOUT_MS: opt(int(100, 60_000)),
   STATEMENT_TIMEOUT_MS: opt(int(100, 600_000)),
@@ -174,6 +179,15 @@ export interface Config {
     timeoutMs: number
     /** Server-side bound on one statement. */
     statementTimeoutMs: number
+    /**
+     * Streaming replicas of `url` that catalog and list reads go to (src/db/replicas.ts). Empty: every read
+     * goes to the primary.
+     */
+    replicaUrls: string[]
+    /** A replica whose replay is further behind the primary than this is skipped (its reads go elsewhere). */
+    replicaMaxLagMs: number
+    /** How often each replica's position is compared with the primary's. */
+    replicaPollMs: number
   }
   /** `timeoutMs`: every Upstash REST call is aborted after this (the rate limit and L2 reads give up sooner, at their budgets). */
   redis: { url: string; token: string; timeoutMs: number } | undefined
@@ -339,6 +353,32 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
   if (runtime === 'workers' && raw.ROLE !== undefined && raw.ROLE !== 'all') {
     issues.push({ setting: 'ROLE', message: 'is for Bun and Node: on Workers, QStash and the cron trigger run the jobs and the schedule' })
   }
+  if (raw.DATABASE_REPLICA_URLS !== undefined) {
+    if (runtime === 'workers') {
+      issues.push({
+        setting: 'DATABASE_REPLICA_URLS',
+        message: 'is for Bun and Node: on Workers, bind one Hyperdrive per database (replica routing needs a process that polls replicas)',
+      })
+    } else if (raw.DATABASE_URL === undefined) {
+      issues.push({ setting: 'DATABASE_REPLICA_URLS', message: 'needs DATABASE_URL: replicas follow a PostgreSQL primary' })
+    }
+  }
+  const maxLagMs = raw.REPLICA_MAX_LAG_MS ?? 2000
+  const pollMs = raw.REPLICA_POLL_MS ?? 250
+  if (pollMs >= maxLagMs) {
+    issues.push({
+      setting: 'REPLICA_POLL_MS',
+      message: `must be below REPLICA_MAX_LAG_MS (${maxLagMs}): a lag is only seen when it is polled`,
+    })
+  }
+  // An instance whose L1 was filled from a replica may show what the replica showed for one L1 lifetime.
+  const l1TtlMs = raw.CACHE_L1_TTL_MS ?? 2000
+  if (raw.DATABASE_REPLICA_URLS !== undefined && maxLagMs + l1TtlMs > 5000) {
+    issues.push({
+      setting: 'REPLICA_MAX_LAG_MS',
+      message: `with CACHE_L1_TTL_MS (${l1TtlMs}) must add up to at most 5000: other instances must see a write within 5 s`,
+    })
+  }
   if (runtime === 'workers' && raw.PASSWORD_HASH === 'argon2id') {
     issues.push({ setting: 'PASSWORD_HASH', message: 'argon2id is not available on Workers; use pbkdf2-sha256' })
   }
@@ -363,6 +403,9 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
       poolMax: raw.DATABASE_POOL_MAX ?? 10,
       timeoutMs: raw.DATABASE_TIMEOUT_MS ?? 3000,
       statementTimeoutMs: raw.STATEMENT_TIMEOUT_MS ?? 10_000,
+      replicaUrls: raw.DATABASE_REPLICA_URLS ?? [],
+      replicaMaxLagMs: maxLagMs,
+      replicaPollMs: pollMs,
     },
     redis: hasRedis
       ? { url: raw.UPSTASH_REDIS_REST_URL!, token: raw.UPSTASH_REDIS_REST_TOKEN!, timeoutMs: raw.UPSTASH_TIMEOUT_MS ?? 1000 }

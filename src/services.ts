@@ -3,6 +3,7 @@ import type { Context } from 'hono'
 import type { Config } from './config.ts'
 import type { RequestScope } from './core/scope.ts'
 import type { DatabaseHandle } from './db/database.ts'
+import { createReadRouter, type ReadRouter } from './db/replicas.ts'
 import { type AccessTokens, type AccountsService, createAccessTokens, type PasswordHasher } from './features/accounts/index.ts'
 import type { CatalogService } from './features/catalog/index.ts'
 import { type OrderJobServices, orderJobHandlers } from './features/orders/index.ts'
@@ -40,6 +41,8 @@ export interface Runtime {
    * the postgres.js client must be the request's own).
    */
   readonly database: DatabaseHandle | ((ctx: ExecutionContextLike | undefined) => DatabaseHandle)
+  /** Streaming replicas of `database` (Bun and Node, DATABASE_REPLICA_URLS), named for metrics; reads are routed to them. */
+  readonly replicas?: { name: string; handle: DatabaseHandle }[] | undefined
   /** The peer's address as the runtime reports it (Hono's getConnInfo; CF-Connecting-IP on Workers). */
   peerAddress(c: Context): string | undefined
   /** The password algorithm: argon2id on Bun and Node, PBKDF2 on Workers. */
@@ -64,6 +67,8 @@ export interface Services {
   /** Which engine backs each concern, as `/readyz` and the first log line report it. */
   readonly mode: {
     database: DatabaseHandle['kind']
+    /** Replicas that catalog and list reads are routed to. */
+    replicas: number
     cache: 'memory' | 'redis'
     queue: 'embedded' | 'qstash'
   }
@@ -74,6 +79,8 @@ export interface Services {
   readonly limiter: RateLimiter
   /** Requests refused by a rate limit, by rule and reason (Bun and Node). */
   readonly rateLimitRefusals: Counter<'rule' | 'reason'> | undefined
+  /** Routes reads to replicas, when there are any. */
+  readonly reads: ReadRouter | undefined
   /** The catalog's two-tier cache. */
   readonly cache: Cache
   readonly payments: PaymentProvider
@@ -144,8 +151,21 @@ export function createServices(runtime: Runtime, config: Config): Services {
   let scope: (ctx?: ExecutionContextLike) => RequestScope
   /** Binds a service to a scope: once for the process's shared scope, per request on Workers (as its database is). */
   let bind: <T>(make: (scope: RequestScope) => T) => (scope: RequestScope) => T
+  const reads =
+    database && runtime.replicas && runtime.replicas.length > 0
+      ? createReadRouter({
+          primary: database,
+          replicas: runtime.replicas,
+          maxLagMs: config.database.replicaMaxLagMs,
+          pollMs: config.database.replicaPollMs,
+          timeoutMs: config.database.timeoutMs,
+          metrics,
+          logger,
+        })
+      : undefined
   if (database) {
-    const shared: RequestScope = { db: database.db, database, waitUntil: track }
+    const db = database.db
+    const shared: RequestScope = { db, database, read: reads ? reads.read : (work) => work(db), waitUntil: track }
     scope = () => shared
     bind = (make) => {
       const one = make(shared)
@@ -155,13 +175,16 @@ export function createServices(runtime: Runtime, config: Config): Services {
     const open = runtime.database as (ctx: ExecutionContextLike | undefined) => DatabaseHandle
     scope = (ctx) => {
       let handle: DatabaseHandle | undefined
+      const database = () => (handle ??= open(ctx))
       return {
         get database() {
-          return (handle ??= open(ctx))
+          return database()
         },
         get db() {
-          return this.database.db
+          return database().db
         },
+        // No replicas on Workers. An arrow, so that services may hold it apart from the scope (`catalog.read`).
+        read: (work) => work(database().db),
         waitUntil: (work) => (ctx ? ctx.waitUntil(work) : track(work)),
       }
     }
@@ -249,10 +272,12 @@ export function createServices(runtime: Runtime, config: Config): Services {
     recordRequest: requestRecorder(logger, metrics),
     mode: {
       database: database?.kind ?? 'hyperdrive',
+      replicas: runtime.replicas?.length ?? 0,
       cache: redis ? 'redis' : 'memory',
       queue: config.qstash ? 'qstash' : 'embedded',
     },
     redis,
+    reads,
     passwords,
     tokens,
     limiter: redis ? createRedisRateLimiter({ redis, timeoutMs: config.rateLimitTimeoutMs }) : createMemoryRateLimiter(),
@@ -267,7 +292,7 @@ export function createServices(runtime: Runtime, config: Config): Services {
     jobSlots,
     scope,
     accounts: bind((d) => ({ db: d.db, passwords, tokens, refreshTtlSeconds: config.jwt.refreshTtlSeconds, logger })),
-    catalog: bind((d) => ({ db: d.db, cache, currency: config.storeCurrency, waitUntil: d.waitUntil })),
+    catalog: bind((d) => ({ db: d.db, read: d.read, cache, currency: config.storeCurrency, waitUntil: d.waitUntil })),
     schedule: bind((d) => ({ db: d.db, cache, dispatcher, logger, waitUntil: d.waitUntil })),
     jobs,
     runJob: (d, id) => runJobById(jobs(d), id),
@@ -285,6 +310,7 @@ export function createServices(runtime: Runtime, config: Config): Services {
       const deadline = new Promise((r) => (timer = setTimeout(r, boundMs)))
       await Promise.race([Promise.allSettled([dispatcher.close?.(), ...pending]), deadline])
       clearTimeout(timer)
+      await reads?.close()
       await database?.close()
     },
   }

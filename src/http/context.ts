@@ -35,6 +35,11 @@ export interface AppEnv {
     requestId: string
     /** Set by `edge()`: the request's database and `waitUntil`. */
     scope: RequestScope
+    /**
+     * Set by `readYourWrites()`: when this client last wrote (ms since the epoch), from its cookie or header, while
+     * a replica may not have replayed that write yet; undefined otherwise (and always without replicas).
+     */
+    writtenAt: number | undefined
     /** Set by `authenticate()`. */
     principal: Principal
     /** Set by `idempotency()`: the transaction the request's effects and its stored answer share. */

@@ -25,6 +25,8 @@ const EXPOSED_HEADERS = [
   'RateLimit-Reset',
   'Idempotent-Replayed',
   'X-Request-Id',
+  // When this client last wrote, for a browser client that keeps it itself (src/http/read-your-writes.ts).
+  'X-Written-At',
 ]
 
 /**
@@ -43,7 +45,7 @@ export function corsFor(origins: string[]): MiddlewareHandler {
   return cors({
     origin: origins,
     allowMethods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
-    allowHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key', 'If-Match', 'If-None-Match', 'X-Request-Id'],
+    allowHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key', 'If-Match', 'If-None-Match', 'X-Request-Id', 'X-Written-At'],
     exposeHeaders: EXPOSED_HEADERS,
     maxAge: 600,
   })

@@ -29,10 +29,27 @@ import { throttledLog } from '../observability/throttle.ts'
  * once: past that a write is given up at once, as after its last retry, so
  * a Redis that stops answering holds a bounded number of calls (each ended by
  * the client's own bound, UPSTASH_TIMEOUT_MS), not one per write.
+ *
+ * Loads may read a replica that lags the primary (src/db/replicas.ts). So
+ * that a load never puts back what a write replaced, each load is told the
+ * time of the newest invalidation the cache knows of for its key (`after`,
+ * ms since the epoch; the loader reads from a replica only if it has
+ * replayed past it): this process's own invalidations, remembered for a
+ * minute, and a collection's generation, which is the time of its last
+ * invalidation. An entity loaded older than its L2 tombstone is loaded
+ * again with `after` = Infinity (from the primary).
  */
 
 /** Redis writes under way at once per process. */
 const MAX_WRITES = 64
+/** How long this process remembers when it invalidated a key: longer than any replica may lag (REPLICA_MAX_LAG_MS). */
+const REMEMBER_INVALIDATIONS_MS = 60_000
+
+/**
+ * Loads a value. `after` (ms since the epoch): the value must reflect every
+ * write committed before then; undefined when the cache knows of none.
+ */
+export type Load<T> = (after?: number) => Promise<T>
 
 /** A cached answer: its body as sent, its ETag, and the version it shows. */
 export interface Cached {
@@ -45,7 +62,7 @@ export interface Cache {
   /** Whether a shared L2 (Redis) is in use. */
   readonly shared: boolean
   /** A versioned entity; `load` answers `null` for "does not exist" (kept in L1 only). */
-  entity(key: string, load: () => Promise<Cached | null>): Promise<Cached | null>
+  entity(key: string, load: Load<Cached | null>): Promise<Cached | null>
   /**
    * The entity's fresh L1 copy, synchronously, or undefined when this
    * process has none (expired, never loaded, known not to exist, L1 off).
@@ -56,7 +73,7 @@ export interface Cache {
   /** Version `version` of `key` was just written: evict it here, and leave a tombstone in L2 that no older load can overwrite. */
   invalidateEntity(key: string, version: number): Promise<void>
   /** A page of a collection, valid for the collection's current generation. */
-  page(collection: string, key: string, load: () => Promise<Cached>): Promise<Cached>
+  page(collection: string, key: string, load: Load<Cached>): Promise<Cached>
   /** The collection changed: every cached page of it is stale. */
   invalidateCollection(collection: string): Promise<void>
 }
@@ -145,6 +162,24 @@ end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1`
 
+// KEYS[1] a collection's generation; ARGV[1] the time (ms). The new generation is that time, or one more than the
+// current one when that is not older: it only grows, and it says when the collection last changed.
+const NEXT_GENERATION = `
+local t = tonumber(ARGV[1])
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if t <= cur then t = cur + 1 end
+redis.call('SET', KEYS[1], t)
+return t`
+
+/** A generation written by {@link NEXT_GENERATION} (a time since 2001), not a count from before generations were times. */
+const generationTime = (gen: string) => {
+  const n = Number(gen)
+  return n > 1e12 ? n : undefined
+}
+
+/** The later of two optional times: what a load must reflect when two writes are known. */
+export const later = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b))
+
 const encode = (v: Cached) => `${v.version}\n${v.etag}\n${v.body}`
 
 function decode(raw: string): Cached | 'tombstone' | undefined {
@@ -179,6 +214,18 @@ export function createCache(opts: CacheOptions): Cache {
   const redis = opts.redis
   const ttlMs = opts.l2TtlSeconds * 1000
   const cas = redis?.createScript<number>(CAS_SET)
+  const nextGeneration = redis?.createScript<number>(NEXT_GENERATION)
+  /** Keys (full) and collections this process invalidated, with when (wall clock, as replicas' positions are measured). */
+  const invalidated = new Map<string, number>()
+  const remember = (key: string) => {
+    const t = Date.now()
+    invalidated.delete(key)
+    invalidated.set(key, t)
+    for (const [k, at] of invalidated) {
+      if (at > t - REMEMBER_INVALIDATIONS_MS && invalidated.size <= 100_000) break
+      invalidated.delete(k)
+    }
+  }
   let l2PausedUntil = 0
   let writing = 0
   const logError = throttledLog(opts.logger, 'warn', 'cache L2 unavailable; serving from the database', 10_000)
@@ -280,6 +327,7 @@ export function createCache(opts: CacheOptions): Cache {
     entity(key, load) {
       const full = prefix + key
       return readThrough(entities, full, async () => {
+        let tombstone: number | undefined
         if (redis && l2Usable()) {
           const raw = await bounded('get', () => redis.get<string>(full))
           const found = typeof raw === 'string' ? decode(raw) : undefined
@@ -287,9 +335,13 @@ export function createCache(opts: CacheOptions): Cache {
             lookups?.inc({ tier: 'l2', result: 'hit' })
             return found
           }
+          if (found === 'tombstone') tombstone = Number.parseInt(raw as string, 10)
           if (raw !== undefined) lookups?.inc({ tier: 'l2', result: 'miss' })
         }
-        const loaded = await load()
+        let loaded = await load(invalidated.get(full))
+        // Older than the write another instance left its tombstone for (or gone, where it wrote one): the load read a
+        // replica that has not replayed that write yet. The primary has.
+        if (tombstone !== undefined && (loaded === null || loaded.version < tombstone)) loaded = await load(Number.POSITIVE_INFINITY)
         if (loaded && cas && l2Usable())
           void write('set', () => cas.exec([full], [String(loaded.version), encode(loaded), String(ttlMs), '0']))
         return loaded
@@ -307,6 +359,7 @@ export function createCache(opts: CacheOptions): Cache {
       const full = prefix + key
       entities.delete(full)
       detach(full)
+      remember(full)
       if (cas) await persistent('invalidate', () => cas.exec([full], [String(version), `${version}\n`, String(ttlMs), '1']))
     },
 
@@ -315,10 +368,12 @@ export function createCache(opts: CacheOptions): Cache {
       const full = `${prefix}${collection}:p:${key}`
       const value = await readThrough(pagesOf(collection), full, async () => {
         let gen = '0'
+        let changedAt: number | undefined
         if (redis && l2Usable()) {
           const got = await bounded('get', () => redis.mget<(string | null)[]>(genKey, full))
           if (got) {
             gen = got[0] ?? '0'
+            changedAt = generationTime(gen)
             const raw = got[1]
             const nl = typeof raw === 'string' ? raw.indexOf('\n') : -1
             if (typeof raw === 'string' && nl > 0 && raw.slice(0, nl) === gen) {
@@ -331,7 +386,7 @@ export function createCache(opts: CacheOptions): Cache {
             lookups?.inc({ tier: 'l2', result: 'miss' })
           }
         }
-        const loaded = await load()
+        const loaded = await load(later(invalidated.get(genKey), changedAt))
         if (redis && l2Usable()) void write('set', () => redis.set(full, `${gen}\n${encode(loaded)}`, { px: ttlMs }))
         return loaded
       })
@@ -340,9 +395,11 @@ export function createCache(opts: CacheOptions): Cache {
 
     async invalidateCollection(collection) {
       const start = `${prefix}${collection}:p:`
+      const genKey = `${prefix}${collection}:gen`
       pages.get(collection)?.map.clear()
       for (const key of flights.keys()) if (key.startsWith(start)) detach(key)
-      if (redis) await persistent('invalidate', () => redis.incr(`${prefix}${collection}:gen`))
+      remember(genKey)
+      if (nextGeneration) await persistent('invalidate', () => nextGeneration.exec([genKey], [String(Date.now())]))
     },
   }
 }

@@ -208,6 +208,21 @@ export async function openDatabase(
   }
 }
 
+/** The streaming replicas of DATABASE_REPLICA_URLS, each through its own bounded pool, named `replica1`… in order. */
+async function openReplicas(config: Config): Promise<{ name: string; handle: DatabaseHandle }[]> {
+  if (config.database.replicaUrls.length === 0) return []
+  const { createPostgresDatabase } = await import('../db/postgres.ts')
+  return config.database.replicaUrls.map((url, i) => ({
+    name: `replica${i + 1}`,
+    handle: createPostgresDatabase({
+      url,
+      poolMax: config.database.poolMax,
+      timeoutMs: config.database.timeoutMs,
+      statementTimeoutMs: config.database.statementTimeoutMs,
+    }),
+  }))
+}
+
 /**
  * Makes sure the configured admin exists before the first request. When the
  * database is not reachable yet, the service starts anyway and keeps trying
@@ -253,17 +268,24 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       dataDir,
     })
   } else {
-    logger.info(`edgeshop running on ${adapter.name} with PostgreSQL${config.redis ? ', Redis' : ''}${config.qstash ? ', QStash' : ''}`, {
-      mode: 'distributed',
-      database: 'postgres',
-      cache: config.redis ? 'redis' : 'memory',
-      queue: config.qstash ? 'qstash' : 'embedded',
-    })
+    const replicas = config.database.replicaUrls.length
+    const withReplicas = replicas > 0 ? ` (${replicas} read replica${replicas > 1 ? 's' : ''})` : ''
+    logger.info(
+      `edgeshop running on ${adapter.name} with PostgreSQL${withReplicas}${config.redis ? ', Redis' : ''}${config.qstash ? ', QStash' : ''}`,
+      {
+        mode: 'distributed',
+        database: 'postgres',
+        replicas,
+        cache: config.redis ? 'redis' : 'memory',
+        queue: config.qstash ? 'qstash' : 'embedded',
+      },
+    )
   }
   for (const w of warnings) logger.warn(w)
 
   if (!config.portSharing) await ensurePortFree(config.host, config.port)
   const { database, unlock } = await openDatabase(config, logger)
+  const replicas = await openReplicas(config)
 
   const metrics = createMetrics()
   let servicesRef: Services | undefined
@@ -284,6 +306,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       logger,
       metrics,
       database,
+      replicas,
       peerAddress: adapter.peerAddress,
       passwords: processPasswordHasher(config.passwordHash),
       embeddedDispatcher: runner?.dispatcher ?? outboxOnlyDispatcher,

@@ -103,6 +103,43 @@ describe('L2 (Redis)', () => {
   })
 })
 
+describe('loads after another instance’s write (a replica may lag behind it)', () => {
+  it('a list page is loaded with the time of the collection’s last change, which its generation holds', async () => {
+    const a = instance('t4:')
+    const b = instance('t4:')
+    const before = Date.now()
+    await a.invalidateCollection('products')
+    let asked: number | undefined
+    await b.page('products', 'p1', async (after) => {
+      asked = after
+      return value(0, 'page')
+    })
+    expect(asked).toBeGreaterThanOrEqual(before)
+    expect(asked).toBeLessThanOrEqual(Date.now())
+    // The generation only grows, even when a second change comes within the same millisecond.
+    const raw = createRespClient({ port: redis.port })
+    const first = Number(await raw.send(['GET', 't4:products:gen']))
+    await a.invalidateCollection('products')
+    await a.invalidateCollection('products')
+    expect(Number(await raw.send(['GET', 't4:products:gen']))).toBeGreaterThan(first)
+    await raw.close()
+  })
+
+  it('a product loaded older than another instance’s tombstone is loaded again, from the primary', async () => {
+    const a = instance('t5:')
+    const b = instance('t5:')
+    await a.invalidateEntity('k', 3)
+    const asked: (number | undefined)[] = []
+    const loaded = await b.entity('k', async (after) => {
+      asked.push(after)
+      // A replica that has not replayed version 3, then the primary.
+      return value(after === Number.POSITIVE_INFINITY ? 3 : 2)
+    })
+    expect(loaded?.version).toBe(3)
+    expect(asked).toEqual([undefined, Number.POSITIVE_INFINITY])
+  })
+})
+
 describe('L2 writes while Redis accepts and never answers', () => {
   it('at most 64 are under way; the others are given up at once, and each held call ends within its bound', async () => {
     // A stand-in of its own: the other tests' caches write in the background, and their calls must not be counted here.

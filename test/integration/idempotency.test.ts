@@ -26,7 +26,7 @@ function appOver(database: DatabaseHandle, userId: string, handler: () => Handle
   const app = new Hono<AppEnv>()
   app.onError((err, c) => (err instanceof AppError ? problemResponse(c, err) : c.text(String(err), 500)))
   app.use(async (c, next) => {
-    c.set('scope', { db: database.db, database, waitUntil: () => {} })
+    c.set('scope', { db: database.db, database, read: (work) => work(database.db), waitUntil: () => {} })
     c.set('principal', { userId, role: 'customer' })
     c.set('requestId', 'idempotency-test')
     await next()

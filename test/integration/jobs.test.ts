@@ -295,19 +295,21 @@ describe('expiry and schedules under concurrency', () => {
     const t = await createTestApp({ database: handles[0]! })
     const now = new Date(Date.UTC(2030, 0, 1, 12, 0, 30))
     const reports = await Promise.all(
-      handles.map((h) => runSchedule(MINUTELY, now, t.services.schedule({ db: h.db, database: h, waitUntil: () => {} }))),
+      handles.map((h) =>
+        runSchedule(MINUTELY, now, t.services.schedule({ db: h.db, database: h, read: (work) => work(h.db), waitUntil: () => {} })),
+      ),
     )
     expect(reports.filter((r) => r.ran)).toHaveLength(1)
     const later = await runSchedule(
       MINUTELY,
       new Date(now.getTime() + 20_000),
-      t.services.schedule({ db: handles[1]!.db, database: handles[1]!, waitUntil: () => {} }),
+      t.services.schedule({ db: handles[1]!.db, database: handles[1]!, read: (work) => work(handles[1]!.db), waitUntil: () => {} }),
     )
     expect(later).toEqual({ ran: false, reason: 'already ran' })
     const next = await runSchedule(
       MINUTELY,
       new Date(now.getTime() + 60_000),
-      t.services.schedule({ db: handles[2]!.db, database: handles[2]!, waitUntil: () => {} }),
+      t.services.schedule({ db: handles[2]!.db, database: handles[2]!, read: (work) => work(handles[2]!.db), waitUntil: () => {} }),
     )
     expect(next.ran).toBe(true)
     await t.close()

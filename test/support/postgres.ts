@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { chownSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -78,6 +78,13 @@ export async function startPostgres(
      * milliseconds of acknowledged commits may be lost.
      */
     synchronousCommit?: boolean
+    /**
+     * A streaming replica of this server instead of a new cluster: its data directory is a base backup taken with
+     * `pg_basebackup -R` (which writes `primary_conninfo` and `standby.signal`), and it runs as a hot standby on its
+     * own loopback port. The primary needs nothing more: PostgreSQL 15 defaults to `wal_level=replica` and
+     * `max_wal_senders=10`, and initdb's pg_hba.conf admits replication connections from loopback.
+     */
+    standbyOf?: PostgresServer
   } = {},
 ): Promise<PostgresServer> {
   const bin = findPostgresBin()
@@ -87,7 +94,14 @@ export async function startPostgres(
   if (ids) chownSync(dir, ids.uid, ids.gid)
   const data = join(dir, 'data')
 
-  initdb(bin, { dataDir: data, user: 'postgres', password: PASSWORD, noSync: true, timeoutMs })
+  if (opts.standbyOf) {
+    const args = ['-D', data, '-R', '-X', 'stream', '-c', 'fast', '--no-sync', '-d', opts.standbyOf.url()]
+    const [cmd, argv] = asPostgresUser(join(bin, 'pg_basebackup'), args)
+    const backup = spawnSync(cmd, argv, { encoding: 'utf8', timeout: timeoutMs })
+    if (backup.status !== 0) throw new Error(`pg_basebackup failed: ${backup.stderr || backup.stdout || backup.error?.message}`)
+  } else {
+    initdb(bin, { dataDir: data, user: 'postgres', password: PASSWORD, noSync: true, timeoutMs })
+  }
 
   const port = await freePort()
   const url = (database = 'postgres') => `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/${database}`
@@ -105,6 +119,13 @@ export async function startPostgres(
       'max_connections=300',
       '-c',
       'shared_buffers=128MB',
+      '-c',
+      'wal_level=replica',
+      '-c',
+      'max_wal_senders=10',
+      // A standby's queries are not cancelled for rows the primary's vacuum removed.
+      '-c',
+      'hot_standby_feedback=on',
       ...(opts.durable
         ? []
         : ['-c', 'fsync=off', '-c', `synchronous_commit=${opts.synchronousCommit ? 'on' : 'off'}`, '-c', 'full_page_writes=off']),
@@ -150,4 +171,10 @@ export async function startPostgres(
       rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+/** Ends the clients, then stops the servers in order (a standby before its primary): an `afterAll`. */
+export async function stopAll(clients: (postgres.Sql | undefined)[], servers: (PostgresServer | undefined)[]): Promise<void> {
+  await Promise.all(clients.map((c) => c?.end({ timeout: 1 })))
+  for (const server of servers) await server?.stop()
 }

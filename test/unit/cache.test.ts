@@ -56,6 +56,27 @@ describe('L1 cache', () => {
     expect((await cache.entity('k', async () => value(99)))?.version).toBe(2)
   })
 
+  it('tells a load after an invalidation when it happened, so that it reads nothing older (a lagging replica)', async () => {
+    const cache = createCache({ l1MaxEntries: 10, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
+    const asked: (number | undefined)[] = []
+    const load = async (after?: number) => {
+      asked.push(after)
+      return value(1)
+    }
+    await cache.entity('k', load)
+    await cache.page('products', 'p1', load)
+    expect(asked).toEqual([undefined, undefined])
+    const before = Date.now()
+    await cache.invalidateEntity('k', 2)
+    await cache.invalidateCollection('products')
+    await cache.entity('k', load)
+    await cache.page('products', 'p1', load)
+    await cache.entity('other', load)
+    expect(asked[2]).toBeGreaterThanOrEqual(before)
+    expect(asked[3]).toBeGreaterThanOrEqual(before)
+    expect(asked[4]).toBeUndefined()
+  })
+
   it('remembers "not found" briefly, so unknown ids do not hammer the database', async () => {
     const cache = createCache({ l1MaxEntries: 10, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
     let loads = 0

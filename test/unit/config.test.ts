@@ -253,3 +253,52 @@ describe('configuration', () => {
     expect(text).not.toContain('hunter2')
   })
 })
+
+describe('read replicas', () => {
+  const issues = (env: Record<string, string>, runtime: 'node' | 'workers' = 'node') => {
+    const r = parseConfig(env, { runtime })
+    return r.ok ? [] : r.issues
+  }
+  const primary = 'postgres://u:p@db:5432/shop'
+
+  it('reads the replicas, the lag bound and the poll interval, with their defaults', () => {
+    const { config } = loadConfig(
+      { DATABASE_URL: primary, DATABASE_REPLICA_URLS: ' postgres://u:p@r1:5432/shop , postgres://u:p@r2:5432/shop,' },
+      { runtime: 'node' },
+    )
+    expect(config.database).toMatchObject({
+      replicaUrls: ['postgres://u:p@r1:5432/shop', 'postgres://u:p@r2:5432/shop'],
+      replicaMaxLagMs: 2000,
+      replicaPollMs: 250,
+    })
+    expect(loadConfig({ DATABASE_URL: primary }, { runtime: 'node' }).config.database.replicaUrls).toEqual([])
+  })
+
+  it('refuses replicas without a primary, on Workers, a bad URL, a poll slower than the bound, and a bound that breaks the 5 s', () => {
+    expect(issues({ DATABASE_REPLICA_URLS: 'postgres://u:p@r1/shop' })).toEqual([
+      { setting: 'DATABASE_REPLICA_URLS', message: expect.stringMatching(/needs DATABASE_URL/) },
+    ])
+    expect(issues({ DATABASE_URL: primary, DATABASE_REPLICA_URLS: 'postgres://u:p@r1/shop', NODE_ENV: 'development' }, 'workers')).toEqual([
+      { setting: 'DATABASE_REPLICA_URLS', message: expect.stringMatching(/is for Bun and Node/) },
+    ])
+    expect(issues({ DATABASE_URL: primary, DATABASE_REPLICA_URLS: 'postgres://u:p@r1/shop,mysql://r2' }).map((i) => i.setting)).toEqual([
+      'DATABASE_REPLICA_URLS',
+    ])
+    expect(issues({ DATABASE_URL: primary, REPLICA_MAX_LAG_MS: '500', REPLICA_POLL_MS: '500' }).map((i) => i.setting)).toEqual([
+      'REPLICA_POLL_MS',
+    ])
+    expect(
+      issues({
+        DATABASE_URL: primary,
+        DATABASE_REPLICA_URLS: 'postgres://u:p@r1/shop',
+        REPLICA_MAX_LAG_MS: '3000',
+        CACHE_L1_TTL_MS: '2500',
+      }),
+    ).toEqual([{ setting: 'REPLICA_MAX_LAG_MS', message: expect.stringMatching(/at most 5000/) }])
+  })
+
+  it('never repeats a replica URL (it carries a password) in a message', () => {
+    const list = issues({ DATABASE_URL: primary, DATABASE_REPLICA_URLS: 'postgres://u:hunter2@r1/shop,nope' })
+    expect(JSON.stringify(list)).not.toContain('hunter2')
+  })
+})

@@ -29,7 +29,7 @@ const LEFT_UNSET: Record<string, string> = {
 }
 
 /** A setting whose value must never sit in a ConfigMap. */
-const looksSecret = (name: string) => /SECRET|_PASSWORD$|_TOKEN$|_KEY$|^DATABASE_URL$/.test(name)
+const looksSecret = (name: string) => /SECRET|_PASSWORD$|_TOKEN$|_KEY$|^DATABASE_URL$|^DATABASE_REPLICA_URLS$/.test(name)
 
 /** The in-flight requests' bound after the drain: `listener.stop(10_000)` in src/runtime/process.ts. */
 const LISTENER_STOP_SECONDS = 10
@@ -187,7 +187,14 @@ describe('the production overlay and the app', () => {
     const leaked = { ...configMap, data: { ...configMap.data, JWT_SECRET: 'x'.repeat(32), EMAIL_API_KEY: 'k' } }
     expect(secretsInConfigMaps([leaked])).toEqual(['JWT_SECRET', 'EMAIL_API_KEY'])
     expect(SETTINGS.filter(looksSecret)).toEqual(
-      expect.arrayContaining(['DATABASE_URL', 'JWT_SECRET', 'JWT_PREVIOUS_SECRET', 'UPSTASH_REDIS_REST_TOKEN', 'EMAIL_API_KEY']),
+      expect.arrayContaining([
+        'DATABASE_URL',
+        'DATABASE_REPLICA_URLS',
+        'JWT_SECRET',
+        'JWT_PREVIOUS_SECRET',
+        'UPSTASH_REDIS_REST_TOKEN',
+        'EMAIL_API_KEY',
+      ]),
     )
   })
 

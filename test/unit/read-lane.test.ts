@@ -17,6 +17,7 @@ import { createTestApp, type TestApp } from '../support/test-app.ts'
 
 const catalog = (t: TestApp): CatalogService => ({
   db: t.services.scope().db,
+  read: t.services.scope().read,
   cache: t.services.cache,
   currency: t.config.storeCurrency,
   waitUntil: () => {},

@@ -268,10 +268,13 @@ export function catalogRoutes(services: CatalogRouteServices) {
     .openapi(
       listRoute,
       async (c) =>
-        answer<ProductPageJson>(c, await listPage(catalog(c), c.req.valid('query'))) satisfies RouteConfigToTypedResponse<typeof listRoute>,
+        answer<ProductPageJson>(
+          c,
+          await listPage(catalog(c), c.req.valid('query'), c.get('writtenAt')),
+        ) satisfies RouteConfigToTypedResponse<typeof listRoute>,
     )
     .openapi(getRoute, async (c) => {
-      const cached = await productAnswer(catalog(c), c.req.param('id') ?? '')
+      const cached = await productAnswer(catalog(c), c.req.param('id') ?? '', c.get('writtenAt'))
       if (!cached) throw new AppError('not_found', 'No product with this id')
       return answer<ProductJson>(c, cached) satisfies RouteConfigToTypedResponse<typeof getRoute>
     })

@@ -1,9 +1,10 @@
 import { and, desc, eq, ilike, lt, or, sql } from 'drizzle-orm'
 import { AppError } from '../../core/errors.ts'
 import { decodeCursor, encodeCursor } from '../../core/page.ts'
+import type { Reads } from '../../core/scope.ts'
 import { type Database, isUniqueViolation } from '../../db/database.ts'
 import { products } from '../../db/schema.ts'
-import type { Cache, Cached } from '../../infra/cache.ts'
+import { type Cache, type Cached, later } from '../../infra/cache.ts'
 import { fnv1a } from '../../lib/http-cache.ts'
 import { isUuid, uuidv7 } from '../../lib/uuid.ts'
 import type { CreateProductInput, ListQueryInput, UpdateProductInput } from './schemas.ts'
@@ -15,7 +16,10 @@ import type { CreateProductInput, ListQueryInput, UpdateProductInput } from './s
  */
 
 export interface CatalogService {
+  /** The primary: writes, and reads that decide a write. */
   db: Database
+  /** Reads that may be served by a replica: what the cache loads. */
+  read: Reads
   cache: Cache
   /** The store's currency: every product is priced in it. */
   currency: string
@@ -56,17 +60,25 @@ export const cachedProduct = (row: ProductRow): Cached => ({
 
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`
 
-/** The cached answer for one product, or null when it is unknown or archived. */
-export function productAnswer(deps: Pick<CatalogService, 'db' | 'cache'>, id: string): Promise<Cached | null> {
+/**
+ * The cached answer for one product, or null when it is unknown or archived.
+ * `writtenAt`: the caller wrote at that time (ms) and must see it when the product is loaded.
+ */
+export function productAnswer(deps: Pick<CatalogService, 'read' | 'cache'>, id: string, writtenAt?: number): Promise<Cached | null> {
   if (!isUuid(id)) return Promise.resolve(null)
-  return deps.cache.entity(productKey(id), async () => {
-    const [row] = await deps.db
-      .select()
-      .from(products)
-      .where(and(eq(products.id, id), eq(products.active, true)))
-      .limit(1)
-    return row ? cachedProduct(row) : null
-  })
+  return deps.cache.entity(productKey(id), (after) =>
+    deps.read(
+      async (db) => {
+        const [row] = await db
+          .select()
+          .from(products)
+          .where(and(eq(products.id, id), eq(products.active, true)))
+          .limit(1)
+        return row ? cachedProduct(row) : null
+      },
+      later(after, writtenAt),
+    ),
+  )
 }
 
 /**
@@ -75,7 +87,7 @@ export function productAnswer(deps: Pick<CatalogService, 'db' | 'cache'>, id: st
  * rows whatever its depth, and products added between pages never shift the
  * pages after the first.
  */
-export function listPage(deps: Pick<CatalogService, 'db' | 'cache'>, query: ListQueryInput): Promise<Cached> {
+export function listPage(deps: Pick<CatalogService, 'read' | 'cache'>, query: ListQueryInput, writtenAt?: number): Promise<Cached> {
   const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
   if (query.cursor !== undefined && after === undefined) {
     throw new AppError('validation_failed', 'The cursor is not valid', {
@@ -83,20 +95,24 @@ export function listPage(deps: Pick<CatalogService, 'db' | 'cache'>, query: List
     })
   }
   const key = JSON.stringify([query.category ?? null, query.q ?? null, query.limit, after ?? null])
-  return deps.cache.page(PRODUCTS, key, async () => {
-    const rows = await deps.db
-      .select()
-      .from(products)
-      .where(
-        and(
-          eq(products.active, true),
-          query.category === undefined ? undefined : eq(products.category, query.category),
-          query.q === undefined ? undefined : or(ilike(products.name, likePattern(query.q)), ilike(products.sku, likePattern(query.q))),
-          after === undefined ? undefined : lt(products.id, after),
-        ),
-      )
-      .orderBy(desc(products.id))
-      .limit(query.limit + 1)
+  return deps.cache.page(PRODUCTS, key, async (since) => {
+    const rows = await deps.read(
+      (db) =>
+        db
+          .select()
+          .from(products)
+          .where(
+            and(
+              eq(products.active, true),
+              query.category === undefined ? undefined : eq(products.category, query.category),
+              query.q === undefined ? undefined : or(ilike(products.name, likePattern(query.q)), ilike(products.sku, likePattern(query.q))),
+              after === undefined ? undefined : lt(products.id, after),
+            ),
+          )
+          .orderBy(desc(products.id))
+          .limit(query.limit + 1),
+      later(since, writtenAt),
+    )
     const more = rows.length > query.limit
     const items = more ? rows.slice(0, query.limit) : rows
     const body = JSON.stringify({ items: items.map(productJson), nextCursor: more ? encodeCursor(items.at(-1)!.id) : null })

@@ -149,10 +149,10 @@ export function orderRoutes(services: OrderRouteServices) {
       return jsonAnswer(c, 201, order, { Location: `/v1/orders/${order.id}` }) satisfies RouteConfigToTypedResponse<typeof createOrderRoute>
     })
     .openapi({ ...listRoute, middleware: [signedIn] }, async (c) =>
-      c.json(await listOrders(c.get('scope').db, c.get('principal'), c.req.valid('query')), 200),
+      c.json(await c.get('scope').read((db) => listOrders(db, c.get('principal'), c.req.valid('query')), c.get('writtenAt')), 200),
     )
     .openapi({ ...getRoute, middleware: [signedIn] }, async (c) =>
-      c.json(await getOrder(c.get('scope').db, c.req.valid('param').id, c.get('principal')), 200),
+      c.json(await c.get('scope').read((db) => getOrder(db, c.req.valid('param').id, c.get('principal')), c.get('writtenAt')), 200),
     )
     .openapi({ ...payRoute, middleware: [signedIn, idempotency()] }, async (c) => {
       const { order, jobs } = await payOrder(c.get('tx'), c.req.valid('param').id, c.get('principal'), c.req.valid('json').paymentToken)
