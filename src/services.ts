@@ -192,6 +192,8 @@ export function createServices(runtime: Runtime, config: Config): Services {
   }
 
   const cache = createCache({
+    // An isolate serves many requests, and a load one of them started is its I/O: each request loads its own misses.
+    shareLoads: config.runtime !== 'workers',
     l1MaxEntries: config.cache.l1MaxEntries,
     l1TtlMs: config.cache.l1TtlMs,
     redis: cacheRedis,

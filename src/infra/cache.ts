@@ -19,7 +19,8 @@ import { throttledLog } from '../observability/throttle.ts'
  *   generation and every page of the older one stops counting.
  *
  * A write evicts this instance's L1 at once (and detaches loads already in
- * flight, so a read after the write never joins a read from before it).
+ * flight, so a read after the write never joins a read from before it, and
+ * their result is not kept in L1).
  * Other instances drop their L1 copy within the L1 TTL, then find the new
  * state in L2. Concurrent misses for one key share one load (single flight).
  * Redis errors and answers slower than the budget count as misses: the read
@@ -81,6 +82,14 @@ export interface Cache {
 export interface CacheOptions {
   /** Largest number of L1 entries; 0 turns L1 off. */
   l1MaxEntries: number
+  /**
+   * Whether concurrent misses of one key share one load (default true). Off
+   * on Workers: a request that awaits a load another request started goes on
+   * in that request's I/O context there, and its answer's body then belongs
+   * to the other request — workerd fails it with a 500 ("Cannot perform I/O
+   * on behalf of a different request"; docs/DECISIONS.md).
+   */
+  shareLoads?: boolean
   l1TtlMs: number
   /** Redis for L2; omitted: L1 only. */
   redis?: Redis | undefined
@@ -98,11 +107,6 @@ interface L1Entry {
   expiresAt: number
   /** Read since it was stored or last given its second chance ({@link Lru}). */
   used: boolean
-}
-
-interface Flight<T> {
-  promise: Promise<T>
-  stale: boolean
 }
 
 /**
@@ -210,7 +214,14 @@ export function createCache(opts: CacheOptions): Cache {
     if (!lru) pages.set(collection, (lru = new Lru(opts.l1MaxEntries)))
     return lru
   }
-  const flights = new Map<string, Flight<Cached | null>>()
+  const shareLoads = opts.shareLoads ?? true
+  /** Loads under way that later reads of their key join (with `shareLoads`). */
+  const flights = new Map<string, Promise<Cached | null>>()
+  // Written while loads were under way: key (or a collection's page prefix) → the write's number. A load that a write
+  // followed does not fill L1. Kept only while some load is under way, so it holds what was written meanwhile.
+  let loading = 0
+  let writes = 0
+  const writtenWhileLoading = new Map<string, number>()
   const redis = opts.redis
   const ttlMs = opts.l2TtlSeconds * 1000
   const cas = redis?.createScript<number>(CAS_SET)
@@ -289,7 +300,12 @@ export function createCache(opts: CacheOptions): Cache {
     }
   }
 
-  function readThrough(l1: Lru, key: string, fromL2: () => Promise<Cached | null | undefined>): Promise<Cached | null> {
+  /**
+   * L1, else `fromL2` (which goes on to the database), its result kept in L1
+   * unless `key` — or `group`, a collection's page prefix — was written while
+   * it ran.
+   */
+  function readThrough(l1: Lru, key: string, fromL2: () => Promise<Cached | null | undefined>, group?: string): Promise<Cached | null> {
     const t = now()
     const hit = l1.get(key)
     if (hit && hit.expiresAt > t) {
@@ -297,28 +313,32 @@ export function createCache(opts: CacheOptions): Cache {
       return Promise.resolve(hit.value)
     }
     if (opts.l1MaxEntries > 0) lookups?.inc({ tier: 'l1', result: 'miss' })
-    const joined = flights.get(key)
-    if (joined) return joined.promise
-    const flight: Flight<Cached | null> = { promise: undefined as never, stale: false }
-    flight.promise = (async () => {
+    const joined = shareLoads ? flights.get(key) : undefined
+    if (joined) return joined
+    const started = writes
+    const writtenSince = (k: string | undefined) => k !== undefined && (writtenWhileLoading.get(k) ?? 0) > started
+    loading++
+    let flight: Promise<Cached | null> | undefined
+    flight = (async () => {
       try {
         const value = (await fromL2()) ?? null
-        if (!flight.stale) l1.set(key, { value, expiresAt: now() + opts.l1TtlMs, used: false })
+        if (!writtenSince(key) && !writtenSince(group)) l1.set(key, { value, expiresAt: now() + opts.l1TtlMs, used: false })
         return value
       } finally {
         if (flights.get(key) === flight) flights.delete(key)
+        if (--loading === 0) writtenWhileLoading.clear()
       }
     })()
-    flights.set(key, flight)
-    return flight.promise
+    if (shareLoads) flights.set(key, flight)
+    return flight
   }
 
-  function detach(key: string) {
-    const flight = flights.get(key)
-    if (flight) {
-      flight.stale = true
-      flights.delete(key)
-    }
+  /** `key` (or every page under the prefix `key`) was written: loads under way neither fill L1 nor are joined. */
+  function detach(key: string, prefix = false) {
+    if (loading > 0) writtenWhileLoading.set(key, ++writes)
+    if (prefix) {
+      for (const k of flights.keys()) if (k.startsWith(key)) flights.delete(k)
+    } else flights.delete(key)
   }
 
   return {
@@ -365,31 +385,37 @@ export function createCache(opts: CacheOptions): Cache {
 
     async page(collection, key, load) {
       const genKey = `${prefix}${collection}:gen`
-      const full = `${prefix}${collection}:p:${key}`
-      const value = await readThrough(pagesOf(collection), full, async () => {
-        let gen = '0'
-        let changedAt: number | undefined
-        if (redis && l2Usable()) {
-          const got = await bounded('get', () => redis.mget<(string | null)[]>(genKey, full))
-          if (got) {
-            gen = got[0] ?? '0'
-            changedAt = generationTime(gen)
-            const raw = got[1]
-            const nl = typeof raw === 'string' ? raw.indexOf('\n') : -1
-            if (typeof raw === 'string' && nl > 0 && raw.slice(0, nl) === gen) {
-              const found = decode(raw.slice(nl + 1))
-              if (found && found !== 'tombstone') {
-                lookups?.inc({ tier: 'l2', result: 'hit' })
-                return found
+      const pagesPrefix = `${prefix}${collection}:p:`
+      const full = pagesPrefix + key
+      const value = await readThrough(
+        pagesOf(collection),
+        full,
+        async () => {
+          let gen = '0'
+          let changedAt: number | undefined
+          if (redis && l2Usable()) {
+            const got = await bounded('get', () => redis.mget<(string | null)[]>(genKey, full))
+            if (got) {
+              gen = got[0] ?? '0'
+              changedAt = generationTime(gen)
+              const raw = got[1]
+              const nl = typeof raw === 'string' ? raw.indexOf('\n') : -1
+              if (typeof raw === 'string' && nl > 0 && raw.slice(0, nl) === gen) {
+                const found = decode(raw.slice(nl + 1))
+                if (found && found !== 'tombstone') {
+                  lookups?.inc({ tier: 'l2', result: 'hit' })
+                  return found
+                }
               }
+              lookups?.inc({ tier: 'l2', result: 'miss' })
             }
-            lookups?.inc({ tier: 'l2', result: 'miss' })
           }
-        }
-        const loaded = await load(later(invalidated.get(genKey), changedAt))
-        if (redis && l2Usable()) void write('set', () => redis.set(full, `${gen}\n${encode(loaded)}`, { px: ttlMs }))
-        return loaded
-      })
+          const loaded = await load(later(invalidated.get(genKey), changedAt))
+          if (redis && l2Usable()) void write('set', () => redis.set(full, `${gen}\n${encode(loaded)}`, { px: ttlMs }))
+          return loaded
+        },
+        pagesPrefix,
+      )
       return value!
     },
 
@@ -397,7 +423,7 @@ export function createCache(opts: CacheOptions): Cache {
       const start = `${prefix}${collection}:p:`
       const genKey = `${prefix}${collection}:gen`
       pages.get(collection)?.map.clear()
-      for (const key of flights.keys()) if (key.startsWith(start)) detach(key)
+      detach(start, true)
       remember(genKey)
       if (nextGeneration) await persistent('invalidate', () => nextGeneration.exec([genKey], [String(Date.now())]))
     },

@@ -13,6 +13,21 @@ function deferred<T>() {
   return { promise, resolve }
 }
 
+/** `n` concurrent reads of one cold key whose loads wait for one gate; resolves with the answers and the loads made. */
+async function concurrentMisses(cache: ReturnType<typeof createCache>, n: number) {
+  let loads = 0
+  const gate = deferred<void>()
+  const readers = Array.from({ length: n }, () =>
+    cache.entity('hot', async () => {
+      loads++
+      await gate.promise
+      return value(1)
+    }),
+  )
+  gate.resolve()
+  return { answers: (await Promise.all(readers)).map((r) => r?.body), loads }
+}
+
 describe('L1 cache', () => {
   it('answers from memory until the TTL passes', async () => {
     let now = 1000
@@ -29,18 +44,9 @@ describe('L1 cache', () => {
 
   it('single flight: N concurrent misses for one key cost one load', async () => {
     const cache = createCache({ l1MaxEntries: 10, l1TtlMs: 2000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
-    let loads = 0
-    const gate = deferred<void>()
-    const load = async () => {
-      loads++
-      await gate.promise
-      return value(1)
-    }
-    const readers = Array.from({ length: 100 }, () => cache.entity('hot', load))
-    gate.resolve()
-    const results = await Promise.all(readers)
+    const { answers, loads } = await concurrentMisses(cache, 100)
     expect(loads).toBe(1)
-    expect(new Set(results.map((r) => r?.body))).toEqual(new Set(['v1']))
+    expect(new Set(answers)).toEqual(new Set(['v1']))
   })
 
   it('a read after an invalidation never joins a load that started before it', async () => {
@@ -54,6 +60,32 @@ describe('L1 cache', () => {
     expect((await before)?.version).toBe(1)
     // The old load finished after the write: it must not have replaced the new value.
     expect((await cache.entity('k', async () => value(99)))?.version).toBe(2)
+  })
+
+  it('without shared loads (Workers) every concurrent miss loads for itself, and L1 keeps the value', async () => {
+    const cache = createCache({ shareLoads: false, l1MaxEntries: 10, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
+    const { answers, loads } = await concurrentMisses(cache, 5)
+    expect(answers).toEqual(['v1', 'v1', 'v1', 'v1', 'v1'])
+    expect(loads).toBe(5)
+    expect(cache.peek('hot')?.version).toBe(1)
+  })
+
+  it('without shared loads, no load that a write followed fills L1 — of an entity or of a collection page', async () => {
+    const cache = createCache({ shareLoads: false, l1MaxEntries: 10, l1TtlMs: 60_000, l2TtlSeconds: 60, l2TimeoutMs: 50, logger })
+    const slow = [deferred<Cached>(), deferred<Cached>()]
+    const first = cache.entity('k', () => slow[0]!.promise)
+    const second = cache.entity('k', () => slow[1]!.promise)
+    const page = deferred<Cached>()
+    const oldPage = cache.page('products', 'p1', () => page.promise)
+    await cache.invalidateEntity('k', 2)
+    await cache.invalidateCollection('products')
+    slow[1]!.resolve(value(1))
+    slow[0]!.resolve(value(1))
+    page.resolve(value(1, 'old page'))
+    await Promise.all([first, second, oldPage])
+    expect(cache.peek('k')).toBeUndefined()
+    expect((await cache.entity('k', async () => value(2)))?.version).toBe(2)
+    expect((await cache.page('products', 'p1', async () => value(2, 'new page'))).body).toBe('new page')
   })
 
   it('tells a load after an invalidation when it happened, so that it reads nothing older (a lagging replica)', async () => {
