@@ -134,6 +134,8 @@ const schema = z.object({
   CORS_ORIGINS: opt(origins),
   METRICS_TOKEN: opt(z.string().min(16, 'must be at least 16 characters')),
   LOG_LEVEL: opt(z.enum(['debug', 'info', 'warn', 'error', 'silent'])),
+  OTEL_EXPORTER_OTLP_ENDPOINT: opt(httpUrl),
+  OTEL_SERVICE_NAME: opt(z.string().trim().min(1).max(200)),
   BODY_LIMIT_BYTES: opt(int(1024, 16 * 1024 * 1024)),
   STORE_CURRENCY: opt(z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code such as USD')),
 })
@@ -228,6 +230,11 @@ export interface Config {
   corsOrigins: string[]
   metricsToken: string | undefined
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
+  /**
+   * OpenTelemetry traces, exported over OTLP/HTTP to `endpoint` (its `/v1/traces`); undefined when
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` is not set. Bun and Node only: Workers ignore it (with a warning).
+   */
+  tracing: { endpoint: string; serviceName: string } | undefined
   bodyLimitBytes: number
   storeCurrency: string
 }
@@ -346,6 +353,9 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     issues.push({ setting: 'JWT_PREVIOUS_SECRET', message: 'must differ from JWT_SECRET' })
   }
 
+  if (runtime === 'workers' && raw.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined)
+    warnings.push('OTEL_EXPORTER_OTLP_ENDPOINT is ignored on Workers: tracing is exported from Bun and Node only, for now')
+
   if (issues.length > 0) return { ok: false, issues: dedupe(issues) }
 
   const config: Config = {
@@ -414,6 +424,10 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     corsOrigins: raw.CORS_ORIGINS ?? [],
     metricsToken: raw.METRICS_TOKEN,
     logLevel: raw.LOG_LEVEL ?? 'info',
+    tracing:
+      raw.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined && runtime !== 'workers'
+        ? { endpoint: raw.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, ''), serviceName: raw.OTEL_SERVICE_NAME ?? 'edgeshop' }
+        : undefined,
     bodyLimitBytes: raw.BODY_LIMIT_BYTES ?? 64 * 1024,
     storeCurrency: raw.STORE_CURRENCY ?? 'USD',
   }

@@ -257,7 +257,14 @@ export function jobRoutes(services: JobRouteServices) {
         throw new AppError('invalid_state', `Only dead jobs can be queued again; this one is ${exists.status}`)
       }
       services.dispatch(c.get('scope'), [
-        { id: job.id, name: job.name, runAt: job.runAt, maxAttempts: job.maxAttempts, generation: job.generation },
+        {
+          id: job.id,
+          name: job.name,
+          runAt: job.runAt,
+          maxAttempts: job.maxAttempts,
+          generation: job.generation,
+          traceparent: job.traceparent,
+        },
       ])
       return c.json(jobJson(job), 202)
     })
