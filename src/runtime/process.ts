@@ -191,6 +191,7 @@ export async function openDatabase(
       poolMax: opts.poolMax ?? config.database.poolMax,
       timeoutMs: config.database.timeoutMs,
       statementTimeoutMs: config.database.statementTimeoutMs,
+      traced: config.tracing !== undefined,
     })
     return { database, unlock: undefined }
   }

@@ -141,8 +141,14 @@ function traceOf(spans: ReceivedSpan[], traceId: string) {
     ).toEqual([name])
     return found[0]!
   }
-  return { spans: inTrace, byId, ancestors, named, one }
+  /** Whether `ancestor` is `s` or above it. */
+  const under = (s: ReceivedSpan | undefined, ancestor: ReceivedSpan) =>
+    s !== undefined && (s.spanId === ancestor.spanId || ancestors(s).some((a) => a.spanId === ancestor.spanId))
+  return { spans: inTrace, byId, ancestors, under, named, one }
 }
+
+/** The span a stored traceparent names. */
+const spanIdOf = (traceparent: string | null | undefined) => traceparent?.split('-')[2]
 
 /** Spans whose job span points at a job whose order is `orderId`: the job id is in the jobs table. */
 async function jobIdsOf(orderId: string) {
@@ -209,20 +215,26 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
     expect(typeof checkout.attributes['http.request.id']).toBe('string')
 
     const jobs = await jobIdsOf(tracedOrder)
-    // The job rows carry the context of the transaction that wrote them.
-    expect(jobs.get('order.expire')?.traceparent).toMatch(new RegExp(`^00-${client0.traceId}-${checkout.spanId}-0[01]$`))
-    expect(jobs.get('payment.capture')?.traceparent).toMatch(new RegExp(`^00-${client0.traceId}-${pay.spanId}-0[01]$`))
+    // The job rows carry the context of the transaction that wrote them: its span, under the request's.
+    const expiryParent = t.byId.get(spanIdOf(jobs.get('order.expire')?.traceparent)!)
+    const captureParent = t.byId.get(spanIdOf(jobs.get('payment.capture')?.traceparent)!)
+    expect(expiryParent?.name).toBe('transaction')
+    expect(captureParent?.name).toBe('transaction')
+    expect(t.under(expiryParent, checkout)).toBe(true)
+    expect(t.under(captureParent, pay)).toBe(true)
 
-    // tok_flaky: two failed attempts and a capture, each a span of its own under the pay request.
+    // tok_flaky: two failed attempts and a capture, each a span of its own under the context stored with the job.
     const captures = t.named('job payment.capture').sort((a, b) => Number(a.startNs - b.startNs))
     expect(captures.map((s) => [s.attributes['job.attempt'], s.statusCode, s.parentSpanId])).toEqual([
-      [1, 2, pay.spanId],
-      [2, 2, pay.spanId],
-      [3, 0, pay.spanId],
+      [1, 2, captureParent!.spanId],
+      [2, 2, captureParent!.spanId],
+      [3, 0, captureParent!.spanId],
     ])
     for (const capture of captures) expect(capture.attributes['job.id']).toBe(jobs.get('payment.capture')?.id)
     const email = t.one('job email.order_paid')
-    expect(t.ancestors(email).map((s) => s.spanId)).toEqual([captures[2]!.spanId, pay.spanId])
+    // The checkout-and-pay's requests are ancestors of the capture and of the email job.
+    expect(email.parentSpanId).toBe(captures[2]!.spanId)
+    for (const job of [...captures, email]) expect(t.under(job, pay)).toBe(true)
     // Outbound calls: the payment provider under each capture attempt that reached it, the email API under the email job.
     const payments = t.named('payment capture')
     expect(payments.length).toBe(3)
@@ -230,6 +242,19 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
     const sent = t.one('email API send')
     expect(sent.parentSpanId).toBe(email.spanId)
     expect(sent.attributes['http.response.status_code']).toBe(200)
+
+    // Database statements: the checkout's transaction and its one statement (a CTE), the capture's reads and writes;
+    // named by operation and table, with no text and no parameters.
+    const children = (parent: ReceivedSpan) => t.spans.filter((s) => s.parentSpanId === parent.spanId).map((s) => s.name)
+    const checkoutTx = t.spans.find((s) => s.parentSpanId === checkout.spanId && s.name === 'transaction')!
+    expect(checkoutTx).toBeDefined()
+    expect(children(checkoutTx)).toContain('with')
+    expect(children(captures[2]!)).toEqual(expect.arrayContaining(['select orders', 'update orders', 'payment capture']))
+    for (const s of t.spans.filter((s) => s.attributes['db.system.name'] === 'postgresql'))
+      expect(Object.keys(s.attributes).sort()).toEqual(
+        s.name === 'transaction' ? ['db.system.name'] : expect.arrayContaining(['db.operation.name', 'db.system.name']),
+      )
+    for (const s of t.spans) for (const v of Object.values(s.attributes)) expect(String(v)).not.toContain('tok_flaky')
 
     // One connected trace: every span's parent is in it, but for the requests' (the client's own span).
     for (const s of t.spans) if (s.parentSpanId !== client0.spanId) expect(t.byId.has(s.parentSpanId), `${s.name}'s parent`).toBe(true)
@@ -243,7 +268,7 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
     const pay = t.one('POST /v1/orders/:id/pay')
     expect(pay.parentSpanId).toBe('')
     const email = t.one('job email.order_paid')
-    expect(t.ancestors(email).map((s) => s.name)).toEqual(['job payment.capture', 'POST /v1/orders/:id/pay'])
+    expect(t.ancestors(email).map((s) => s.name)).toEqual(['job payment.capture', 'transaction', 'POST /v1/orders/:id/pay'])
     // The checkout was another request, without a client context: another trace.
     expect(t.named('POST /v1/orders')).toEqual([])
   })
@@ -293,9 +318,11 @@ describe('tracing with QStash delivering the jobs (Node)', () => {
     const pay = t.one('POST /v1/orders/:id/pay')
     const capture = t.one('job payment.capture')
     const email = t.one('job email.order_paid')
-    expect(capture.parentSpanId).toBe(pay.spanId)
+    const jobs = await jobIdsOf(order)
+    expect(capture.parentSpanId).toBe(spanIdOf(jobs.get('payment.capture')?.traceparent))
+    expect(t.under(capture, pay)).toBe(true)
     expect(email.parentSpanId).toBe(capture.spanId)
-    expect((await jobIdsOf(order)).get('email.order_paid')?.traceparent).toContain(capture.spanId)
+    expect(spanIdOf(jobs.get('email.order_paid')?.traceparent)).toBe(capture.spanId)
     // Publishing is a span of the work that handed the job over (the checkout's order.expire too, delivered much later);
     // the delivery's request span joins the trace through the forwarded traceparent.
     const publishes = t.named('qstash v2/publish')
@@ -306,7 +333,7 @@ describe('tracing with QStash delivering the jobs (Node)', () => {
     ])
     for (const s of publishes) expect(s.attributes['http.response.status_code']).toBe(200)
     const deliveries = t.named('POST /internal/jobs/:name')
-    expect(deliveries.map((s) => s.parentSpanId).sort()).toEqual([capture.spanId, pay.spanId].sort())
+    expect(deliveries.map((s) => s.parentSpanId).sort()).toEqual([capture.parentSpanId, capture.spanId].sort())
     for (const s of t.spans) if (s.parentSpanId !== client0.spanId) expect(t.byId.has(s.parentSpanId), `${s.name}'s parent`).toBe(true)
   })
 })
