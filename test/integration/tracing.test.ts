@@ -174,6 +174,7 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
   let plainOrder: string
   let malformedRequestId: string
   let continuedRequestId: string
+  const laneRequestIds: { hit: string; traced: string } = { hit: '', traced: '' }
   let spans: ReceivedSpan[]
 
   beforeAll(async () => {
@@ -197,6 +198,11 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
     })
     expect(bad.status).toBe(200)
     malformedRequestId = bad.headers.get('x-request-id')!
+    // The hot read: the first read fills L1, the second is an L1 hit the read lane answers, the third carries a traceparent.
+    const read = (headers: Record<string, string> = {}) => c.call('GET', `/v1/products/${who.product}`, undefined, headers)
+    expect((await read()).status).toBe(200)
+    laneRequestIds.hit = (await read()).headers.get('x-request-id')!
+    laneRequestIds.traced = (await read({ traceparent: client0.header })).headers.get('x-request-id')!
     // The spans still batched are exported at the graceful stop.
     expect(await server.stop()).toBe(0)
     spans = otlp.spans().filter((s) => s.service === service)
@@ -278,6 +284,13 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
     expect(line).toMatchObject({ requestId: continuedRequestId, traceId: client0.traceId, route: '/v1/orders/:id' })
     const span = spans.find((s) => s.attributes['http.request.id'] === continuedRequestId)
     expect(span).toMatchObject({ traceId: client0.traceId, parentSpanId: client0.spanId, name: 'GET /v1/orders/:id' })
+  })
+
+  it('leaves the read lane’s L1 hits without a span, unless the request carries a traceparent', () => {
+    expect(requestLine(server, laneRequestIds.hit)).toMatchObject({ route: '/v1/products/:id', status: 200 })
+    expect(spans.find((s) => s.attributes['http.request.id'] === laneRequestIds.hit)).toBeUndefined()
+    const traced = spans.find((s) => s.attributes['http.request.id'] === laneRequestIds.traced)
+    expect(traced).toMatchObject({ traceId: client0.traceId, parentSpanId: client0.spanId, name: 'GET /v1/products/:id' })
   })
 
   it('ignores a malformed traceparent: the request starts a trace of its own', () => {
