@@ -9,7 +9,8 @@ import { gunzipSync } from 'node:zlib'
  * (what `@opentelemetry/exporter-trace-otlp-http` sends: ids as hex strings,
  * attribute values as `{ stringValue | intValue | boolValue | doubleValue }`),
  * gzip or not; answered `200 {}` (a full success). Protobuf is refused with
- * 415, so a change of the exporter's encoding shows at once.
+ * 415, so a change of the exporter's encoding shows at once. With
+ * `keep: false` (the bench's) it only counts what arrives.
  */
 
 /** One span as received, flattened with its resource's `service.name`. */
@@ -70,6 +71,8 @@ export interface OtlpReceiver {
   spans(): ReceivedSpan[]
   /** How many export requests arrived. */
   readonly exports: number
+  /** Their bodies' bytes, as sent. */
+  readonly bytes: number
   close(): Promise<void>
 }
 
@@ -81,9 +84,11 @@ export interface OtlpReceiver {
  * expect(otlp.spans().some((s) => s.name === 'POST /v1/orders')).toBe(true)
  * ```
  */
-export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+export async function startOtlpReceiver(opts: { keep?: boolean } = {}): Promise<OtlpReceiver> {
+  const keep = opts.keep ?? true
   const received: ReceivedSpan[] = []
   let exports = 0
+  let bytes = 0
   const server = createServer(async (req, res) => {
     const raw = await buffer(req)
     if (req.method !== 'POST' || req.url !== '/v1/traces') {
@@ -95,6 +100,11 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       return
     }
     exports++
+    bytes += raw.length
+    if (!keep) {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}')
+      return
+    }
     const text = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8')
     const parsed = JSON.parse(text) as ExportRequest
     for (const rs of parsed.resourceSpans ?? []) {
@@ -123,6 +133,9 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     spans: () => [...received],
     get exports() {
       return exports
+    },
+    get bytes() {
+      return bytes
     },
     close: () => new Promise((r) => server.close(() => r())),
   }
