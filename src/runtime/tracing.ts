@@ -4,8 +4,17 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
-import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type Sampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+} from '@opentelemetry/sdk-trace'
 import type { MiddlewareHandler } from 'hono'
+import type { Config } from '../config.ts'
 import type { AppEnv } from '../http/context.ts'
 
 /*
@@ -30,14 +39,15 @@ export interface Tracing {
  *
  * @example
  * ```ts
- * const tracing = startTracing({ endpoint: 'http://collector:4318', serviceName: 'edgeshop' })
+ * const tracing = startTracing({ endpoint: 'http://collector:4318', serviceName: 'edgeshop', sampler: 'parentbased_always_on', ratio: 1 })
  * await tracing.shutdown(5000)
  * ```
  */
-export function startTracing(opts: { endpoint: string; serviceName: string }): Tracing {
+export function startTracing(opts: NonNullable<Config['tracing']>): Tracing {
   const exporter = new OTLPTraceExporter({ url: `${opts.endpoint}/v1/traces` })
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ 'service.name': opts.serviceName }),
+    sampler: samplerOf(opts.sampler, opts.ratio),
     spanProcessors: [new BatchSpanProcessor({ exporter })],
   })
   const contextManager = new AsyncLocalStorageContextManager().enable()
@@ -53,4 +63,12 @@ export function startTracing(opts: { endpoint: string; serviceName: string }): T
       clearTimeout(timer)
     },
   }
+}
+
+/** OTEL_TRACES_SAMPLER's sampler: `parentbased_…` follows the caller's decision (a client's, or a job's stored one) and decides roots itself. */
+function samplerOf(name: NonNullable<Config['tracing']>['sampler'], ratio: number): Sampler {
+  const base = name.replace(/^parentbased_/, '')
+  const root =
+    base === 'always_off' ? new AlwaysOffSampler() : base === 'traceidratio' ? new TraceIdRatioBasedSampler(ratio) : new AlwaysOnSampler()
+  return name.startsWith('parentbased_') ? new ParentBasedSampler({ root }) : root
 }

@@ -351,6 +351,41 @@ describe('tracing with QStash delivering the jobs (Node)', () => {
   })
 })
 
+describe('sampling (Bun, parentbased_traceidratio at 0)', () => {
+  const service = 'edgeshop-bun-sampled'
+  const sampled = clientContext()
+  const unsampled = { ...clientContext(), header: '' }
+  unsampled.header = `00-${unsampled.traceId}-${unsampled.spanId}-00`
+  const orders: Record<'root' | 'sampled' | 'unsampled', string> = { root: '', sampled: '', unsampled: '' }
+  let spans: ReceivedSpan[]
+
+  beforeAll(async () => {
+    const server = await startAppServer(
+      'bun',
+      settings(service, { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' }),
+    )
+    const c = client(server)
+    const who = await c.setUp('bun-sampled')
+    orders.root = await c.checkoutAndPay(who, 'sampled-root', 'tok_ok', {})
+    orders.sampled = await c.checkoutAndPay(who, 'sampled-yes', 'tok_ok', { traceparent: sampled.header })
+    orders.unsampled = await c.checkoutAndPay(who, 'sampled-no', 'tok_ok', { traceparent: unsampled.header })
+    expect(await server.stop()).toBe(0)
+    spans = otlp.spans().filter((s) => s.service === service)
+  }, 120_000)
+
+  it('keeps the decision across the outbox: a sampled caller’s trace is whole, an unsampled one leaves nothing', async () => {
+    // Roots are decided by the ratio (0: none); a caller's decision is followed, and stored with the job for its runs.
+    const t = traceOf(spans, sampled.traceId)
+    expect(t.named('job payment.capture')).toHaveLength(1)
+    expect(t.named('job email.order_paid')).toHaveLength(1)
+    expect(new Set(spans.map((s) => s.traceId))).toEqual(new Set([sampled.traceId]))
+    const stored = await jobIdsOf(orders.unsampled)
+    expect(stored.get('payment.capture')?.traceparent).toMatch(new RegExp(`^00-${unsampled.traceId}-[0-9a-f]{16}-00$`))
+    expect(stored.get('email.order_paid')?.traceparent).toMatch(new RegExp(`^00-${unsampled.traceId}-[0-9a-f]{16}-00$`))
+    expect((await jobIdsOf(orders.root)).get('payment.capture')?.traceparent).toMatch(/-00$/)
+  })
+})
+
 describe.each(['bun', 'node'] as const)('tracing off on %s', (runtime) => {
   it('exports nothing and loads no SDK without OTEL_EXPORTER_OTLP_ENDPOINT', async () => {
     const before = otlp.exports
