@@ -5,6 +5,7 @@ import { migratedDatabase } from '../support/databases.ts'
 import { startEmailApi } from '../support/email-api.ts'
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../support/otlp-receiver.ts'
 import { type QStashStandIn, startQStash } from '../support/qstash.ts'
+import { runCommand } from '../support/run-command.ts'
 
 /*
  * Traces on Bun and Node, exported over OTLP/HTTP to a receiver the test
@@ -387,7 +388,7 @@ describe('sampling (Bun, parentbased_traceidratio at 0)', () => {
 })
 
 describe.each(['bun', 'node'] as const)('tracing off on %s', (runtime) => {
-  it('exports nothing and loads no SDK without OTEL_EXPORTER_OTLP_ENDPOINT', async () => {
+  it('exports nothing without OTEL_EXPORTER_OTLP_ENDPOINT, and says so at start', async () => {
     const before = otlp.exports
     const { OTEL_EXPORTER_OTLP_ENDPOINT: _, ...off } = settings(`edgeshop-${runtime}-off`)
     const server = await startAppServer(runtime, off)
@@ -401,4 +402,23 @@ describe.each(['bun', 'node'] as const)('tracing off on %s', (runtime) => {
     expect(line).not.toHaveProperty('traceId')
     expect(otlp.exports).toBe(before)
   }, 60_000)
+})
+
+describe('the SDK is loaded only when spans go somewhere (Bun)', () => {
+  /** The SDK modules a Bun process running edgeshop loaded (test/support/sdk-probe.ts). */
+  async function sdkModules(env: Record<string, string>): Promise<string[]> {
+    const { code, out } = await runCommand(process.env.BUN_BIN ?? 'bun', ['test/support/sdk-probe.ts'], env, 60_000)
+    expect(code, out).toBe(0)
+    const line = out.split('\n').find((l) => l.startsWith('{"sdkModules"'))
+    expect(line, out).toBeDefined()
+    return (JSON.parse(line!) as { sdkModules: string[] }).sdkModules
+  }
+
+  it('loads none of it without OTEL_EXPORTER_OTLP_ENDPOINT, and the SDK and @hono/otel with it', async () => {
+    const { OTEL_EXPORTER_OTLP_ENDPOINT: _, ...off } = settings('edgeshop-probe-off')
+    expect(await sdkModules(off)).toEqual([])
+    const on = await sdkModules(settings('edgeshop-probe-on'))
+    expect(on.some((m) => m.includes('@opentelemetry/sdk-trace/'))).toBe(true)
+    expect(on.some((m) => m.includes('@hono/otel/'))).toBe(true)
+  }, 120_000)
 })
