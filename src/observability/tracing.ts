@@ -8,6 +8,7 @@ import {
   type Span,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   trace,
 } from '@opentelemetry/api'
 
@@ -42,6 +43,12 @@ export function activeTraceparent(): string | undefined {
 /** The context a stored `traceparent` names (the propagator drops a malformed one); the root context without one. */
 export function contextOf(traceparent: string | null | undefined): Context {
   return traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT
+}
+
+/** The trace id of `span` (default: the active one) when its trace is sampled (exported), for a log line; undefined otherwise. */
+export function traceIdOf(span: Span | undefined = trace.getSpan(context.active())): string | undefined {
+  const sampled = span !== undefined && (span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0
+  return sampled ? span.spanContext().traceId : undefined
 }
 
 /**

@@ -238,6 +238,12 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
       [3, 0, captureParent!.spanId],
     ])
     for (const capture of captures) expect(capture.attributes['job.id']).toBe(jobs.get('payment.capture')?.id)
+    // The log lines of the failed attempts carry the trace id: from "my order never got paid" to its trace.
+    const retries = server
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('job failed; will retry') && l.includes(jobs.get('payment.capture')!.id))
+    expect(retries.map((l) => (JSON.parse(l) as { traceId?: string }).traceId)).toEqual([client0.traceId, client0.traceId])
     const email = t.one('job email.order_paid')
     // The checkout-and-pay's requests are ancestors of the capture and of the email job.
     expect(email.parentSpanId).toBe(captures[2]!.spanId)

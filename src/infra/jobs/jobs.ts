@@ -4,7 +4,7 @@ import type { Database, Transaction } from '../../db/database.ts'
 import { jobs } from '../../db/schema.ts'
 import { uuidv7 } from '../../lib/uuid.ts'
 import type { Logger } from '../../observability/logger.ts'
-import { activeTraceparent, contextOf, tracer } from '../../observability/tracing.ts'
+import { activeTraceparent, contextOf, traceIdOf, tracer } from '../../observability/tracing.ts'
 import type { JobObserver, RunResult } from './metrics.ts'
 
 /*
@@ -225,6 +225,7 @@ async function execute<D>(
   if (result.kind === 'failed') {
     rt.logger.warn(result.dead ? 'job failed for the last time: dead' : 'job failed; will retry', {
       jobId: result.jobId,
+      traceId: traceIdOf(span),
       error: result.error,
     })
     return result
