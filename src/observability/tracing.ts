@@ -40,6 +40,22 @@ export function activeTraceparent(): string | undefined {
   return carrier.traceparent
 }
 
+const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/
+
+/**
+ * The trace id a stored `traceparent` names, when that trace was sampled
+ * (exported); null otherwise, and for none.
+ *
+ * @example
+ * ```ts
+ * sampledTraceId('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01') // '4bf92f3577b34da6a3ce929d0e0e4736'
+ * ```
+ */
+export function sampledTraceId(traceparent: string | null | undefined): string | null {
+  const m = traceparent ? TRACEPARENT.exec(traceparent) : null
+  return m && (Number.parseInt(m[2]!, 16) & TraceFlags.SAMPLED) !== 0 ? m[1]! : null
+}
+
 /** The context a stored `traceparent` names (the propagator drops a malformed one); the root context without one. */
 export function contextOf(traceparent: string | null | undefined): Context {
   return traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT

@@ -176,6 +176,7 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
   let malformedRequestId: string
   let continuedRequestId: string
   const laneRequestIds: { hit: string; traced: string } = { hit: '', traced: '' }
+  let adminJobs: { id: string; name: string; traceId: string | null }[]
   let spans: ReceivedSpan[]
 
   beforeAll(async () => {
@@ -204,6 +205,12 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
     expect((await read()).status).toBe(200)
     laneRequestIds.hit = (await read()).headers.get('x-request-id')!
     laneRequestIds.traced = (await read({ traceparent: client0.header })).headers.get('x-request-id')!
+    adminJobs = (
+      await c.json<{ items: typeof adminJobs }>(
+        await c.call('GET', '/v1/admin/jobs?limit=100', undefined, { Authorization: `Bearer ${who.admin}` }),
+        200,
+      )
+    ).items
     // The spans still batched are exported at the graceful stop.
     expect(await server.stop()).toBe(0)
     spans = otlp.spans().filter((s) => s.service === service)
@@ -238,6 +245,9 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
       [3, 0, captureParent!.spanId],
     ])
     for (const capture of captures) expect(capture.attributes['job.id']).toBe(jobs.get('payment.capture')?.id)
+    // An admin's list of jobs shows the trace of each.
+    for (const name of ['order.expire', 'payment.capture', 'email.order_paid'])
+      expect(adminJobs.find((j) => j.id === jobs.get(name)?.id)?.traceId, name).toBe(client0.traceId)
     // The log lines of the failed attempts carry the trace id: from "my order never got paid" to its trace.
     const retries = server
       .output()
