@@ -21,6 +21,9 @@ const RUNTIME_SPECIFIC_PACKAGES = [
   '^node_modules/hono/dist/(cjs/|types/)?adapter/(bun|cloudflare-workers)/',
   '^node_modules/@electric-sql/pglite/',
   '^node_modules/drizzle-orm/pglite/',
+  // The OpenTelemetry SDK and @hono/otel: loaded by src/runtime/tracing.ts when spans are exported; the app speaks @opentelemetry/api only.
+  '^node_modules/@hono/otel/',
+  '^node_modules/@opentelemetry/(?!api/)',
 ]
 
 /** The layers below the features; none of them may know a feature. */

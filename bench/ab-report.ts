@@ -11,8 +11,9 @@ export type AbCase = (typeof AB_CASES)[number]
 /** How far B may fall behind A before a case misses the guard: 5 % (issue 20). */
 export const GUARD = 0.05
 
-export const AB_USAGE = `usage: ./run bench --against <git-rev> [--cases ${AB_CASES.join(',')}] [--rounds N] [--seconds S] [--quick] [--out FILE]
+export const AB_USAGE = `usage: ./run bench --against <git-rev> [--cases ${AB_CASES.join(',')}] [--rounds N] [--seconds S] [--quick] [--traced] [--out FILE]
   A is <git-rev>, B the working tree; each case runs for A and B in turn (A B, then B A, ...) for N rounds of S seconds.
+  --traced: B's servers export traces (OTEL_EXPORTER_OTLP_ENDPOINT) to an OTLP/HTTP receiver the bench runs; with --against HEAD, tracing's cost.
   defaults: every case, 6 rounds of 5 s (--quick: 2 rounds of 1 s); results in bench/results/ab-<date>.json (--quick: ab-quick.json)
 `
 
@@ -23,6 +24,8 @@ export interface AbOptions {
   seconds: number
   warmSeconds: number
   quick: boolean
+  /** B's servers export traces to a local OTLP/HTTP receiver (`--traced`). */
+  traced: boolean
   /** Where the results go instead of bench/results/. */
   out?: string
 }
@@ -37,6 +40,7 @@ export function parseAbArgs(argv: string[]): AbOptions {
     seconds: quick ? 1 : 5,
     warmSeconds: quick ? 1 : 2,
     quick,
+    traced: argv.includes('--traced'),
   }
   const value = (i: number, flag: string) => {
     const v = argv[i + 1]
@@ -52,6 +56,7 @@ export function parseAbArgs(argv: string[]): AbOptions {
     const arg = argv[i]!
     switch (arg) {
       case '--quick':
+      case '--traced':
         break
       case '--against':
         opts.against = value(i++, arg)

@@ -21,6 +21,7 @@ import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import { ROOT } from '../test/support/app-server.ts'
+import { type OtlpReceiver, startOtlpReceiver } from '../test/support/otlp-receiver.ts'
 import { startPostgres } from '../test/support/postgres.ts'
 import { AB_USAGE, type AbOptions, type AbRow, compare, GUARD, guardOutcome, parseAbArgs, renderAb } from './ab-report.ts'
 import * as harness from './harness.ts'
@@ -60,7 +61,7 @@ function materialise(commit: string): string {
 }
 
 /** Each side's database (migrated and seeded by its own scripts) and its Bun and Node servers. */
-async function startSide(side: Side, pg: Awaited<ReturnType<typeof startPostgres>>) {
+async function startSide(side: Side, pg: Awaited<ReturnType<typeof startPostgres>>, settings: Record<string, string>) {
   const url = await pg.createDatabase(`bench_ab_${side.label.toLowerCase()}`)
   const migrated = spawnSync(harness.bunBin, ['scripts/migrate.ts'], {
     cwd: side.root,
@@ -77,7 +78,7 @@ async function startSide(side: Side, pg: Awaited<ReturnType<typeof startPostgres
   const [hot] = await sql<{ id: string }[]>`select id from products where active order by id limit 1 offset 500`
   const products = (await sql<{ id: string }[]>`select id from products where active order by id limit 100`).map((r) => r.id)
   const [{ dir }] = (await sql`select current_setting('data_directory') as dir`) as unknown as [{ dir: string }]
-  const env = { ...harness.serverEnv, DATABASE_URL: url, DATABASE_POOL_MAX: String(harness.CHECKOUT_CONNECTIONS) }
+  const env = { ...harness.serverEnv, ...settings, DATABASE_URL: url, DATABASE_POOL_MAX: String(harness.CHECKOUT_CONNECTIONS) }
   const servers = {
     bun: await harness.serve(`edgeshop-bun-${side.label}`, harness.edgeshopCommand('bun'), env, { cwd: side.root }),
     node: await harness.serve(`edgeshop-node-${side.label}`, harness.edgeshopCommand('node'), env, { cwd: side.root }),
@@ -102,8 +103,16 @@ async function measureLoad(opts: AbOptions, sides: Side[], rows: AbRow[]): Promi
   if (!harness.has('wrk')) throw new Error('wrk is needed: apt-get install wrk')
   const pg = await startPostgres({ timeoutMs: 120_000 })
   harness.cleanups.push(() => pg.stop())
+  // --traced: B exports its spans to a receiver that only counts them (parsing them would take the load's core).
+  let otlp: OtlpReceiver | undefined
+  if (opts.traced) {
+    const receiver = await startOtlpReceiver({ keep: false })
+    harness.cleanups.push(() => receiver.close())
+    otlp = receiver
+  }
   const started: Record<string, Awaited<ReturnType<typeof startSide>>> = {}
-  for (const side of sides) started[side.label] = await startSide(side, pg)
+  for (const side of sides)
+    started[side.label] = await startSide(side, pg, side.label === 'B' && otlp ? { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url } : {})
   const hot = (server: harness.Server, path: string) => (seconds: number) =>
     harness.alone(server, () => harness.wrk(server.url + path, { connections: harness.HOT_CONNECTIONS, seconds }))
   const checkout = (s: (typeof started)[string], server: harness.Server) =>
@@ -148,6 +157,7 @@ async function measureLoad(opts: AbOptions, sides: Side[], rows: AbRow[]): Promi
       }
   }
   stopBusyLoop()
+  if (otlp) harness.say(`B exported traces in ${otlp.exports} requests, ${Math.round(otlp.bytes / 1024)} KiB`)
   const failures = (ms: Measurement[]) => ms.reduce((n, m) => n + m.non2xx + m.errors, 0)
   for (const c of cases) {
     const r = runs.get(c)!
@@ -179,7 +189,7 @@ export async function abMain(argv: string[]): Promise<void> {
   const changed = git('status', '--porcelain', '--untracked-files=no').out !== ''
   const sides: Side[] = [
     { label: 'A', name: `${opts.against} (${commit.out.slice(0, 12)})`, root: materialise(commit.out) },
-    { label: 'B', name: `working tree (${head}${changed ? ' + changes' : ''})`, root: ROOT },
+    { label: 'B', name: `working tree (${head}${changed ? ' + changes' : ''})${opts.traced ? ', traced' : ''}`, root: ROOT },
   ]
   harness.say(
     `A/B: ${opts.cases.join(', ')}; ${opts.rounds} rounds of ${opts.seconds} s${harness.PINNED ? ', servers on CPU 1, load on CPU 0' : ', unpinned'}`,

@@ -22,20 +22,27 @@ import type { Services } from './services.ts'
 export function appLayers(services: Services): AppLayer[] {
   const { config, metrics } = services
   const perRequest = services.mode.database === 'hyperdrive'
-  const layers: AppLayer[] = [
-    {
-      name: 'edge',
-      handler: edge({
-        record: services.recordRequest,
-        metrics,
-        bodyLimitBytes: config.bodyLimitBytes,
-        scope: perRequest ? (c) => services.scope(c.executionCtx) : () => services.scope(),
-      }),
-      // The lane gives the request its id and records the answer itself (`requestIdFrom`, `services.recordRequest`),
-      // its answers carry the API headers already, a GET has no body to limit, and it answers without awaiting.
-      early: {},
-    },
-  ]
+  const layers: AppLayer[] = []
+  if (services.requestTracing)
+    layers.push({
+      name: 'trace',
+      handler: services.requestTracing,
+      // The read lane's L1 hits make no span: a request that carries a trace context is routed, so a traced caller sees its span.
+      early: { routes: (header) => header('traceparent') != null },
+    })
+  layers.push({
+    name: 'edge',
+    handler: edge({
+      record: services.recordRequest,
+      metrics,
+      bodyLimitBytes: config.bodyLimitBytes,
+      scope: perRequest ? (c) => services.scope(c.executionCtx) : () => services.scope(),
+      traced: services.requestTracing !== undefined,
+    }),
+    // The lane gives the request its id and records the answer itself (`requestIdFrom`, `services.recordRequest`),
+    // its answers carry the API headers already, a GET has no body to limit, and it answers without awaiting.
+    early: {},
+  })
   if (services.reads)
     layers.push({
       name: 'read-your-writes',

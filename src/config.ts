@@ -52,6 +52,16 @@ const bool = z
   .regex(/^(true|false)$/, 'must be true or false')
   .transform((v) => v === 'true')
 
+/** OpenTelemetry's sampler names (OTEL_TRACES_SAMPLER), as its SDKs spell them. */
+export const TRACE_SAMPLERS = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+] as const
+
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
 
 const isPostgresUrl = (v: string) => /^postgres(ql)?:\/\/[^\s]+$/.test(v) && URL.canParse(v)
@@ -139,6 +149,16 @@ const schema = z.object({
   CORS_ORIGINS: opt(origins),
   METRICS_TOKEN: opt(z.string().min(16, 'must be at least 16 characters')),
   LOG_LEVEL: opt(z.enum(['debug', 'info', 'warn', 'error', 'silent'])),
+  OTEL_EXPORTER_OTLP_ENDPOINT: opt(httpUrl),
+  OTEL_SERVICE_NAME: opt(z.string().trim().min(1).max(200)),
+  OTEL_TRACES_SAMPLER: opt(z.enum(TRACE_SAMPLERS)),
+  OTEL_TRACES_SAMPLER_ARG: opt(
+    z
+      .string()
+      .trim()
+      .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, 'must be a ratio from 0 to 1')
+      .transform(Number),
+  ),
   BODY_LIMIT_BYTES: opt(int(1024, 16 * 1024 * 1024)),
   STORE_CURRENCY: opt(z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code such as USD')),
 })
@@ -242,6 +262,19 @@ export interface Config {
   corsOrigins: string[]
   metricsToken: string | undefined
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
+  /**
+   * OpenTelemetry traces, exported over OTLP/HTTP to `endpoint` (its `/v1/traces`); undefined when
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` is not set. Bun and Node only: Workers ignore it (with a warning).
+   */
+  tracing:
+    | {
+        endpoint: string
+        serviceName: string
+        /** Which traces are kept: a root decision (`always_on`, `always_off`, `traceidratio` at `ratio`), or the caller's (`parentbased_…`). */
+        sampler: (typeof TRACE_SAMPLERS)[number]
+        ratio: number
+      }
+    | undefined
   bodyLimitBytes: number
   storeCurrency: string
 }
@@ -386,6 +419,9 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     issues.push({ setting: 'JWT_PREVIOUS_SECRET', message: 'must differ from JWT_SECRET' })
   }
 
+  if (runtime === 'workers' && raw.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined)
+    warnings.push('OTEL_EXPORTER_OTLP_ENDPOINT is ignored on Workers: tracing is exported from Bun and Node only, for now')
+
   if (issues.length > 0) return { ok: false, issues: dedupe(issues) }
 
   const config: Config = {
@@ -457,6 +493,15 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     corsOrigins: raw.CORS_ORIGINS ?? [],
     metricsToken: raw.METRICS_TOKEN,
     logLevel: raw.LOG_LEVEL ?? 'info',
+    tracing:
+      raw.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined && runtime !== 'workers'
+        ? {
+            endpoint: raw.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, ''),
+            serviceName: raw.OTEL_SERVICE_NAME ?? 'edgeshop',
+            sampler: raw.OTEL_TRACES_SAMPLER ?? 'parentbased_always_on',
+            ratio: raw.OTEL_TRACES_SAMPLER_ARG ?? 1,
+          }
+        : undefined,
     bodyLimitBytes: raw.BODY_LIMIT_BYTES ?? 64 * 1024,
     storeCurrency: raw.STORE_CURRENCY ?? 'USD',
   }

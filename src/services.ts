@@ -1,5 +1,5 @@
 import { Redis } from '@upstash/redis'
-import type { Context } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import type { Config } from './config.ts'
 import type { RequestScope } from './core/scope.ts'
 import type { DatabaseHandle } from './db/database.ts'
@@ -8,13 +8,14 @@ import { type AccessTokens, type AccountsService, createAccessTokens, type Passw
 import type { CatalogService } from './features/catalog/index.ts'
 import { type OrderJobServices, orderJobHandlers } from './features/orders/index.ts'
 import type { ScheduleEnv } from './features/schedule/index.ts'
+import type { AppEnv } from './http/context.ts'
 import { type RecordRequest, requestRecorder } from './http/edge.ts'
 import { type Cache, createCache } from './infra/cache.ts'
 import { createQstashDispatcher, inlineDispatcher, type JobDispatcher } from './infra/jobs/dispatch.ts'
 import { drainDueJobs, type JobRef, type JobRuntime, type RunOutcome, runJobById } from './infra/jobs/jobs.ts'
 import { registerJobMetrics } from './infra/jobs/metrics.ts'
 import { createHttpMailer, createRecordingMailer, type Mailer } from './infra/mailer.ts'
-import { createSimulatedPaymentProvider, type PaymentProvider } from './infra/payments.ts'
+import { createSimulatedPaymentProvider, type PaymentProvider, tracedPayments } from './infra/payments.ts'
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './infra/ratelimit.ts'
 import { createSlots, type Slots } from './lib/slots.ts'
 import type { Logger } from './observability/logger.ts'
@@ -51,6 +52,8 @@ export interface Runtime {
   readonly embeddedDispatcher?: JobDispatcher | undefined
   /** Bun and Node: whether the process is shutting down. Default: never (a Worker isolate is not stopped by a signal). */
   draining?(): boolean
+  /** The request tracing middleware, when an OpenTelemetry SDK was started (Bun and Node with OTEL_EXPORTER_OTLP_ENDPOINT). */
+  readonly requestTracing?: MiddlewareHandler<AppEnv> | undefined
 }
 
 /**
@@ -64,6 +67,8 @@ export interface Services {
   readonly metrics: Metrics | undefined
   /** The access log line and the request metrics of one answer, whichever path answered it; undefined when neither is wanted. */
   readonly recordRequest: RecordRequest | undefined
+  /** The request tracing middleware (src/runtime/tracing.ts); undefined when nothing is traced. */
+  readonly requestTracing: MiddlewareHandler<AppEnv> | undefined
   /** Which engine backs each concern, as `/readyz` and the first log line report it. */
   readonly mode: {
     database: DatabaseHandle['kind']
@@ -202,7 +207,7 @@ export function createServices(runtime: Runtime, config: Config): Services {
     metrics,
     logger,
   })
-  const payments = createSimulatedPaymentProvider()
+  const payments = tracedPayments(createSimulatedPaymentProvider())
   const mailer = config.mailer.kind === 'http' ? createHttpMailer(config.mailer) : createRecordingMailer()
   const dispatcher = config.qstash
     ? createQstashDispatcher({
@@ -272,6 +277,7 @@ export function createServices(runtime: Runtime, config: Config): Services {
     logger,
     metrics,
     recordRequest: requestRecorder(logger, metrics),
+    requestTracing: runtime.requestTracing,
     mode: {
       database: database?.kind ?? 'hyperdrive',
       replicas: runtime.replicas?.length ?? 0,

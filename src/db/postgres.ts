@@ -3,6 +3,7 @@ import { drizzle } from 'drizzle-orm/postgres-js'
 import postgres from 'postgres'
 import { type Database, type DatabaseHandle, DatabaseUnavailableError, type PoolStats, withDeadline } from './database.ts'
 import * as schema from './schema.ts'
+import { spanStatement, spanTransaction } from './statement-spans.ts'
 
 export interface PostgresOptions {
   url: string
@@ -13,6 +14,8 @@ export interface PostgresOptions {
   statementTimeoutMs: number
   /** Workers (Hyperdrive): one short-lived client per request, no type fetching, no idle timer. */
   perRequest?: boolean
+  /** The process exports traces: statements and transactions of traced work become spans (src/db/statement-spans.ts). */
+  traced?: boolean
 }
 
 /** A postgres.js client as Drizzle uses it, with the pool's in-flight work counted and bounded. */
@@ -20,7 +23,8 @@ export type PostgresClient = postgres.Sql
 
 /**
  * Opens Postgres through postgres.js with a bounded pool. Every query and
- * transaction is counted for `/metrics`, and no caller waits longer than
+ * transaction is counted for `/metrics` (and is a span in traced work,
+ * src/db/statement-spans.ts), and no caller waits longer than
  * `timeoutMs` for a connection, nor `timeoutMs + statementTimeoutMs` for a
  * statement's answer — also from a server that accepts and never answers:
  * past that it gets {@link DatabaseUnavailableError} (or a connection error),
@@ -55,7 +59,7 @@ export function createPostgresDatabase(opts: PostgresOptions): DatabaseHandle & 
     },
   })
   const stats: PoolStats = { max: opts.poolMax, queries: 0, queriesInFlight: 0, transactionsInFlight: 0, timeouts: 0 }
-  const sql = instrument(raw, stats, opts.timeoutMs, opts.timeoutMs + opts.statementTimeoutMs)
+  const sql = instrument(raw, stats, opts.timeoutMs, opts.timeoutMs + opts.statementTimeoutMs, opts.traced === true)
   const db = drizzle({ client: sql, schema }) as unknown as Database
 
   return {
@@ -78,8 +82,9 @@ type Tracked = {
   state?: unknown
 }
 
-function instrument(raw: postgres.Sql, stats: PoolStats, acquireMs: number, queryMs: number): postgres.Sql {
-  const track = <T extends object>(query: T): T => {
+function instrument(raw: postgres.Sql, stats: PoolStats, acquireMs: number, queryMs: number, traced: boolean): postgres.Sql {
+  const track = <T extends object>(untraced: T): T => {
+    const query = traced ? spanStatement(untraced) : untraced
     const tracked = query as unknown as Tracked
     const { resolve, reject } = tracked
     let done = false
@@ -125,11 +130,13 @@ function instrument(raw: postgres.Sql, stats: PoolStats, acquireMs: number, quer
     const mode = args.length > 1 ? [args[0] as string] : []
     let state: 'waiting' | 'running' | 'abandoned' = 'waiting'
     stats.transactionsInFlight++
-    const work = (raw.begin as (...a: unknown[]) => Promise<unknown>)(...mode, (tx: postgres.TransactionSql) => {
+    const run = (tx: postgres.TransactionSql) => {
       if (state === 'abandoned') throw new DatabaseUnavailableError('no connection became free in time')
       state = 'running'
       return fn(tx)
-    })
+    }
+    const rawBegin = (f: typeof run) => (raw.begin as (...a: unknown[]) => Promise<unknown>)(...mode, f)
+    const work = traced ? spanTransaction(rawBegin, run) : rawBegin(run)
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         if (state !== 'waiting') return

@@ -186,7 +186,7 @@ export const JOB_STATUSES = ['pending', 'running', 'succeeded', 'dead'] as const
 /**
  * The outbox: a job is inserted in the transaction that causes it, then
  * delivered at least once (QStash, or the embedded runner). `dispatched_at`
- * records the hand-over to QStash.
+ * records the hand-over to QStash; `traceparent` carries the trace across.
  */
 export const jobs = pgTable(
   'jobs',
@@ -202,6 +202,8 @@ export const jobs = pgTable(
     lastError: text('last_error'),
     runAt: timestamp('run_at', { withTimezone: true, mode: 'date' }).notNull(),
     dispatchedAt: timestamp('dispatched_at', { withTimezone: true, mode: 'date' }),
+    /** The W3C trace context of the transaction that wrote the job (null when it was not traced): each run is a span under it. */
+    traceparent: text('traceparent'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },

@@ -6,6 +6,7 @@ import type { JSONParsed } from 'hono/utils/types'
 import { AppError } from '../core/errors.ts'
 import type { Logger } from '../observability/logger.ts'
 import { LATENCY_BUCKETS, type Metrics } from '../observability/metrics.ts'
+import { activeRequestSpan } from '../observability/tracing.ts'
 import type { AppEnv, PlainAnswer, RequestScope } from './context.ts'
 import { problemResponse } from './problem.ts'
 import { API_HEADERS } from './security.ts'
@@ -192,7 +193,7 @@ export function requestIdFrom(given: string | null | undefined): string {
  * services (`services.recordRequest`): {@link edge} and the early routes
  * record through it, so every answer counts once, under one set of series.
  */
-export type RecordRequest = (method: string, route: string, status: number, requestId: string, start: number) => void
+export type RecordRequest = (method: string, route: string, status: number, requestId: string, start: number, traceId?: string) => void
 
 /** The recorder for this logger and registry; undefined when neither wants requests. */
 export function requestRecorder(logger: Logger, metrics: Metrics | undefined): RecordRequest | undefined {
@@ -206,7 +207,7 @@ export function requestRecorder(logger: Logger, metrics: Metrics | undefined): R
   const latency = metrics?.histogram('edgeshop_http_request_duration_seconds', 'HTTP request latency by route', ['route'], LATENCY_BUCKETS)
   // The series of the last answer's labels, kept: a run of answers of one route and status (the hot read's) finds them once.
   let last: { method: string; route: string; status: number; count: { inc(): void }; time: { observe(v: number): void } } | undefined
-  return (method, route, status, requestId, start) => {
+  return (method, route, status, requestId, start, traceId) => {
     const durationMs = performance.now() - start
     if (requests) {
       if (last === undefined || last.method !== method || last.route !== route || last.status !== status)
@@ -214,12 +215,13 @@ export function requestRecorder(logger: Logger, metrics: Metrics | undefined): R
       last.count.inc()
       last.time.observe(durationMs / 1000)
     }
-    // Built by hand: the method is an HTTP token, the route a pattern from the code, the request id matched SANE_ID — nothing to escape.
+    // Built by hand: the method is an HTTP token, the route a pattern from the code, the request id matched SANE_ID,
+    // the trace id is 32 hex digits — nothing to escape.
     if (logRequests)
       logger.serialized(
         'info',
         'request',
-        `"method":"${method}","route":"${route}","status":${status},"durationMs":${Math.round(durationMs * 100) / 100},"requestId":"${requestId}"`,
+        `"method":"${method}","route":"${route}","status":${status},"durationMs":${Math.round(durationMs * 100) / 100},"requestId":"${requestId}"${traceId === undefined ? '' : `,"traceId":"${traceId}"`}`,
       )
   }
 }
@@ -232,6 +234,8 @@ export interface EdgeOptions {
   bodyLimitBytes: number
   /** The request's scope: its database and `waitUntil` (shared on Bun and Node, per request on Workers). */
   scope: (c: Context<AppEnv>) => RequestScope
+  /** Requests are traced (a tracing layer runs before this one): the request's span gets its id, its log line the trace id. */
+  traced?: boolean
 }
 
 /** The body's length as the request declares it; undefined without Content-Length, or when Transfer-Encoding overrides it. */
@@ -259,6 +263,7 @@ function declaredLength(c: Context): number | undefined {
  */
 export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
   const { record, metrics, scope, bodyLimitBytes } = opts
+  const traced = opts.traced === true
   let inFlight = 0
   metrics?.gauge('edgeshop_http_requests_in_flight', 'Requests received and not yet answered', () => inFlight)
   // Answered here rather than thrown: this layer is outside the error handler's reach.
@@ -271,6 +276,7 @@ export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
     const requestId = requestIdFrom(c.req.header('x-request-id'))
     c.set('requestId', requestId)
     c.set('scope', scope(c))
+    const span = traced ? activeRequestSpan(requestId) : undefined
     const method = c.req.method
     inFlight++
     try {
@@ -293,6 +299,6 @@ export function edge(opts: EdgeOptions): MiddlewareHandler<AppEnv> {
       for (const name in API_HEADERS) if (!headers.has(name)) headers.set(name, API_HEADERS[name]!)
       headers.set('X-Request-Id', requestId)
     }
-    record?.(method, routeOf(c), res.status, requestId, start)
+    record?.(method, routeOf(c), res.status, requestId, start, span?.traceId)
   }
 }

@@ -4,6 +4,7 @@ import { TrieRouter } from 'hono/router/trie-router'
 import { AppError } from '../core/errors.ts'
 import { isDatabaseUnavailable, isOutOfRange } from '../db/database.ts'
 import type { Logger } from '../observability/logger.ts'
+import { traceIdOf } from '../observability/tracing.ts'
 import type { AppEnv } from './context.ts'
 import { problemResponse } from './problem.ts'
 
@@ -51,11 +52,12 @@ export function errorHandler(logger: Logger): ErrorHandler<AppEnv> {
     if (appErr.code === 'internal_error') {
       logger.error('unhandled error', {
         requestId: c.get('requestId'),
+        traceId: traceIdOf(),
         error: describe(err),
         stack: err instanceof Error ? err.stack : undefined,
       })
     } else if (appErr.code === 'service_unavailable' && appErr.cause !== undefined) {
-      logger.warn('dependency unavailable', { requestId: c.get('requestId'), error: describe(err) })
+      logger.warn('dependency unavailable', { requestId: c.get('requestId'), traceId: traceIdOf(), error: describe(err) })
     }
     return problemResponse(c as Context, appErr)
   }

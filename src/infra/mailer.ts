@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm'
 import type { Transaction } from '../db/database.ts'
 import { emails } from '../db/schema.ts'
 import { uuidv7 } from '../lib/uuid.ts'
+import { answered, inSpan } from '../observability/tracing.ts'
 import { createCircuitBreaker } from './circuit-breaker.ts'
 
 export interface Email {
@@ -71,26 +72,34 @@ export function createHttpMailer(opts: {
 }): Mailer {
   const breaker = createCircuitBreaker('email API', { failureThreshold: 5, openMs: opts.circuitOpenMs })
   const doFetch = opts.fetch ?? fetch
+  const host = new URL(opts.url).host
   return {
     kind: 'http',
     async send(email, { tx }) {
       if (await alreadySent(tx, email.idempotencyKey)) return
-      const providerId = await breaker.run(async () => {
-        const res = await doFetch(opts.url, {
-          method: 'POST',
-          headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${opts.apiKey}`, 'Idempotency-Key': email.idempotencyKey },
-          body: JSON.stringify({ from: opts.from, to: [email.to], subject: email.subject, text: email.text }),
-          signal: AbortSignal.timeout(opts.timeoutMs),
-        })
-        const text = await res.text()
-        if (!res.ok) throw new Error(`email API answered ${res.status}`)
-        try {
-          const id = (JSON.parse(text) as { id?: unknown }).id
-          return typeof id === 'string' ? id : null
-        } catch {
-          return null
-        }
-      })
+      const providerId = await breaker.run(() =>
+        inSpan('email API send', { 'http.request.method': 'POST', 'server.address': host }, async (span) => {
+          const res = await doFetch(opts.url, {
+            method: 'POST',
+            headers: {
+              'Content-Type': 'application/json',
+              Authorization: `Bearer ${opts.apiKey}`,
+              'Idempotency-Key': email.idempotencyKey,
+            },
+            body: JSON.stringify({ from: opts.from, to: [email.to], subject: email.subject, text: email.text }),
+            signal: AbortSignal.timeout(opts.timeoutMs),
+          })
+          answered(span, res.status)
+          const text = await res.text()
+          if (!res.ok) throw new Error(`email API answered ${res.status}`)
+          try {
+            const id = (JSON.parse(text) as { id?: unknown }).id
+            return typeof id === 'string' ? id : null
+          } catch {
+            return null
+          }
+        }),
+      )
       await record(tx, email, providerId)
     },
   }

@@ -1,6 +1,7 @@
 import { eq } from 'drizzle-orm'
 import type { Transaction } from '../db/database.ts'
 import { simulatedCharges } from '../db/schema.ts'
+import { inSpan } from '../observability/tracing.ts'
 
 /** A failure worth retrying: the provider may succeed on a later attempt with the same idempotency key. */
 export class TransientPaymentError extends Error {
@@ -64,5 +65,26 @@ export function createSimulatedPaymentProvider(): PaymentProvider {
         ? { status: 'captured', reference }
         : { status: 'declined', reason: req.token === 'tok_declined' ? 'card declined' : 'unknown payment token' }
     },
+  }
+}
+
+/**
+ * The provider with a span around each capture (`payment capture`, the
+ * provider's name and the outcome; never the token or the amount).
+ *
+ * @example
+ * ```ts
+ * const payments = tracedPayments(createSimulatedPaymentProvider())
+ * ```
+ */
+export function tracedPayments(provider: PaymentProvider): PaymentProvider {
+  return {
+    name: provider.name,
+    capture: (request, ctx) =>
+      inSpan('payment capture', { 'payment.provider': provider.name }, async (span) => {
+        const result = await provider.capture(request, ctx)
+        span.setAttribute('payment.outcome', result.status)
+        return result
+      }),
   }
 }

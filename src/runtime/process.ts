@@ -191,6 +191,7 @@ export async function openDatabase(
       poolMax: opts.poolMax ?? config.database.poolMax,
       timeoutMs: config.database.timeoutMs,
       statementTimeoutMs: config.database.statementTimeoutMs,
+      traced: config.tracing !== undefined,
     })
     return { database, unlock: undefined }
   }
@@ -284,6 +285,12 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
   for (const w of warnings) logger.warn(w)
 
   if (!config.portSharing) await ensurePortFree(config.host, config.port)
+  // The SDK is loaded only when spans go somewhere: without an endpoint the app's `@opentelemetry/api` calls stay no-ops.
+  const tracing = config.tracing ? (await import('./tracing.ts')).startTracing(config.tracing) : undefined
+  logger.info(
+    tracing ? `tracing on: spans exported over OTLP/HTTP to ${new URL(config.tracing!.endpoint).host}` : 'tracing off',
+    tracing ? { tracing: 'otlp', serviceName: config.tracing!.serviceName } : { tracing: 'off' },
+  )
   const { database, unlock } = await openDatabase(config, logger)
   const replicas = await openReplicas(config)
 
@@ -311,6 +318,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       passwords: processPasswordHasher(config.passwordHash),
       embeddedDispatcher: runner?.dispatcher ?? outboxOnlyDispatcher,
       draining: () => draining,
+      requestTracing: tracing?.middleware,
     },
     config,
   )
@@ -344,6 +352,7 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
     listener = await adapter.listen(fetch, { port: config.port, host: config.host, reusePort: config.portSharing, early })
   } catch (err) {
     await services.close()
+    await tracing?.shutdown(1000)
     unlock?.()
     throw (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? new PortInUseError(hostPort(config.host, config.port)) : err
   }
@@ -367,6 +376,8 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       // The dispatcher closes with them: a schedule tick handing jobs to QStash then stops at once.
       await Promise.all([scheduler?.stop(), runner?.stop(), services.dispatcher.close?.()])
       await services.close()
+      // The spans of the last requests and jobs are still batched: export them before the process ends.
+      await tracing?.shutdown(5000)
       unlock?.()
       logger.info('stopped cleanly')
       out.flush()

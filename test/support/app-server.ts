@@ -159,7 +159,7 @@ async function startOnce(runtime: Runtime, env: Record<string, string>, opts: St
   const base: Record<string, string | undefined> = { ...process.env }
   // The servers read only what the test gives them.
   for (const key of Object.keys(base))
-    if (/^(DATABASE_URL|UPSTASH_|QSTASH_|JWT_|ADMIN_|DATA_DIR|NODE_ENV|PORT|HOST|CORS_|METRICS_)/.test(key)) delete base[key]
+    if (/^(DATABASE_URL|UPSTASH_|QSTASH_|JWT_|ADMIN_|DATA_DIR|NODE_ENV|PORT|HOST|CORS_|METRICS_|OTEL_)/.test(key)) delete base[key]
   const child: ChildProcess = spawn(cmd, args, {
     cwd: ROOT,
     env: { ...base, ...extraEnv },

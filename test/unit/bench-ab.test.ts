@@ -16,7 +16,9 @@ describe('the arguments of ./run bench --against', () => {
       seconds: 5,
       warmSeconds: 2,
       quick: false,
+      traced: false,
     })
+    expect(parseAbArgs(['--against', 'HEAD', '--traced'])).toMatchObject({ against: 'HEAD', traced: true })
   })
 
   it('--quick shortens the rounds, and the explicit settings win over it wherever they stand', () => {

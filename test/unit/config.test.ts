@@ -230,6 +230,40 @@ describe('configuration', () => {
     expect(issues({ JWT_SECRET: SECRET, JWT_PREVIOUS_SECRET: SECRET }).map((i) => i.setting)).toEqual(['JWT_PREVIOUS_SECRET'])
   })
 
+  it('traces on Bun and Node only with an endpoint, with OpenTelemetry’s sampler names, and warns on Workers', () => {
+    const off = parseConfig({}, { runtime: 'bun' })
+    expect(off.ok && off.config.tracing).toBeUndefined()
+    const on = parseConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }, { runtime: 'node' })
+    expect(on.ok && on.config.tracing).toEqual({
+      endpoint: 'http://collector:4318',
+      serviceName: 'edgeshop',
+      sampler: 'parentbased_always_on',
+      ratio: 1,
+    })
+    const sampled = parseConfig(
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25' },
+      { runtime: 'bun' },
+    )
+    expect(sampled.ok && sampled.config.tracing).toMatchObject({ sampler: 'parentbased_traceidratio', ratio: 0.25 })
+    expect(
+      issues({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318', OTEL_TRACES_SAMPLER: 'sometimes', OTEL_TRACES_SAMPLER_ARG: '1.5' })
+        .map((i) => i.setting)
+        .sort(),
+    ).toEqual(['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG'])
+    const worker = parseConfig(
+      {
+        JWT_SECRET: SECRET,
+        DATABASE_URL: 'postgres://h/db',
+        MAILER: 'recording',
+        PAYMENT_PROVIDER: 'simulated',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318',
+      },
+      { runtime: 'workers' },
+    )
+    expect(worker.ok && worker.config.tracing).toBeUndefined()
+    expect(worker.ok && worker.warnings.join('\n')).toContain('OTEL_EXPORTER_OTLP_ENDPOINT is ignored on Workers')
+  })
+
   it('applies production rules on Workers and requires a database there', () => {
     expect(
       issues({}, 'workers')

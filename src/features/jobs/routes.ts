@@ -14,6 +14,7 @@ import { JOB_FAILURES_PATH, jobPath, markDead } from '../../infra/jobs/dispatch.
 import type { JobRef, RunOutcome } from '../../infra/jobs/jobs.ts'
 import type { Slots } from '../../lib/slots.ts'
 import { isUuid } from '../../lib/uuid.ts'
+import { sampledTraceId } from '../../observability/tracing.ts'
 import { DAILY, MINUTELY, runSchedule, type ScheduleEnv } from '../schedule/index.ts'
 
 const Job = z
@@ -23,6 +24,9 @@ const Job = z
     status: z.enum(JOB_STATUSES),
     attempts: z.number().int(),
     lastError: z.string().nullable(),
+    traceId: z.string().nullable().openapi({
+      description: 'The trace the job belongs to (that of the request or job that queued it), when it was sampled; null otherwise.',
+    }),
     runAt: z.iso.datetime(),
     createdAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),
@@ -139,6 +143,7 @@ const jobJson = (j: typeof jobs.$inferSelect) => ({
   status: j.status,
   attempts: j.attempts,
   lastError: j.lastError,
+  traceId: sampledTraceId(j.traceparent),
   runAt: j.runAt.toISOString(),
   createdAt: j.createdAt.toISOString(),
   updatedAt: j.updatedAt.toISOString(),
@@ -257,7 +262,14 @@ export function jobRoutes(services: JobRouteServices) {
         throw new AppError('invalid_state', `Only dead jobs can be queued again; this one is ${exists.status}`)
       }
       services.dispatch(c.get('scope'), [
-        { id: job.id, name: job.name, runAt: job.runAt, maxAttempts: job.maxAttempts, generation: job.generation },
+        {
+          id: job.id,
+          name: job.name,
+          runAt: job.runAt,
+          maxAttempts: job.maxAttempts,
+          generation: job.generation,
+          traceparent: job.traceparent,
+        },
       ])
       return c.json(jobJson(job), 202)
     })

@@ -6,6 +6,7 @@ import { type Database, pgArray, rowsOf, runStatement, type Transaction } from '
 import { orderItems, orders, products } from '../../db/schema.ts'
 import { enqueueJob, type JobRef } from '../../infra/jobs/jobs.ts'
 import { isUuid, uuidv7 } from '../../lib/uuid.ts'
+import { activeTraceparent } from '../../observability/tracing.ts'
 
 /*
  * Orders. Checkout is one short transaction; every later change of status is
@@ -85,8 +86,8 @@ const CHECKOUT = `
     select placed.id, t.id, t.sku, t.name, t.price_cents, t.qty from placed, taken t
   ),
   expiry as (
-    insert into jobs (id, name, payload, max_attempts, run_at, created_at, updated_at)
-    select $9::uuid, $10::text, $11::jsonb, $12::int, $7::timestamptz, $3::timestamptz, $3::timestamptz from placed
+    insert into jobs (id, name, payload, max_attempts, run_at, traceparent, created_at, updated_at)
+    select $9::uuid, $10::text, $11::jsonb, $12::int, $7::timestamptz, $13::text, $3::timestamptz, $3::timestamptz from placed
   )
   select id, sku, name, price_cents, version from taken`
 
@@ -112,7 +113,14 @@ export async function checkout(
   const now = opts.now ?? new Date()
   const orderId = uuidv7(now.getTime())
   const expiresAt = new Date(now.getTime() + opts.ttlSeconds * 1000)
-  const job: JobRef = { id: uuidv7(now.getTime()), name: 'order.expire', runAt: expiresAt, maxAttempts: 10, generation: 0 }
+  const job: JobRef = {
+    id: uuidv7(now.getTime()),
+    name: 'order.expire',
+    runAt: expiresAt,
+    maxAttempts: 10,
+    generation: 0,
+    traceparent: activeTraceparent() ?? null,
+  }
   const at = now.toISOString()
   const ids = pgArray(input.items.map((i) => i.productId))
   // Sent in the same round trip as the statements it is for; a failure fails them too, and is answered through them.
@@ -130,6 +138,7 @@ export async function checkout(
     job.name,
     JSON.stringify({ orderId }),
     job.maxAttempts,
+    job.traceparent,
   ])
   if (taken.length < input.items.length) await refuse(tx, input.items, new Set(taken.map((t) => t.id)))
 

@@ -6,6 +6,7 @@ import { createSlots } from '../../lib/slots.ts'
 import type { Logger } from '../../observability/logger.ts'
 import type { Metrics } from '../../observability/metrics.ts'
 import { throttledLog } from '../../observability/throttle.ts'
+import { answered, inSpan } from '../../observability/tracing.ts'
 import type { JobRef } from './jobs.ts'
 
 export interface DispatchContext {
@@ -56,28 +57,38 @@ type UpstashRequest = Parameters<Requester['request']>[0]
 function boundedRequester(opts: { baseUrl: string; token: string; timeoutMs: number }): Requester {
   const base = opts.baseUrl.replace(/\/$/, '')
   return {
-    async request<T>(req: UpstashRequest) {
-      const url = new URL([req.baseUrl ?? base, ...req.path].join('/'))
-      for (const [key, value] of Object.entries(req.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value))
-      const headers = new Headers(req.headers as HeadersInit)
-      if (!headers.has('Authorization')) headers.set('Authorization', `Bearer ${opts.token}`)
-      const signal = AbortSignal.timeout(opts.timeoutMs)
-      let res: Response | undefined
-      for (let attempt = 0; !res; attempt++) {
-        try {
-          res = await fetch(url, { method: req.method ?? 'POST', headers, body: req.body as BodyInit | null | undefined, signal })
-        } catch (err) {
-          if (signal.aborted || attempt >= 2) throw err
-          await new Promise((r) => setTimeout(r, 100 * 2 ** attempt))
-        }
-      }
-      const text = await res.text()
-      if (res.status < 200 || res.status >= 300) throw new QstashError(text || `Error: status=${res.status}`, res.status)
-      return (req.parseResponseAsJson === false ? undefined : JSON.parse(text)) as T
+    request<T>(req: UpstashRequest) {
+      // One span per call to QStash, named by the API it calls (`qstash v2/publish`), never by the destination or body.
+      const method = req.method ?? 'POST'
+      const attributes = { 'http.request.method': method, 'server.address': new URL(req.baseUrl ?? base).host }
+      return inSpan(`qstash ${req.path.slice(0, 2).join('/')}`, attributes, (span) =>
+        send<T>(req, method, (status) => answered(span, status)),
+      )
     },
     requestStream() {
       throw new Error('streams are not used')
     },
+  }
+
+  async function send<T>(req: UpstashRequest, method: string, onStatus: (status: number) => void): Promise<T> {
+    const url = new URL([req.baseUrl ?? base, ...req.path].join('/'))
+    for (const [key, value] of Object.entries(req.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value))
+    const headers = new Headers(req.headers as HeadersInit)
+    if (!headers.has('Authorization')) headers.set('Authorization', `Bearer ${opts.token}`)
+    const signal = AbortSignal.timeout(opts.timeoutMs)
+    let res: Response | undefined
+    for (let attempt = 0; !res; attempt++) {
+      try {
+        res = await fetch(url, { method, headers, body: req.body as BodyInit | null | undefined, signal })
+      } catch (err) {
+        if (signal.aborted || attempt >= 2) throw err
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt))
+      }
+    }
+    onStatus(res.status)
+    const text = await res.text()
+    if (res.status < 200 || res.status >= 300) throw new QstashError(text || `Error: status=${res.status}`, res.status)
+    return (req.parseResponseAsJson === false ? undefined : JSON.parse(text)) as T
   }
 }
 
@@ -150,6 +161,8 @@ export function createQstashDispatcher(opts: {
         retries: Math.max(0, job.maxAttempts - 1),
         failureCallback: `${opts.publicUrl}${JOB_FAILURES_PATH}`,
         ...(notBefore ? { notBefore } : {}),
+        // Forwarded on the delivery, so its request span joins the job's trace; the job's run reads the stored one.
+        ...(job.traceparent ? { headers: { traceparent: job.traceparent } } : {}),
       })
     } catch (err) {
       publishes?.inc({ outcome: timedOut(err) ? 'timeout' : 'error' })
@@ -227,7 +240,14 @@ export function createQstashDispatcher(opts: {
 /** Jobs QStash never got (the publish failed, or the process died first) that were created before `before`, in id order after `after`. */
 export async function undispatchedJobs(db: Database, before: Date, limit = 500, after?: string): Promise<JobRef[]> {
   const rows = await db
-    .select({ id: jobs.id, name: jobs.name, runAt: jobs.runAt, maxAttempts: jobs.maxAttempts, generation: jobs.generation })
+    .select({
+      id: jobs.id,
+      name: jobs.name,
+      runAt: jobs.runAt,
+      maxAttempts: jobs.maxAttempts,
+      generation: jobs.generation,
+      traceparent: jobs.traceparent,
+    })
     .from(jobs)
     .where(and(eq(jobs.status, 'pending'), isNull(jobs.dispatchedAt), lt(jobs.createdAt, before), after ? gt(jobs.id, after) : undefined))
     .orderBy(jobs.id)

@@ -1,8 +1,10 @@
+import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
 import { and, eq, lte, sql } from 'drizzle-orm'
 import type { Database, Transaction } from '../../db/database.ts'
 import { jobs } from '../../db/schema.ts'
 import { uuidv7 } from '../../lib/uuid.ts'
 import type { Logger } from '../../observability/logger.ts'
+import { activeTraceparent, contextOf, traceIdOf, tracer } from '../../observability/tracing.ts'
 import type { JobObserver, RunResult } from './metrics.ts'
 
 /*
@@ -33,6 +35,8 @@ export interface JobRef {
   maxAttempts: number
   /** How often an admin queued it again (0 for a new job). */
   generation: number
+  /** The W3C trace context stored with the job, when its transaction was traced (QStash forwards it too). */
+  traceparent?: string | null | undefined
 }
 
 export interface JobSpec {
@@ -51,6 +55,7 @@ export async function enqueueJob(tx: Transaction | Database, spec: JobSpec, now 
     runAt: spec.runAt ?? now,
     maxAttempts: spec.maxAttempts ?? 5,
     generation: 0,
+    traceparent: activeTraceparent() ?? null,
   }
   await tx.insert(jobs).values({
     id: ref.id,
@@ -58,6 +63,7 @@ export async function enqueueJob(tx: Transaction | Database, spec: JobSpec, now 
     payload: spec.payload,
     maxAttempts: ref.maxAttempts,
     runAt: ref.runAt,
+    traceparent: ref.traceparent,
     createdAt: now,
     updatedAt: now,
   })
@@ -122,6 +128,10 @@ async function execute<D>(
   let after: (() => Promise<unknown> | undefined)[] = []
   let claimedId = fallbackId
   let claimed: { name: string; at: number } | undefined
+  // The run's span, a child of the context stored with the job (the transaction that wrote it): a trace goes on
+  // across the outbox, whoever runs the job, and every attempt is a span of its own under that context.
+  let span: Span | undefined
+  let runContext: Context | undefined
   let result: RunOutcome
   const finish = (run: typeof claimed, how: RunResult) => {
     if (run) rt.observer?.finished(run.name, how, (performance.now() - run.at) / 1000)
@@ -141,25 +151,36 @@ async function execute<D>(
         claimed = { name: job.name, at: performance.now() }
         rt.observer?.started()
       }
+      if (!span) {
+        const parent = contextOf(job.traceparent)
+        span = tracer().startSpan(
+          `job ${job.name}`,
+          { kind: SpanKind.CONSUMER, attributes: { 'job.id': job.id, 'job.name': job.name, 'job.attempt': job.attempts } },
+          parent,
+        )
+        runContext = trace.setSpan(parent, span)
+      }
       try {
         // The handler runs in a savepoint: when it fails, its effects roll back while this transaction
         // keeps the job's row locked, and the failure is recorded before any other runner can see the job.
-        await tx.transaction(async (sp) => {
-          const handler = rt.handlers[job.name]
-          if (!handler) throw new Error(`no handler for jobs named ${job.name}`)
-          const ctx: JobContext<D> = {
-            job,
-            tx: sp as Transaction,
-            deps: rt.deps,
-            enqueue: async (spec) => {
-              followUps.push(await enqueueJob(sp as Transaction, spec))
-            },
-            afterCommit: (work) => {
-              after.push(work)
-            },
-          }
-          await within(handler(ctx), rt.handlerTimeoutMs ?? 30_000)
-        })
+        await context.with(runContext!, () =>
+          tx.transaction(async (sp) => {
+            const handler = rt.handlers[job.name]
+            if (!handler) throw new Error(`no handler for jobs named ${job.name}`)
+            const ctx: JobContext<D> = {
+              job,
+              tx: sp as Transaction,
+              deps: rt.deps,
+              enqueue: async (spec) => {
+                followUps.push(await enqueueJob(sp as Transaction, spec))
+              },
+              afterCommit: (work) => {
+                after.push(work)
+              },
+            }
+            await within(handler(ctx), rt.handlerTimeoutMs ?? 30_000)
+          }),
+        )
       } catch (err) {
         followUps = []
         after = []
@@ -194,19 +215,32 @@ async function execute<D>(
     result = { kind: 'failed', jobId: claimedId, error, dead }
   }
   finish(claimed, result.kind === 'done' ? 'succeeded' : result.kind === 'failed' && result.dead ? 'dead' : 'retry')
+  if (span) {
+    if (result.kind === 'failed') {
+      span.setAttribute('job.outcome', result.dead ? 'dead' : 'retry')
+      span.setStatus({ code: SpanStatusCode.ERROR, message: result.error })
+    } else span.setAttribute('job.outcome', result.kind === 'done' ? 'succeeded' : 'already finished')
+    span.end()
+  }
   if (result.kind === 'failed') {
     rt.logger.warn(result.dead ? 'job failed for the last time: dead' : 'job failed; will retry', {
       jobId: result.jobId,
+      traceId: traceIdOf(span),
       error: result.error,
     })
     return result
   }
   if (result.kind === 'done') {
-    if (followUps.length > 0) rt.dispatch(followUps)
-    for (const work of after) {
-      const p = work()
-      if (p) rt.waitUntil(p)
+    // Handed over in the run's context: a publish is a span of this run.
+    const handOver = () => {
+      if (followUps.length > 0) rt.dispatch(followUps)
+      for (const work of after) {
+        const p = work()
+        if (p) rt.waitUntil(p)
+      }
     }
+    if (runContext) context.with(runContext, handOver)
+    else handOver()
   }
   return result
 }
