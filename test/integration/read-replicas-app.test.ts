@@ -5,6 +5,7 @@ import { uuidv7 } from '../../src/lib/uuid.ts'
 import { type AppServer, startAppServer } from '../support/app-server.ts'
 import { type PostgresServer, startPostgres, stopAll } from '../support/postgres.ts'
 import { type RedisServerHandle, startRedisServer } from '../support/redis-server.ts'
+import { createRespClient } from '../support/resp.ts'
 import { applyMigrations } from '../support/services.ts'
 import { startUpstashRest, type UpstashRestHandle } from '../support/upstash-rest.ts'
 
@@ -229,6 +230,9 @@ describe('the catalog cache over a lagging replica, two instances sharing Redis'
       expect((await fetch(`${s.url}/v1/products/${product}`)).status).toBe(200)
       expect((await fetch(`${s.url}/v1/products?limit=5`)).status).toBe(200)
     }
+    const raw = createRespClient({ port: redis.port })
+    const generation = async () => Number(await raw.send(['GET', 'edgeshop:c:products:gen']))
+    const generationBefore = await generation()
     await onStandby`select pg_wal_replay_pause()`
     try {
       const name = `Renamed ${uuidv7()}`
@@ -239,8 +243,11 @@ describe('the catalog cache over a lagging replica, two instances sharing Redis'
       })
       expect(changed.status).toBe(200)
       const { version } = (await changed.json()) as { version: number }
-      // The writer's invalidation reaches Redis off the response path.
-      await new Promise((r) => setTimeout(r, 300))
+      // The writer's invalidations reach Redis off the response path (waitUntil): the tombstone and the list's generation.
+      await expect
+        .poll(async () => String(await raw.send(['GET', `edgeshop:c:product:${product}`])), { timeout: 10_000 })
+        .toBe(`${version}\n`)
+      await expect.poll(generation, { timeout: 10_000 }).toBeGreaterThan(generationBefore)
       const fromPrimary = 'edgeshop_db_reads_total{target="primary",reason="read_your_writes"}'
       const before = await metric(reader, fromPrimary)
       for (const s of [reader, writer]) {
@@ -254,6 +261,7 @@ describe('the catalog cache over a lagging replica, two instances sharing Redis'
       expect((await metric(reader, fromPrimary)) - before).toBeGreaterThanOrEqual(2)
     } finally {
       await onStandby`select pg_wal_replay_resume()`
+      await raw.close()
     }
   })
 })
