@@ -393,14 +393,14 @@ const runLine = (r: BenchResults) =>
   `Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC, \`${r.command}\`, ${r.durationSeconds} s; results in \`${resultsFile(r)}\`.`
 
 /** A row per case of `scenario`: rate, latency, ratio, the columns `extra` gives, failures and each run's rate. */
-function caseRows(r: BenchResults, scenario: string, extra: (m: CaseResult['median']) => string[]): string[] {
+function caseRows(r: BenchResults, scenario: string, extra: (m: CaseResult['median'], c: CaseResult) => string[]): string[] {
   return r.cases
     .filter((c) => c.scenario === scenario)
     .map((c) => {
       const ref = referenceOf(r, c)
       const x = ref ? `${ratio(c.median.rps / ref.value)} ${ref.name}` : ''
       const m = c.median
-      return `| ${[c.name, fmt(m.rps), fmt(m.p50, 2), fmt(m.p99, 2), x, ...extra(m), m.non2xx, m.errors, c.runs.map((run) => fmt(run.rps)).join(', ')].join(' | ')} |`
+      return `| ${[c.name, fmt(m.rps), fmt(m.p50, 2), fmt(m.p99, 2), x, ...extra(m, c), m.non2xx, m.errors, c.runs.map((run) => fmt(run.rps)).join(', ')].join(' | ')} |`
     })
 }
 
@@ -412,6 +412,16 @@ function machineLine(r: BenchResults): string {
 
 const postgresVersion = (r: BenchResults) => r.versions.postgres?.replace(/^.*\(PostgreSQL\) (\S+).*$/, '$1') ?? '–'
 
+/**
+ * A replica case's rate over its primary alone's, round by round (the two measured one after the other): on a
+ * machine whose rate drifts between rounds, the spread of these says more than the ratio of the medians.
+ */
+function byRound(r: BenchResults, c: CaseResult): string {
+  const primary = find(r, 'replicas', c.name.replace(REPLICAS_CASES.replica, REPLICAS_CASES.alone))
+  if (!primary || primary === c) return ''
+  return c.runs.map((run, i) => (primary.runs[i] ? ratio(run.rps / primary.runs[i]!.rps) : '–')).join(', ')
+}
+
 /** The read-replica section: per runtime, the primary alone and one replica, with where the reads went and the lag. */
 export function renderReplicas(r: BenchResults, chartDir = 'bench'): string {
   const ms = (n: number | undefined) => fmt(n ?? Number.NaN, 2)
@@ -421,18 +431,19 @@ export function renderReplicas(r: BenchResults, chartDir = 'bench'): string {
     '',
     `![${TITLES.replicas}](${chartDir}/replicas.svg)`,
     '',
-    '| case | req/s (median) | p50 ms | p99 ms | ratio | reads on the replica | replica lag ms, median / max | updates/s on the primary | not 2xx/3xx | socket errors | runs (req/s) |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| case | req/s (median) | p50 ms | p99 ms | ratio | ratio by round | reads on the replica | replica lag ms, median / max | updates/s on the primary | not 2xx/3xx | socket errors | runs (req/s) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ]
   lines.push(
-    ...caseRows(r, 'replicas', (m) => [
+    ...caseRows(r, 'replicas', (m, c) => [
+      byRound(r, c),
       share(m.replicaReads),
       m.lagMedianMs === undefined ? '' : `${ms(m.lagMedianMs)} / ${ms(m.lagMaxMs)}`,
       fmt(m.writesPerSecond ?? Number.NaN),
     ]),
     '',
   )
-  const placed = r.machine.pinned ? 'edgeshop pinned to CPU 1 and wrk to CPU 0, both PostgreSQL servers on either' : 'not pinned'
+  const placed = r.machine.pinned ? 'edgeshop pinned to CPU 1 and wrk to CPU 0, the two PostgreSQL servers not pinned' : 'not pinned'
   lines.push(
     `${machineLine(r)}, ${placed}; ${r.plan.rounds} ${r.plan.rounds === 1 ? 'round' : 'rounds'} of ${r.plan.seconds} s; ` +
       `${r.plan.replicaConnections ?? '–'} connections; PostgreSQL ${postgresVersion(r)}, edgeshop ${r.versions.edgeshop ?? '–'}.`,

@@ -66,11 +66,11 @@ describe('the read-replica section of the report', () => {
     expect(text).toContain('`./run bench --only replicas`, 110 s; results in `bench/results/replicas-2026-12-06.json`')
     expect(text).toContain('![9. Read replicas')
     expect(text).toContain(
-      '| case | req/s (median) | p50 ms | p99 ms | ratio | reads on the replica | replica lag ms, median / max | updates/s on the primary |',
+      '| case | req/s (median) | p50 ms | p99 ms | ratio | ratio by round | reads on the replica | replica lag ms, median / max | updates/s on the primary |',
     )
-    expect(text).toContain(`| Bun, ${REPLICAS_CASES.alone} | 4,000 | 1.00 | 9.00 |  | – |  | 100 | 0 | 0 | 4,000, 4,000, 4,000 |`)
+    expect(text).toContain(`| Bun, ${REPLICAS_CASES.alone} | 4,000 | 1.00 | 9.00 |  |  | – |  | 100 | 0 | 0 | 4,000, 4,000, 4,000 |`)
     expect(text).toContain(
-      `| Bun, ${REPLICAS_CASES.replica} | 3,000 | 1.00 | 9.00 | 0.75× ${REPLICAS_CASES.alone} | 100.0 % | 3.00 / 250.00 | 100 |`,
+      `| Bun, ${REPLICAS_CASES.replica} | 3,000 | 1.00 | 9.00 | 0.75× ${REPLICAS_CASES.alone} | 0.75×, 0.75×, 0.75× | 100.0 % | 3.00 / 250.00 | 100 |`,
     )
     expect(text).toContain(`| Node, ${REPLICAS_CASES.replica} | 2,000 | 1.00 | 9.00 | 1.00× ${REPLICAS_CASES.alone} |`)
     expect(text).toContain('Test CPU, 2 cores, shared: load average 4.0 / 3.0 / 2.0 (1 / 5 / 15 min) at the end')
