@@ -20,7 +20,7 @@
  *
  * Writes bench/results/<date>.json and regenerates docs/BENCHMARKS.md
  * (bench/report.ts). `--quick` (one short round, a small "large" catalog)
- * checks that the harness works in two to two and a half minutes; it writes
+ * checks that the harness works in two and a half to three minutes; it writes
  * its figures to bench/results/quick.json and leaves the report alone.
  * `--only workerd` runs the Workers scenario alone (bench/results/workerd-<date>.json
  * and its section of the report; with `--quick`, a smoke test of it);
