@@ -1,56 +1,67 @@
 /**
- * The list page with one read replica, against the primary alone:
+ * Scenario 9 of `./run bench`, read replicas: the list page with one
+ * streaming read replica, against the primary alone.
  *
- *   ./run node bench/replicas.ts [--seconds 10] [--rounds 3] [--connections 32] [--writes 100]
- *
- * Starts a PostgreSQL primary and a hot standby made from it with
- * `pg_basebackup -R`, seeds 1,000 products, and runs edgeshop (Bun, then
- * Node) twice over the same primary with caching off, so that every
+ * Starts a PostgreSQL primary of its own (synchronous commits on, so that
+ * WAL reaches the standby as each write commits) and a hot standby made from
+ * it with `pg_basebackup -R`, seeds 1,000 products, and runs edgeshop on Bun
+ * and on Node twice over the same primary with caching off
+ * (`CACHE_L1_MAX_ENTRIES=0`, no Redis), so that every
  * `GET /v1/products?limit=20` is a query: once with `DATABASE_URL` alone,
- * once with the standby in `DATABASE_REPLICA_URLS`. `wrk` drives each case for
- * `--seconds`, the cases interleaved over `--rounds`, while a writer updates
- * `--writes` products a second on the primary, so that the standby has WAL to
- * replay. Reported per runtime: the median requests per second and latency
- * of each case, their ratio, where the replica case's reads went (from
- * /metrics) and the replica's lag as the app measured it every 250 ms.
+ * once with the standby in `DATABASE_REPLICA_URLS`. Each case is a `wrk`
+ * run with that server the only one running, while this process updates
+ * `WRITES_PER_SECOND` products a second on the primary, so that the standby
+ * has WAL to replay. Besides the rate and latency, each run records where
+ * its reads went (`edgeshop_db_reads_total` on /metrics, before and after)
+ * and, in the replica cases, the replica's lag as the app measured it,
+ * sampled every 250 ms (`edgeshop_replica_lag_seconds`).
  *
- * Both PostgreSQL servers, the app and wrk share this machine's cores: the
- * ratio says what routing costs or saves here, not what a replica on its own
- * machine adds.
+ * Both PostgreSQL servers, the app and wrk share the machine's cores: the
+ * ratio says what routing costs or saves there, not what a replica on a
+ * machine of its own adds.
  */
-
-import { spawn, spawnSync } from 'node:child_process'
 import postgres from 'postgres'
-import { ROOT, type Runtime, startAppServer } from '../test/support/app-server.ts'
-import { startPostgres, stopAll } from '../test/support/postgres.ts'
-import { applyMigrations } from '../test/support/services.ts'
+import { startPostgres } from '../test/support/postgres.ts'
+import { createMigratedDatabase } from '../test/support/services.ts'
+import { alone, type Case, cleanups, edgeshopCommand, type Server, seed, serve, serverEnv, wrk } from './harness.ts'
+import { type Measurement, median, REPLICAS_CASES } from './results.ts'
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
+/** Connections `wrk` holds to the server in each case. */
+export const REPLICA_CONNECTIONS = 32
+/** Product updates a second on the primary while each case runs. */
+export const WRITES_PER_SECOND = 100
+const LIST = '/v1/products?limit=20'
+const LAG_SAMPLE_MS = 250
+
+/** Reads counted on /metrics by target (`primary`, `replica1`, …), summed over their reasons. */
+export function readsOf(metrics: string): Record<string, number> {
+  const reads: Record<string, number> = {}
+  for (const m of metrics.matchAll(/^edgeshop_db_reads_total\{target="([^"]+)",reason="[^"]+"\} (\d+)$/gm))
+    reads[m[1]!] = (reads[m[1]!] ?? 0) + Number(m[2])
+  return reads
 }
-const seconds = arg('seconds', 10)
-const rounds = arg('rounds', 3)
-const connections = arg('connections', 32)
-const writesPerSecond = arg('writes', 100)
 
-const primary = await startPostgres({ synchronousCommit: true })
-const url = await primary.createDatabase('bench_replicas')
-await applyMigrations(url)
-const seeded = spawnSync(process.env.BUN_BIN ?? 'bun', ['scripts/seed.ts', '--products', '1000'], {
-  cwd: ROOT,
-  env: { ...process.env, DATABASE_URL: url },
-  encoding: 'utf8',
-  stdio: ['ignore', 'pipe', 'inherit'],
-})
-if (seeded.status !== 0) throw new Error(`seed failed: ${seeded.stdout}`)
-const standby = await startPostgres({ standbyOf: primary })
-const replicaUrl = standby.url('bench_replicas')
-const sql = postgres(url, { max: 2, onnotice: () => {} })
-const ids = (await sql`select id from products`).map((r) => r.id as string)
+/** The first replica's lag on /metrics, in ms (NaN before its first poll). */
+export function lagMsOf(metrics: string): number {
+  return Number(/^edgeshop_replica_lag_seconds\{replica="replica1"\} ([\d.e+-]+)$/m.exec(metrics)?.[1] ?? Number.NaN) * 1000
+}
 
-/** Updates products on the primary at a steady rate until stopped. */
-function startWriter() {
+/** The share of the reads between two counts that a replica answered (NaN when none were counted). */
+export function replicaShare(before: Record<string, number>, after: Record<string, number>): number {
+  let replica = 0
+  let total = 0
+  for (const [target, n] of Object.entries(after)) {
+    const d = n - (before[target] ?? 0)
+    total += d
+    if (target !== 'primary') replica += d
+  }
+  return total > 0 ? replica / total : Number.NaN
+}
+
+const metricsOf = async (server: Server) => (await fetch(`${server.url}/metrics`)).text()
+
+/** Updates products on the primary at `WRITES_PER_SECOND` until stopped; the stop gives the updates done. */
+function startWriter(sql: postgres.Sql, ids: string[]): () => Promise<number> {
   let stopped = false
   let n = 0
   const done = (async () => {
@@ -58,7 +69,7 @@ function startWriter() {
     while (!stopped) {
       await sql`update products set stock = stock + 1, version = version + 1, updated_at = now() where id = ${ids[n % ids.length]!}`
       n++
-      const ahead = started + (n * 1000) / writesPerSecond - performance.now()
+      const ahead = started + (n * 1000) / WRITES_PER_SECOND - performance.now()
       if (ahead > 0) await new Promise((r) => setTimeout(r, ahead))
     }
   })()
@@ -69,98 +80,72 @@ function startWriter() {
   }
 }
 
-interface WrkResult {
-  rps: number
-  p50: number
-  p99: number
-}
+/** Starts the primary, its standby and the four servers; the cases that measure them and the list page's size. */
+export async function replicasScenario(): Promise<{ cases: Case[]; answerBytes: number }> {
+  const primary = await startPostgres({ synchronousCommit: true, timeoutMs: 120_000 })
+  cleanups.push(() => primary.stop())
+  const url = await createMigratedDatabase(primary, 'bench_replicas')
+  seed(url, 1_000)
+  // Cleanups run last first: the standby stops before its primary.
+  const standby = await startPostgres({ standbyOf: primary, timeoutMs: 120_000 })
+  cleanups.push(() => standby.stop())
+  const sql = postgres(url, { max: 2, onnotice: () => {} })
+  cleanups.push(() => sql.end({ timeout: 5 }))
+  const ids = (await sql<{ id: string }[]>`select id from products`).map((r) => r.id)
 
-/**
- * wrk's requests per second and latency percentiles (ms) for one URL. Spawned, not run synchronously: the writer
- * and the lag sampler of this process go on meanwhile.
- */
-async function wrk(target: string): Promise<WrkResult> {
-  const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', target], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (d) => (out += d))
-  child.stderr.on('data', (d) => (err += d))
-  const code = await new Promise<number | null>((r) => child.once('exit', r))
-  if (code !== 0) throw new Error(`wrk failed: ${err}`)
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
-  const ms = (p: string) => {
-    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out)
-    return m ? Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1) : Number.NaN
-  }
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
-  if (non2xx > 0) throw new Error(`${non2xx} answers were not 2xx:\n${out}`)
-  return { rps, p50: ms('50'), p99: ms('99') }
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-
-async function scrape(base: string) {
-  const text = await (await fetch(`${base}/metrics`)).text()
-  const reads: Record<string, number> = {}
-  for (const m of text.matchAll(/^edgeshop_db_reads_total\{target="([^"]+)",reason="([^"]+)"\} (\d+)$/gm))
-    reads[`${m[1]} (${m[2]})`] = Number(m[3])
-  const lag = Number(/^edgeshop_replica_lag_seconds\{replica="replica1"\} ([\d.e-]+)$/m.exec(text)?.[1] ?? Number.NaN)
-  return { reads, lag }
-}
-
-const base = { DATABASE_URL: url, JWT_SECRET: 'bench-replicas-secret-0123456789abcdef', LOG_LEVEL: 'warn', CACHE_L1_MAX_ENTRIES: '0' }
-const lines: string[] = [
-  `List page GET /v1/products?limit=20, caching off, ${connections} connections, ${seconds} s × ${rounds} rounds (median), ${writesPerSecond} product updates/s on the primary`,
-  '',
-  '| runtime | primary alone: req/s, p50 / p99 ms | one replica: req/s, p50 / p99 ms | ratio (req/s) | reads in the replica case | replica lag during load (ms): median / max |',
-  '|---|---|---|---|---|---|',
-]
-let writes = 0
-let writeSeconds = 0
-for (const runtime of ['bun', 'node'] as Runtime[]) {
-  const alone = await startAppServer(runtime, base)
-  const routed = await startAppServer(runtime, { ...base, DATABASE_REPLICA_URLS: replicaUrl })
-  const results: Record<'alone' | 'routed', WrkResult[]> = { alone: [], routed: [] }
-  const lags: number[] = []
-  const readsBefore = (await scrape(routed.url)).reads
-  try {
-    for (let round = 0; round < rounds; round++) {
-      for (const [name, server] of [
-        ['alone', alone],
-        ['routed', routed],
-      ] as const) {
-        const stopWriter = startWriter()
-        const sampler =
-          name === 'routed'
-            ? setInterval(() => {
-                scrape(server.url).then(
-                  (s) => Number.isFinite(s.lag) && lags.push(s.lag * 1000),
-                  () => {},
-                )
-              }, 250)
-            : undefined
-        results[name].push(await wrk(`${server.url}/v1/products?limit=20`))
+  const env = { ...serverEnv, DATABASE_URL: url, CACHE_L1_MAX_ENTRIES: '0' }
+  /** A wrk run of the list page with the writer on, and (`replica`) the lag sampled meanwhile. */
+  const load = (server: Server, replica: boolean) => (seconds: number) =>
+    alone(server, async (): Promise<Measurement> => {
+      const before = readsOf(await metricsOf(server))
+      const lags: number[] = []
+      const sampler = replica
+        ? setInterval(() => {
+            metricsOf(server).then(
+              (text) => {
+                const lag = lagMsOf(text)
+                if (Number.isFinite(lag)) lags.push(lag)
+              },
+              () => {},
+            )
+          }, LAG_SAMPLE_MS)
+        : undefined
+      const stopWriter = startWriter(sql, ids)
+      let m: Measurement
+      try {
+        m = await wrk(server.url + LIST, { connections: REPLICA_CONNECTIONS, seconds })
+      } finally {
         clearInterval(sampler)
-        writes += await stopWriter()
-        writeSeconds += seconds
       }
-    }
-    const after = (await scrape(routed.url)).reads
-    const split = Object.entries(after)
-      .map(([k, v]) => [k, v - (readsBefore[k] ?? 0)] as const)
-      .filter(([, v]) => v > 0)
-    const total = split.reduce((n, [, v]) => n + v, 0)
-    const share = split.map(([k, v]) => `${k} ${((100 * v) / total).toFixed(1)} %`).join(', ')
-    const row = (rs: WrkResult[]) =>
-      `${median(rs.map((r) => r.rps)).toFixed(0)}, ${median(rs.map((r) => r.p50)).toFixed(2)} / ${median(rs.map((r) => r.p99)).toFixed(2)}`
-    const ratio = median(results.routed.map((r) => r.rps)) / median(results.alone.map((r) => r.rps))
-    const lagText = lags.length > 0 ? `${median(lags).toFixed(0)} / ${Math.max(...lags).toFixed(0)}` : 'not measured'
-    lines.push(`| ${runtime} | ${row(results.alone)} | ${row(results.routed)} | ${ratio.toFixed(2)}× | ${share} | ${lagText} |`)
-  } finally {
-    await Promise.all([alone.stop(), routed.stop()])
-  }
-}
+      const writes = await stopWriter()
+      return {
+        ...m,
+        replicaReads: replicaShare(before, readsOf(await metricsOf(server))),
+        ...(replica ? { lagMedianMs: median(lags), lagMaxMs: lags.length > 0 ? Math.max(...lags) : Number.NaN } : {}),
+        writesPerSecond: writes / seconds,
+      }
+    })
 
-await stopAll([sql], [standby, primary])
-lines.push('', `Updates done on the primary while wrk ran: ${(writes / writeSeconds).toFixed(0)} a second.`)
-console.log(lines.join('\n'))
+  const cases: Case[] = []
+  let answerBytes = 0
+  for (const [runtime, label] of [
+    ['bun', 'Bun'],
+    ['node', 'Node'],
+  ] as const) {
+    const primaryAlone = await serve(`edgeshop-${runtime}-primary`, edgeshopCommand(runtime), env)
+    const routed = await serve(`edgeshop-${runtime}-replica`, edgeshopCommand(runtime), {
+      ...env,
+      DATABASE_REPLICA_URLS: standby.url('bench_replicas'),
+    })
+    for (const server of [primaryAlone, routed]) {
+      const res = await fetch(server.url + LIST)
+      answerBytes = (await res.arrayBuffer()).byteLength
+      if (res.status !== 200) throw new Error(`${server.name} answered the list page with ${res.status}`)
+    }
+    cases.push(
+      { scenario: 'replicas', name: `${label}, ${REPLICAS_CASES.alone}`, run: load(primaryAlone, false) },
+      { scenario: 'replicas', name: `${label}, ${REPLICAS_CASES.replica}`, run: load(routed, true) },
+    )
+  }
+  return { cases, answerBytes }
+}

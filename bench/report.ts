@@ -8,7 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type BenchResults, type CaseResult, WORKERD_CASES } from './results.ts'
+import { type BenchResults, type CaseResult, REPLICAS_CASES, WORKERD_CASES } from './results.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 const DOC = join(ROOT, 'docs/BENCHMARKS.md')
@@ -18,6 +18,9 @@ const END = '<!-- results:end -->'
 /** The Workers scenario has a section of its own: `./run bench --only workerd` rewrites it alone. */
 const WORKERD_START = '<!-- workerd:start -->'
 const WORKERD_END = '<!-- workerd:end -->'
+/** So has the read-replica scenario: `./run bench --only replicas` rewrites it alone. */
+const REPLICAS_START = '<!-- replicas:start -->'
+const REPLICAS_END = '<!-- replicas:end -->'
 /** The most CPU time per request a Workers route may take (login, PBKDF2 by design, aside). */
 const WORKERD_CPU_TARGET_MS = 10
 
@@ -56,6 +59,11 @@ function referenceOf(r: BenchResults, c: CaseResult): { name: string; value: num
       return [WORKERD_CASES.hot, WORKERD_CASES.l1Off, WORKERD_CASES.list].includes(c.name as never)
         ? { name: 'bare worker', value: rps(r, 'workerd', WORKERD_CASES.bare) }
         : undefined
+    case 'replicas': {
+      // Each runtime's replica case against the same runtime's primary alone.
+      const primary = c.name.replace(REPLICAS_CASES.replica, REPLICAS_CASES.alone)
+      return primary === c.name ? undefined : { name: REPLICAS_CASES.alone, value: rps(r, 'replicas', primary) }
+    }
     case 'checkout':
       return c.name.startsWith('pgbench') ? undefined : { name: 'pgbench', value: rps(r, 'checkout', 'pgbench, same SQL') }
     case 'scale': {
@@ -92,8 +100,24 @@ export function workerdTargets(r: BenchResults): Target[] {
   return out
 }
 
+/** Not targets: the list page with one replica against the primary alone, per runtime (the issue asks for the ratio). */
+export function replicaTargets(r: BenchResults): Target[] {
+  return r.cases
+    .filter((c) => c.scenario === 'replicas' && c.name.endsWith(REPLICAS_CASES.replica))
+    .map((c) => {
+      const ref = referenceOf(r, c)
+      return {
+        what: `List page, caching off, ${c.name} vs the ${ref?.name}`,
+        measured: ratio(c.median.rps / (ref?.value ?? Number.NaN)),
+        target: '–',
+        met: null,
+      }
+    })
+}
+
 export function targets(r: BenchResults): Target[] {
-  if (r.only === 'workerd') return [...workerdTargets(r), bundleTarget(r)]
+  if (r.only === 'workerd') return [...workerdTargets(r), ...bundleTarget(r)]
+  if (r.only === 'replicas') return replicaTargets(r)
   const out: Target[] = []
   const big = r.cases.filter((c) => c.scenario === 'scale' && !c.name.endsWith(', 1k') && !c.name.startsWith('orders'))
   for (const [runtime, limit] of [
@@ -170,13 +194,14 @@ export function targets(r: BenchResults): Target[] {
       met: Number.isFinite(mb) ? mb <= 150 : null,
     })
   }
-  out.push(...workerdTargets(r), bundleTarget(r))
+  out.push(...replicaTargets(r), ...workerdTargets(r), ...bundleTarget(r))
   return out
 }
 
-function bundleTarget(r: BenchResults): Target {
+function bundleTarget(r: BenchResults): Target[] {
+  if (!r.worker) return []
   const kib = r.worker.gzipBytes / 1024
-  return { what: 'Worker bundle, minified + gzip', measured: `${fmt(kib)} KiB`, target: '≤ 1024 KiB', met: kib <= 1024 }
+  return [{ what: 'Worker bundle, minified + gzip', measured: `${fmt(kib)} KiB`, target: '≤ 1024 KiB', met: kib <= 1024 }]
 }
 
 function chart(r: BenchResults, title: string, cases: CaseResult[]): string {
@@ -216,6 +241,7 @@ const TITLES: Record<string, string> = {
   checkout: '5. Checkout: POST /v1/orders vs pgbench with the same SQL',
   scale: '7. Scale: caching off, small vs large tables',
   workerd: '8. Workers (workerd): edgeshop beside a bare worker in the same workerd',
+  replicas: '9. Read replicas: the list page with one streaming replica, caching off',
 }
 
 export function render(r: BenchResults, chartDir = 'bench'): string {
@@ -292,6 +318,12 @@ export function render(r: BenchResults, chartDir = 'bench'): string {
     lines.push(...bundleTable(r))
     lines.push('')
   }
+  if (r.cases.some((c) => c.scenario === 'replicas')) {
+    lines.push(`### ${TITLES.replicas}`)
+    lines.push('')
+    lines.push('In [Read replicas](#read-replicas).')
+    lines.push('')
+  }
   lines.push('### Versions and plan')
   lines.push('')
   lines.push(
@@ -313,6 +345,7 @@ export function render(r: BenchResults, chartDir = 'bench'): string {
 }
 
 function bundleTable(r: BenchResults): string[] {
+  if (!r.worker) return []
   return [
     '| | |',
     '|---|---:|',
@@ -330,11 +363,11 @@ const resultsFile = (r: BenchResults) => `bench/results/${r.only ? `${r.only}-` 
 export function renderWorkerd(r: BenchResults, chartDir = 'bench'): string {
   const ms = (n: number | undefined) => fmt(n ?? Number.NaN, 2)
   const lines = [
-    `Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC, \`${r.command}\`, ${r.durationSeconds} s; results in \`${resultsFile(r)}\`.`,
+    runLine(r),
     '',
     '| | measured | target | |',
     '|---|---:|---:|---|',
-    ...[...workerdTargets(r), bundleTarget(r)].map(
+    ...[...workerdTargets(r), ...bundleTarget(r)].map(
       (x) => `| ${x.what} | ${x.measured} | ${x.target} | ${x.met === null ? '–' : x.met ? 'met' : '**missed**'} |`,
     ),
     '',
@@ -343,22 +376,77 @@ export function renderWorkerd(r: BenchResults, chartDir = 'bench'): string {
     '| case | req/s (median) | p50 ms | p99 ms | ratio | CPU ms/request, workerd | CPU ms/request, PostgreSQL | PostgreSQL sessions/request | not 2xx/3xx | socket errors | runs (req/s) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ]
-  for (const c of r.cases.filter((c) => c.scenario === 'workerd')) {
-    const ref = referenceOf(r, c)
-    const x = ref ? `${ratio(c.median.rps / ref.value)} ${ref.name}` : ''
-    lines.push(
-      `| ${c.name} | ${fmt(c.median.rps)} | ${ms(c.median.p50)} | ${ms(c.median.p99)} | ${x} | ${ms(c.median.cpuMs)} | ${ms(c.median.dbCpuMs)} | ${ms(c.median.dbSessions)} | ${c.median.non2xx} | ${c.median.errors} | ${c.runs.map((m) => fmt(m.rps)).join(', ')} |`,
-    )
-  }
+  lines.push(...caseRows(r, 'workerd', (m) => [ms(m.cpuMs), ms(m.dbCpuMs), ms(m.dbSessions)]))
   lines.push('', ...bundleTable(r), '')
-  const load = r.machine.loadAverage?.map((x) => x.toFixed(1)).join(' / ')
   const placed = r.machine.pinned ? 'workerd pinned to CPU 1 and wrk to CPU 0 (checkout: PostgreSQL on CPU 0)' : 'not pinned'
   // The first results file holds workerd's version as `workerd --version` prints it ("workerd 2026-11-17").
-  const postgres = r.versions.postgres?.replace(/^.*\(PostgreSQL\) (\S+).*$/, '$1') ?? '–'
   lines.push(
-    `${r.machine.cpu}, ${r.machine.cores} cores${load ? `, shared: load average ${load} (1 / 5 / 15 min) at the end` : ''}, ${placed}; ` +
+    `${machineLine(r)}, ${placed}; ` +
       `${r.plan.rounds} ${r.plan.rounds === 1 ? 'round' : 'rounds'} of ${r.plan.seconds} s; ${r.plan.hotConnections} connections, checkout and login ${r.plan.checkoutConnections}. ` +
-      `workerd ${r.versions.workerd?.replace(/^workerd /, '') ?? '–'}, PostgreSQL ${postgres}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
+      `workerd ${r.versions.workerd?.replace(/^workerd /, '') ?? '–'}, PostgreSQL ${postgresVersion(r)}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
+  )
+  return lines.join('\n')
+}
+
+/** The first line of a scenario's own section: when, the command, how long, and the results file. */
+const runLine = (r: BenchResults) =>
+  `Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC, \`${r.command}\`, ${r.durationSeconds} s; results in \`${resultsFile(r)}\`.`
+
+/** A row per case of `scenario`: rate, latency, ratio, the columns `extra` gives, failures and each run's rate. */
+function caseRows(r: BenchResults, scenario: string, extra: (m: CaseResult['median'], c: CaseResult) => string[]): string[] {
+  return r.cases
+    .filter((c) => c.scenario === scenario)
+    .map((c) => {
+      const ref = referenceOf(r, c)
+      const x = ref ? `${ratio(c.median.rps / ref.value)} ${ref.name}` : ''
+      const m = c.median
+      return `| ${[c.name, fmt(m.rps), fmt(m.p50, 2), fmt(m.p99, 2), x, ...extra(m, c), m.non2xx, m.errors, c.runs.map((run) => fmt(run.rps)).join(', ')].join(' | ')} |`
+    })
+}
+
+/** The CPU, its cores and, when recorded, the load average at the end of the run. */
+function machineLine(r: BenchResults): string {
+  const load = r.machine.loadAverage?.map((x) => x.toFixed(1)).join(' / ')
+  return `${r.machine.cpu}, ${r.machine.cores} cores${load ? `, shared: load average ${load} (1 / 5 / 15 min) at the end` : ''}`
+}
+
+const postgresVersion = (r: BenchResults) => r.versions.postgres?.replace(/^.*\(PostgreSQL\) (\S+).*$/, '$1') ?? '–'
+
+/**
+ * A replica case's rate over its primary alone's, round by round (the two measured one after the other): on a
+ * machine whose rate drifts between rounds, the spread of these says more than the ratio of the medians.
+ */
+function byRound(r: BenchResults, c: CaseResult): string {
+  const primary = find(r, 'replicas', c.name.replace(REPLICAS_CASES.replica, REPLICAS_CASES.alone))
+  if (!primary || primary === c) return ''
+  return c.runs.map((run, i) => (primary.runs[i] ? ratio(run.rps / primary.runs[i]!.rps) : '–')).join(', ')
+}
+
+/** The read-replica section: per runtime, the primary alone and one replica, with where the reads went and the lag. */
+export function renderReplicas(r: BenchResults, chartDir = 'bench'): string {
+  const ms = (n: number | undefined) => fmt(n ?? Number.NaN, 2)
+  const share = (n: number | undefined) => (n === undefined || n === null || !Number.isFinite(n) ? '–' : `${fmt(n * 100, 1)} %`)
+  const lines = [
+    runLine(r),
+    '',
+    `![${TITLES.replicas}](${chartDir}/replicas.svg)`,
+    '',
+    '| case | req/s (median) | p50 ms | p99 ms | ratio | ratio by round | reads on the replica | replica lag ms, median / max | updates/s on the primary | not 2xx/3xx | socket errors | runs (req/s) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+  ]
+  lines.push(
+    ...caseRows(r, 'replicas', (m, c) => [
+      byRound(r, c),
+      share(m.replicaReads),
+      m.lagMedianMs === undefined ? '' : `${ms(m.lagMedianMs)} / ${ms(m.lagMaxMs)}`,
+      fmt(m.writesPerSecond ?? Number.NaN),
+    ]),
+    '',
+  )
+  const placed = r.machine.pinned ? 'edgeshop pinned to CPU 1 and wrk to CPU 0, the two PostgreSQL servers not pinned' : 'not pinned'
+  lines.push(
+    `${machineLine(r)}, ${placed}; ${r.plan.rounds} ${r.plan.rounds === 1 ? 'round' : 'rounds'} of ${r.plan.seconds} s; ` +
+      `${r.plan.replicaConnections ?? '–'} connections; PostgreSQL ${postgresVersion(r)}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
   )
   return lines.join('\n')
 }
@@ -373,9 +461,12 @@ export function writeReport(r: BenchResults, opts: { write: boolean }): string {
       if (s === 'hot' || s === 'peers') cases = [...r.cases.filter((c) => c.scenario === 'limit'), ...cases]
       writeFileSync(join(CHARTS, `${s}.svg`), chart(r, TITLES[s] ?? s, cases))
     }
-    let doc = existsSync(DOC) ? readFileSync(DOC, 'utf8') : `# Benchmarks\n\n${START}\n${END}\n\n${WORKERD_START}\n${WORKERD_END}\n`
+    let doc = existsSync(DOC)
+      ? readFileSync(DOC, 'utf8')
+      : `# Benchmarks\n\n${START}\n${END}\n\n${WORKERD_START}\n${WORKERD_END}\n\n${REPLICAS_START}\n${REPLICAS_END}\n`
     if (!r.only) doc = between(doc, START, END, render(r))
     if (r.cases.some((c) => c.scenario === 'workerd')) doc = between(doc, WORKERD_START, WORKERD_END, renderWorkerd(r))
+    if (r.cases.some((c) => c.scenario === 'replicas')) doc = between(doc, REPLICAS_START, REPLICAS_END, renderReplicas(r))
     writeFileSync(DOC, doc)
   }
   return `${targets(r)

@@ -19,6 +19,14 @@ export interface Measurement {
   dbCpuMs?: number
   /** PostgreSQL sessions (connections) started per request (the Workers cases). */
   dbSessions?: number
+  /** Share of the run's reads a replica answered, 0 to 1 (the read-replica cases; NaN when none were counted). */
+  replicaReads?: number
+  /** The replica's lag as the app measured it, sampled every 250 ms over the run: median, in ms (the replica cases). */
+  lagMedianMs?: number
+  /** …and the largest sample, in ms; over several runs, the largest of all. */
+  lagMaxMs?: number
+  /** Product updates done a second on the primary over the run (the read-replica cases). */
+  writesPerSecond?: number
 }
 
 export interface CaseResult {
@@ -44,8 +52,9 @@ export interface BenchResults {
   memoryMb: Record<string, number | null>
   /** RSS of the main edgeshop servers right after each scenario (`edgeshop Bun, after hot`). */
   rssAfterMb: Record<string, number>
-  worker: { bytes: number; gzipBytes: number; coldStartMs: number; emptyWorkerColdStartMs: number }
-  /** The one scenario measured (`./run bench --only workerd`); absent in a full run. */
+  /** The Worker bundle's figures; absent when the Workers scenario did not run (`--only replicas`). */
+  worker?: { bytes: number; gzipBytes: number; coldStartMs: number; emptyWorkerColdStartMs: number }
+  /** The one scenario measured (`./run bench --only workerd`, `--only replicas`); absent in a full run. */
   only?: string
 }
 
@@ -57,6 +66,12 @@ export const WORKERD_CASES = {
   list: 'list page',
   checkout: 'checkout',
   login: 'login (PBKDF2)',
+} as const
+
+/** The cases of the read-replica scenario (`replicas`, bench/replicas.ts), each after its runtime: `Bun, one replica`. */
+export const REPLICAS_CASES = {
+  alone: 'primary alone',
+  replica: 'one replica',
 } as const
 
 /** The median of the finite values (NaN when there are none). */

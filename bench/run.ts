@@ -1,5 +1,5 @@
 /**
- * `./run bench [--quick] [--only workerd]`: edgeshop measured side by side with the
+ * `./run bench [--quick] [--only workerd|replicas]`: edgeshop measured side by side with the
  * runtime's own limit and with the peers, in one run, as ratios.
  *
  * It starts what it needs — PostgreSQL, redis-server with the Upstash REST
@@ -7,7 +7,9 @@
  * several cache configurations), the limit servers of bench/limit/ and the
  * peers of bench/peers/ — seeds the data, drives each case with `wrk`,
  * runs `pgbench` with checkout's SQL, builds the Worker bundle and serves it
- * in workerd beside a bare worker (bench/workerd.ts), then stops everything.
+ * in workerd beside a bare worker (bench/workerd.ts), measures the list page
+ * with one streaming read replica against the primary alone (bench/replicas.ts),
+ * then stops everything.
  * Traffic stays on 127.0.0.1.
  *
  * Method (see docs/BENCHMARKS.md): servers pinned to CPU 1, `wrk` to CPU 0
@@ -18,10 +20,11 @@
  *
  * Writes bench/results/<date>.json and regenerates docs/BENCHMARKS.md
  * (bench/report.ts). `--quick` (one short round, a small "large" catalog)
- * checks that the harness works in two to two and a half minutes; it writes
+ * checks that the harness works in two and a half to three minutes; it writes
  * its figures to bench/results/quick.json and leaves the report alone.
  * `--only workerd` runs the Workers scenario alone (bench/results/workerd-<date>.json
- * and its section of the report; with `--quick`, a smoke test of it).
+ * and its section of the report; with `--quick`, a smoke test of it);
+ * `--only replicas` the read-replica scenario the same way.
  *
  * `./run bench --against <git-rev>` compares that revision with the working
  * tree instead (bench/ab.ts); the pieces both use are in bench/harness.ts.
@@ -72,12 +75,13 @@ import {
   writeLua,
   wrk,
 } from './harness.ts'
+import { REPLICA_CONNECTIONS, replicasScenario, WRITES_PER_SECOND } from './replicas.ts'
 import { writeReport } from './report.ts'
 import { type BenchResults, type CaseResult, type Measurement, median } from './results.ts'
 import { workerdScenario } from './workerd.ts'
 
 const QUICK = process.argv.includes('--quick')
-/** `--only workerd`: that scenario alone, with only what it needs started (for iterating on it, or its figures alone). */
+/** `--only workerd`, `--only replicas`: that scenario alone, with only what it needs started (for iterating on it, or its figures alone). */
 const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
 const plan = QUICK
   ? { seconds: 1, warmSeconds: 1, rounds: 1, big: 20_000, manyOrders: 2_000 }
@@ -140,7 +144,8 @@ async function pgbench(
 
 async function main(): Promise<void> {
   if (!has('wrk')) throw new Error('wrk is needed: apt-get install wrk')
-  if (ONLY !== undefined && ONLY !== 'workerd') throw new Error(`--only takes the scenario workerd, not ${ONLY ?? 'nothing'}`)
+  if (ONLY !== undefined && ONLY !== 'workerd' && ONLY !== 'replicas')
+    throw new Error(`--only takes the scenario workerd or replicas, not ${ONLY ?? 'nothing'}`)
   say(
     `${QUICK ? 'quick' : 'full'} run${ONLY ? ` of ${ONLY} alone` : ''}: ${plan.rounds} round(s) of ${plan.seconds} s per case${PINNED ? ', servers on CPU 1, load on CPU 0' : ', unpinned'}`,
   )
@@ -150,6 +155,16 @@ async function main(): Promise<void> {
       stdio: 'inherit',
     })
     if (peersInstalled.status !== 0) throw new Error('bun install in bench/peers failed')
+  }
+  if (ONLY === 'replicas') {
+    buildNode()
+    const replicas = await replicasScenario()
+    return finish(replicas.cases, await measure(replicas.cases), {
+      answerBytes: replicas.answerBytes,
+      memoryMb: {},
+      rssAfterMb: {},
+      versions: versions(),
+    })
   }
 
   const pg = await startPostgres({ timeoutMs: 120_000 })
@@ -205,6 +220,7 @@ async function main(): Promise<void> {
   const env = serverEnv
   const noL1 = { CACHE_L1_MAX_ENTRIES: '0' }
   buildNode()
+  const replicas = await replicasScenario()
 
   say('starting servers')
   const servers = {
@@ -353,6 +369,7 @@ async function main(): Promise<void> {
       run: load(servers.bunDb, '/v1/orders?limit=20', DB_CONNECTIONS, () => ordersScript(customers.many.email)),
     },
     ...workers.cases,
+    ...replicas.cases,
   ]
 
   /** Resident memory of the two main edgeshop servers after each scenario's runs (the largest seen), in MB. */
@@ -445,6 +462,8 @@ function finish(
       steadyPauseMs: STEADY_PAUSE_MS,
       dbConnections: DB_CONNECTIONS,
       checkoutConnections: CHECKOUT_CONNECTIONS,
+      replicaConnections: REPLICA_CONNECTIONS,
+      replicaWritesPerSecond: WRITES_PER_SECOND,
     },
     cases: cases.map((c): CaseResult => {
       const runs = samples.get(c)!
@@ -473,6 +492,19 @@ function medianOf(runs: Measurement[]): Measurement {
           cpuMs: median(runs.map((r) => r.cpuMs ?? Number.NaN)),
           dbCpuMs: median(runs.map((r) => r.dbCpuMs ?? Number.NaN)),
           dbSessions: median(runs.map((r) => r.dbSessions ?? Number.NaN)),
+        }
+      : {}),
+    ...(runs.some((r) => r.writesPerSecond !== undefined)
+      ? {
+          replicaReads: median(runs.map((r) => r.replicaReads ?? Number.NaN)),
+          writesPerSecond: median(runs.map((r) => r.writesPerSecond ?? Number.NaN)),
+        }
+      : {}),
+    ...(runs.some((r) => r.lagMedianMs !== undefined)
+      ? {
+          lagMedianMs: median(runs.map((r) => r.lagMedianMs ?? Number.NaN)),
+          // The largest lag seen in any run, not a median of the runs' largest.
+          lagMaxMs: Math.max(Number.NEGATIVE_INFINITY, ...runs.map((r) => r.lagMaxMs ?? Number.NaN).filter(Number.isFinite)),
         }
       : {}),
   }

@@ -1,9 +1,10 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { renderWorkerd, targets } from '../../bench/report.ts'
-import { type BenchResults, type Measurement, WORKERD_CASES } from '../../bench/results.ts'
+import { type Measurement, WORKERD_CASES } from '../../bench/results.ts'
 import { statCpuMs, workerdConfig } from '../../bench/workerd.ts'
 import { ROOT } from '../support/app-server.ts'
+import { measurement, onlyResults, runsOf } from '../support/bench-results.ts'
 
 /*
  * The Workers scenario of `./run bench` (bench/workerd.ts): the bare worker
@@ -84,26 +85,11 @@ describe('CPU time from /proc/<pid>/stat', () => {
 })
 
 describe('the Workers section of the report', () => {
-  const m = (rps: number, cpuMs: number, dbCpuMs = 0, dbSessions = 0): Measurement => ({
-    rps,
-    p50: 1,
-    p99: 9,
-    non2xx: 0,
-    errors: 0,
-    cpuMs,
-    dbCpuMs,
-    dbSessions,
-  })
-  const runs = (x: Measurement) => ({ runs: [x], median: x })
-  const results: BenchResults = {
-    date: '2026-12-06T21:00:00.000Z',
-    quick: false,
-    durationSeconds: 120,
-    command: './run bench --only workerd',
-    machine: { cpu: 'Test CPU', cores: 2, pinned: true, loadAverage: [3.25, 2, 1] },
+  const m = (rps: number, cpuMs: number, dbCpuMs = 0, dbSessions = 0) => measurement(rps, { cpuMs, dbCpuMs, dbSessions })
+  const runs = (x: Measurement) => runsOf(x)
+  const results = onlyResults('workerd', {
     versions: { workerd: '2026-11-17', postgres: 'postgres (PostgreSQL) 15.18 (Debian)', edgeshop: 'abc1234' },
     plan: { seconds: 6, rounds: 3, hotConnections: 64, checkoutConnections: 16 },
-    answerBytes: 343,
     cases: [
       { scenario: 'workerd', name: WORKERD_CASES.bare, ...runs(m(10_000, 0.05)) },
       { scenario: 'workerd', name: WORKERD_CASES.hot, ...runs(m(8_000, 0.1)) },
@@ -111,11 +97,8 @@ describe('the Workers section of the report', () => {
       { scenario: 'workerd', name: WORKERD_CASES.checkout, ...runs(m(100, 12, 10, 1)) },
       { scenario: 'workerd', name: WORKERD_CASES.login, ...runs(m(40, 20, 6)) },
     ],
-    memoryMb: {},
-    rssAfterMb: {},
     worker: { bytes: 1_000_000, gzipBytes: 256_000, coldStartMs: 120, emptyWorkerColdStartMs: 30 },
-    only: 'workerd',
-  }
+  })
 
   it('holds the hot read to the bare worker and every route but login to its CPU target', () => {
     const t = targets(results)
