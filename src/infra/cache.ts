@@ -52,6 +52,13 @@ const REMEMBER_INVALIDATIONS_MS = 60_000
  */
 export type Load<T> = (after?: number) => Promise<T>
 
+/**
+ * Where a read hands the Redis write that stores what it loaded, so that the
+ * write outlives the answer: the request's `waitUntil`. On Workers a write
+ * left unawaited is cut off when the answer is sent, and L2 never filled.
+ */
+export type Keep = (work: Promise<unknown>) => void
+
 /** A cached answer: its body as sent, its ETag, and the version it shows. */
 export interface Cached {
   body: string
@@ -63,7 +70,7 @@ export interface Cache {
   /** Whether a shared L2 (Redis) is in use. */
   readonly shared: boolean
   /** A versioned entity; `load` answers `null` for "does not exist" (kept in L1 only). */
-  entity(key: string, load: Load<Cached | null>): Promise<Cached | null>
+  entity(key: string, load: Load<Cached | null>, keep?: Keep): Promise<Cached | null>
   /**
    * The entity's fresh L1 copy, synchronously, or undefined when this
    * process has none (expired, never loaded, known not to exist, L1 off).
@@ -74,7 +81,7 @@ export interface Cache {
   /** Version `version` of `key` was just written: evict it here, and leave a tombstone in L2 that no older load can overwrite. */
   invalidateEntity(key: string, version: number): Promise<void>
   /** A page of a collection, valid for the collection's current generation. */
-  page(collection: string, key: string, load: Load<Cached>): Promise<Cached>
+  page(collection: string, key: string, load: Load<Cached>, keep?: Keep): Promise<Cached>
   /** The collection changed: every cached page of it is stale. */
   invalidateCollection(collection: string): Promise<void>
 }
@@ -305,6 +312,9 @@ export function createCache(opts: CacheOptions): Cache {
    * unless `key` — or `group`, a collection's page prefix — was written while
    * it ran.
    */
+  /** A write no one awaits: handed to `keep` when the caller gave one. */
+  const kept = (keep: Keep | undefined, work: Promise<unknown>) => (keep ? keep(work) : void work)
+
   function readThrough(l1: Lru, key: string, fromL2: () => Promise<Cached | null | undefined>, group?: string): Promise<Cached | null> {
     const t = now()
     const hit = l1.get(key)
@@ -344,7 +354,7 @@ export function createCache(opts: CacheOptions): Cache {
   return {
     shared: redis !== undefined,
 
-    entity(key, load) {
+    entity(key, load, keep) {
       const full = prefix + key
       return readThrough(entities, full, async () => {
         let tombstone: number | undefined
@@ -363,7 +373,10 @@ export function createCache(opts: CacheOptions): Cache {
         // replica that has not replayed that write yet. The primary has.
         if (tombstone !== undefined && (loaded === null || loaded.version < tombstone)) loaded = await load(Number.POSITIVE_INFINITY)
         if (loaded && cas && l2Usable())
-          void write('set', () => cas.exec([full], [String(loaded.version), encode(loaded), String(ttlMs), '0']))
+          kept(
+            keep,
+            write('set', () => cas.exec([full], [String(loaded.version), encode(loaded), String(ttlMs), '0'])),
+          )
         return loaded
       })
     },
@@ -383,7 +396,7 @@ export function createCache(opts: CacheOptions): Cache {
       if (cas) await persistent('invalidate', () => cas.exec([full], [String(version), `${version}\n`, String(ttlMs), '1']))
     },
 
-    async page(collection, key, load) {
+    async page(collection, key, load, keep) {
       const genKey = `${prefix}${collection}:gen`
       const pagesPrefix = `${prefix}${collection}:p:`
       const full = pagesPrefix + key
@@ -411,7 +424,11 @@ export function createCache(opts: CacheOptions): Cache {
             }
           }
           const loaded = await load(later(invalidated.get(genKey), changedAt))
-          if (redis && l2Usable()) void write('set', () => redis.set(full, `${gen}\n${encode(loaded)}`, { px: ttlMs }))
+          if (redis && l2Usable())
+            kept(
+              keep,
+              write('set', () => redis.set(full, `${gen}\n${encode(loaded)}`, { px: ttlMs })),
+            )
           return loaded
         },
         pagesPrefix,

@@ -64,20 +64,27 @@ const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%
  * The cached answer for one product, or null when it is unknown or archived.
  * `writtenAt`: the caller wrote at that time (ms) and must see it when the product is loaded.
  */
-export function productAnswer(deps: Pick<CatalogService, 'read' | 'cache'>, id: string, writtenAt?: number): Promise<Cached | null> {
+export function productAnswer(
+  deps: Pick<CatalogService, 'read' | 'cache' | 'waitUntil'>,
+  id: string,
+  writtenAt?: number,
+): Promise<Cached | null> {
   if (!isUuid(id)) return Promise.resolve(null)
-  return deps.cache.entity(productKey(id), (after) =>
-    deps.read(
-      async (db) => {
-        const [row] = await db
-          .select()
-          .from(products)
-          .where(and(eq(products.id, id), eq(products.active, true)))
-          .limit(1)
-        return row ? cachedProduct(row) : null
-      },
-      later(after, writtenAt),
-    ),
+  return deps.cache.entity(
+    productKey(id),
+    (after) =>
+      deps.read(
+        async (db) => {
+          const [row] = await db
+            .select()
+            .from(products)
+            .where(and(eq(products.id, id), eq(products.active, true)))
+            .limit(1)
+          return row ? cachedProduct(row) : null
+        },
+        later(after, writtenAt),
+      ),
+    deps.waitUntil,
   )
 }
 
@@ -87,7 +94,11 @@ export function productAnswer(deps: Pick<CatalogService, 'read' | 'cache'>, id: 
  * rows whatever its depth, and products added between pages never shift the
  * pages after the first.
  */
-export function listPage(deps: Pick<CatalogService, 'read' | 'cache'>, query: ListQueryInput, writtenAt?: number): Promise<Cached> {
+export function listPage(
+  deps: Pick<CatalogService, 'read' | 'cache' | 'waitUntil'>,
+  query: ListQueryInput,
+  writtenAt?: number,
+): Promise<Cached> {
   const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
   if (query.cursor !== undefined && after === undefined) {
     throw new AppError('validation_failed', 'The cursor is not valid', {
@@ -95,29 +106,36 @@ export function listPage(deps: Pick<CatalogService, 'read' | 'cache'>, query: Li
     })
   }
   const key = JSON.stringify([query.category ?? null, query.q ?? null, query.limit, after ?? null])
-  return deps.cache.page(PRODUCTS, key, async (since) => {
-    const rows = await deps.read(
-      (db) =>
-        db
-          .select()
-          .from(products)
-          .where(
-            and(
-              eq(products.active, true),
-              query.category === undefined ? undefined : eq(products.category, query.category),
-              query.q === undefined ? undefined : or(ilike(products.name, likePattern(query.q)), ilike(products.sku, likePattern(query.q))),
-              after === undefined ? undefined : lt(products.id, after),
-            ),
-          )
-          .orderBy(desc(products.id))
-          .limit(query.limit + 1),
-      later(since, writtenAt),
-    )
-    const more = rows.length > query.limit
-    const items = more ? rows.slice(0, query.limit) : rows
-    const body = JSON.stringify({ items: items.map(productJson), nextCursor: more ? encodeCursor(items.at(-1)!.id) : null })
-    return { body, etag: `W/"${fnv1a(body)}"`, version: 0 }
-  })
+  return deps.cache.page(
+    PRODUCTS,
+    key,
+    async (since) => {
+      const rows = await deps.read(
+        (db) =>
+          db
+            .select()
+            .from(products)
+            .where(
+              and(
+                eq(products.active, true),
+                query.category === undefined ? undefined : eq(products.category, query.category),
+                query.q === undefined
+                  ? undefined
+                  : or(ilike(products.name, likePattern(query.q)), ilike(products.sku, likePattern(query.q))),
+                after === undefined ? undefined : lt(products.id, after),
+              ),
+            )
+            .orderBy(desc(products.id))
+            .limit(query.limit + 1),
+        later(since, writtenAt),
+      )
+      const more = rows.length > query.limit
+      const items = more ? rows.slice(0, query.limit) : rows
+      const body = JSON.stringify({ items: items.map(productJson), nextCursor: more ? encodeCursor(items.at(-1)!.id) : null })
+      return { body, etag: `W/"${fnv1a(body)}"`, version: 0 }
+    },
+    deps.waitUntil,
+  )
 }
 
 /** After a product changed: its copies here are gone now; Redis follows off the response path. */
