@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { type AppServer, startAppServer } from '../support/app-server.ts'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type AppServer, adminToken, startAppServer } from '../support/app-server.ts'
 import { migratedDatabase } from '../support/databases.ts'
 import { type RedisServerHandle, startRedisServer } from '../support/redis-server.ts'
 import { createRespClient } from '../support/resp.ts'
@@ -50,14 +50,7 @@ async function post(path: string, body: unknown, token?: string) {
 
 describe('Workers: the Redis tier', () => {
   it('a product and a page read once are stored in Redis, past the answer', async () => {
-    const admin = await vi.waitFor(
-      async () => {
-        const token = (await post('/v1/auth/login', ADMIN)).accessToken as string | undefined
-        if (!token) throw new Error('the admin cannot log in yet')
-        return token
-      },
-      { timeout: 15_000, interval: 250 },
-    )
+    const admin = await adminToken(server.url, ADMIN)
     const id = (await post('/v1/products', { sku: 'WC-1', name: 'Stored', priceCents: 100, stock: 1, category: 'wc' }, admin)).id as string
     const raw = createRespClient({ port: redis.port })
     try {

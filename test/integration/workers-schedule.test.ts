@@ -1,6 +1,6 @@
 import postgres from 'postgres'
-import { describe, expect, it, vi } from 'vitest'
-import { startAppServer } from '../support/app-server.ts'
+import { describe, expect, it } from 'vitest'
+import { adminToken, startAppServer } from '../support/app-server.ts'
 import { migratedDatabase } from '../support/databases.ts'
 
 /*
@@ -39,14 +39,7 @@ describe('Workers cron trigger', () => {
           })
         ).json()) as Record<string, unknown>
       await fetch(`${server.url}/healthz`)
-      const admin = await vi.waitFor(
-        async () => {
-          const token = (await post('/v1/auth/login', ADMIN)).accessToken as string | undefined
-          if (!token) throw new Error('the admin cannot log in yet')
-          return token
-        },
-        { timeout: 15_000, interval: 250 },
-      )
+      const admin = await adminToken(server.url, ADMIN)
       const product = (
         await post('/v1/products', { sku: `CRON-${Date.now()}`, name: 'Cron', priceCents: 100, stock: 4, category: 'cron' }, admin)
       ).id as string

@@ -246,3 +246,23 @@ async function startOnce(runtime: Runtime, env: Record<string, string>, opts: St
     },
   }
 }
+
+/**
+ * The access token of the admin a server was configured with, once it can
+ * log in: a Worker ensures its admin after its first answer (waitUntil), so
+ * the first logins may still fail.
+ */
+export async function adminToken(baseUrl: string, admin: { email: string; password: string }, timeoutMs = 15_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const res = await fetch(`${baseUrl}/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(admin),
+    })
+    const token = ((await res.json()) as { accessToken?: string }).accessToken
+    if (token) return token
+    if (Date.now() > deadline) throw new Error(`the admin could not log in within ${timeoutMs} ms (last answer ${res.status})`)
+    await new Promise((r) => setTimeout(r, 250))
+  }
+}
