@@ -198,8 +198,10 @@ describe('the catalog cache over a lagging replica, two instances sharing Redis'
       REPLICA_POLL_MS: '50',
       UPSTASH_REDIS_REST_URL: rest.url,
       UPSTASH_REDIS_REST_TOKEN: 'replicas-redis-token',
-      // L2 only: what one instance shows of another's write is what Redis and the loads make of it.
+      // L2 only: what one instance shows of another's write is what Redis and the loads make of it. Redis is given
+      // time to answer: a read that stops waiting for it cannot see the other instance's tombstone (docs/KUBERNETES.md).
       CACHE_L1_MAX_ENTRIES: '0',
+      CACHE_L2_TIMEOUT_MS: '2000',
       CACHE_L1_TTL_MS: '2000',
       JWT_SECRET: SECRET,
       ADMIN_EMAIL: ADMIN.email,
