@@ -307,23 +307,17 @@ export function render(r: BenchResults, chartDir = 'bench'): string {
   lines.push('|---|---:|')
   for (const [name, mb] of Object.entries(r.memoryMb)) lines.push(`| ${name} | ${mb ?? '–'} |`)
   lines.push('')
-  if (r.cases.some((c) => c.scenario === 'workerd')) {
-    lines.push(`### ${TITLES.workerd}`)
-    lines.push('')
-    lines.push('In [Workers (workerd)](#workers-workerd).')
-    lines.push('')
-  } else {
+  /** A scenario reported in a section of its own: its heading here points there. */
+  const pointer = (scenario: string, section: string, anchor: string) =>
+    lines.push(`### ${TITLES[scenario]}`, '', `In [${section}](#${anchor}).`, '')
+  if (r.cases.some((c) => c.scenario === 'workerd')) pointer('workerd', 'Workers (workerd)', 'workers-workerd')
+  else {
     lines.push('### 8. Workers')
     lines.push('')
     lines.push(...bundleTable(r))
     lines.push('')
   }
-  if (r.cases.some((c) => c.scenario === 'replicas')) {
-    lines.push(`### ${TITLES.replicas}`)
-    lines.push('')
-    lines.push('In [Read replicas](#read-replicas).')
-    lines.push('')
-  }
+  if (r.cases.some((c) => c.scenario === 'replicas')) pointer('replicas', 'Read replicas', 'read-replicas')
   lines.push('### Versions and plan')
   lines.push('')
   lines.push(

@@ -52,15 +52,15 @@ let stack: Stack
 const deployments: Deployment[] = []
 const servers: AppServer[] = []
 const proxies: TcpProxy[] = []
-/** The cron drivers of the workerd scenarios, stopped at the end whatever happened. */
-const crons: (() => Promise<void>)[] = []
+/** The cron driver of each Worker server ({@link start}), stopped with it or at the end, whatever happened. */
+const cronOf = new Map<AppServer, () => Promise<void>>()
 
 beforeAll(async () => {
   stack = await startStack()
 })
 
 afterAll(async () => {
-  await Promise.allSettled(crons.map((stop) => stop()))
+  await Promise.allSettled([...cronOf.values()].map((stop) => stop()))
   await Promise.allSettled(servers.map((s) => s.stop()))
   await Promise.allSettled(proxies.map((p) => p.close()))
   await Promise.allSettled(deployments.map((d) => d.close()))
@@ -279,7 +279,6 @@ function settleLater(name: string, work: () => Promise<() => void>) {
  */
 const WORKERD_CONNECTIONS = 12
 const connectionsFor = (runtime: Runtime) => (runtime === 'workerd' ? WORKERD_CONNECTIONS : CONNECTIONS)
-const cronOf = new Map<AppServer, () => Promise<void>>()
 
 /** The mixed load against one server, with as many clients as its runtime gets. */
 const loadOn = (server: AppServer, shop: ShopFixture, durationMs: number, seed: number, more: Partial<LoadOptions> = {}) =>
@@ -300,7 +299,6 @@ function driveCron(url: string) {
     on = false
     await done
   }
-  crons.push(stop)
   return stop
 }
 
