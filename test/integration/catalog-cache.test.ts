@@ -241,6 +241,7 @@ describe('catalog reads against PostgreSQL', () => {
     await redis.stop()
     try {
       const logsBefore = t.logs.length
+      const down = Date.now()
       for (const id of ids) {
         const started = Date.now()
         const res = await t.app.request(`/v1/products/${id}`)
@@ -248,8 +249,13 @@ describe('catalog reads against PostgreSQL', () => {
         expect(Date.now() - started).toBeLessThan(500)
       }
       expect((await t.app.request('/v1/products?category=cache')).status).toBe(200)
-      const warned = t.logs.slice(logsBefore).filter((l) => l.msg === 'cache L2 unavailable; serving from the database')
-      expect(warned.length).toBe(1)
+      const isWarning = (l: Record<string, unknown>) => l.msg === 'cache L2 unavailable; serving from the database'
+      // At most one line for these failures; none only when an earlier Redis timeout (a slow answer
+      // under load, past the 100 ms budget) was logged less than one 10 s interval before.
+      const warned = t.logs.slice(logsBefore).filter(isWarning)
+      expect(warned.length).toBeLessThanOrEqual(1)
+      const last = t.logs.filter(isWarning).at(-1)
+      expect(last && Date.parse(String(last.time))).toBeGreaterThan(down - 10_000)
       const metrics = await (await t.app.request('/metrics')).text()
       expect(metrics).toMatch(/edgeshop_cache_errors_total\{op="[a-z]+"\} [1-9]/)
     } finally {
