@@ -24,6 +24,8 @@ const RUNTIME_SPECIFIC_PACKAGES = [
   // The OpenTelemetry SDK and @hono/otel: loaded by src/runtime/tracing.ts when spans are exported; the app speaks @opentelemetry/api only.
   '^node_modules/@hono/otel/',
   '^node_modules/@opentelemetry/(?!api/)',
+  // Its Workers counterpart, loaded by src/runtime/worker-tracing.ts.
+  '^node_modules/@pydantic/otel-cf-workers/',
 ]
 
 /** The layers below the features; none of them may know a feature. */

@@ -264,7 +264,7 @@ export interface Config {
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
   /**
    * OpenTelemetry traces, exported over OTLP/HTTP to `endpoint` (its `/v1/traces`); undefined when
-   * `OTEL_EXPORTER_OTLP_ENDPOINT` is not set. Bun and Node only: Workers ignore it (with a warning).
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` is not set. Bun and Node: src/runtime/tracing.ts; Workers: src/runtime/worker-tracing.ts.
    */
   tracing:
     | {
@@ -419,9 +419,6 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     issues.push({ setting: 'JWT_PREVIOUS_SECRET', message: 'must differ from JWT_SECRET' })
   }
 
-  if (runtime === 'workers' && raw.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined)
-    warnings.push('OTEL_EXPORTER_OTLP_ENDPOINT is ignored on Workers: tracing is exported from Bun and Node only, for now')
-
   if (issues.length > 0) return { ok: false, issues: dedupe(issues) }
 
   const config: Config = {
@@ -494,7 +491,7 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     metricsToken: raw.METRICS_TOKEN,
     logLevel: raw.LOG_LEVEL ?? 'info',
     tracing:
-      raw.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined && runtime !== 'workers'
+      raw.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined
         ? {
             endpoint: raw.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, ''),
             serviceName: raw.OTEL_SERVICE_NAME ?? 'edgeshop',

@@ -1,4 +1,4 @@
-import { Redis } from '@upstash/redis'
+import { Redis, type RedisConfigNodejs } from '@upstash/redis'
 import type { Context, MiddlewareHandler } from 'hono'
 import type { Config } from './config.ts'
 import type { RequestScope } from './core/scope.ts'
@@ -17,6 +17,7 @@ import { registerJobMetrics } from './infra/jobs/metrics.ts'
 import { createHttpMailer, createRecordingMailer, type Mailer } from './infra/mailer.ts'
 import { createSimulatedPaymentProvider, type PaymentProvider, tracedPayments } from './infra/payments.ts'
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './infra/ratelimit.ts'
+import { traceRedisCommands } from './infra/redis-spans.ts'
 import { createSlots, type Slots } from './lib/slots.ts'
 import type { Logger } from './observability/logger.ts'
 import type { Counter, Metrics } from './observability/metrics.ts'
@@ -140,10 +141,12 @@ export function createServices(runtime: Runtime, config: Config): Services {
     retry: { retries: 0 },
     signal: () => AbortSignal.timeout(upstashTimeoutMs),
   }
-  const redis = upstash ? new Redis(upstash) : undefined
+  const traced = runtime.requestTracing !== undefined
+  const client = (options: RedisConfigNodejs) => (traced ? traceRedisCommands(new Redis(options), options.url!) : new Redis(options))
+  const redis = upstash ? client(upstash) : undefined
   const pending = new Set<Promise<unknown>>()
   // The cache reads raw strings: no JSON parsing, no base64 decoding of the bytes it serves.
-  const cacheRedis = upstash ? new Redis({ ...upstash, automaticDeserialization: false, responseEncoding: false }) : undefined
+  const cacheRedis = upstash ? client({ ...upstash, automaticDeserialization: false, responseEncoding: false }) : undefined
 
   const track = (work: Promise<unknown>) => {
     const p = work
@@ -204,6 +207,7 @@ export function createServices(runtime: Runtime, config: Config): Services {
     redis: cacheRedis,
     l2TtlSeconds: config.cache.l2TtlSeconds,
     l2TimeoutMs: config.cache.l2TimeoutMs,
+    traced,
     metrics,
     logger,
   })

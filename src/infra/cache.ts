@@ -1,7 +1,9 @@
+import { SpanKind, trace } from '@opentelemetry/api'
 import type { Redis } from '@upstash/redis'
 import type { Logger } from '../observability/logger.ts'
 import type { Metrics } from '../observability/metrics.ts'
 import { throttledLog } from '../observability/throttle.ts'
+import { inSpan, traced } from '../observability/tracing.ts'
 
 /*
  * The read-through cache of the catalog: L1 in this process (an LRU with a
@@ -104,6 +106,8 @@ export interface CacheOptions {
   /** Budget of one L2 read; past it the read goes to the database. */
   l2TimeoutMs: number
   prefix?: string
+  /** Traced work's lookups that miss L1 are `cache load` spans (what L2 answered, the load under it); its L1 hits, events. */
+  traced?: boolean
   metrics?: Metrics | undefined
   logger: Logger
   now?: () => number
@@ -250,6 +254,12 @@ export function createCache(opts: CacheOptions): Cache {
   const lookups = opts.metrics?.counter('edgeshop_cache_lookups_total', 'Cache lookups by tier and result', ['tier', 'result'])
   // Counted on every hot read: its series found once.
   const l1Hits = lookups?.with({ tier: 'l1', result: 'hit' })
+  const tracing = opts.traced === true
+  /** An L2 lookup's result, counted, and on the `cache load` span of traced work. */
+  const l2Answered = (result: 'hit' | 'miss' | 'tombstone') => {
+    lookups?.inc({ tier: 'l2', result: result === 'tombstone' ? 'miss' : result })
+    if (tracing) trace.getActiveSpan()?.setAttribute('cache.l2', result)
+  }
   const errors = opts.metrics?.counter('edgeshop_cache_errors_total', 'Redis cache operations that failed or ran past their budget', ['op'])
   opts.metrics?.gauge('edgeshop_cache_l1_entries', 'Entries in this process’s L1 cache', () =>
     [...pages.values()].reduce((n, lru) => n + lru.map.size, entities.map.size),
@@ -320,6 +330,7 @@ export function createCache(opts: CacheOptions): Cache {
     const hit = l1.get(key)
     if (hit && hit.expiresAt > t) {
       l1Hits?.inc()
+      if (tracing && traced()) trace.getActiveSpan()!.addEvent('cache hit', { 'cache.tier': 'l1', 'cache.key': key })
       return Promise.resolve(hit.value)
     }
     if (opts.l1MaxEntries > 0) lookups?.inc({ tier: 'l1', result: 'miss' })
@@ -328,10 +339,14 @@ export function createCache(opts: CacheOptions): Cache {
     const started = writes
     const writtenSince = (k: string | undefined) => k !== undefined && (writtenWhileLoading.get(k) ?? 0) > started
     loading++
+    const lookUp =
+      tracing && traced()
+        ? () => inSpan('cache load', { 'cache.key': key, 'cache.l1': 'miss' }, fromL2, { kind: SpanKind.INTERNAL })
+        : fromL2
     let flight: Promise<Cached | null> | undefined
     flight = (async () => {
       try {
-        const value = (await fromL2()) ?? null
+        const value = (await lookUp()) ?? null
         if (!writtenSince(key) && !writtenSince(group)) l1.set(key, { value, expiresAt: now() + opts.l1TtlMs, used: false })
         return value
       } finally {
@@ -362,11 +377,11 @@ export function createCache(opts: CacheOptions): Cache {
           const raw = await bounded('get', () => redis.get<string>(full))
           const found = typeof raw === 'string' ? decode(raw) : undefined
           if (found && found !== 'tombstone') {
-            lookups?.inc({ tier: 'l2', result: 'hit' })
+            l2Answered('hit')
             return found
           }
           if (found === 'tombstone') tombstone = Number.parseInt(raw as string, 10)
-          if (raw !== undefined) lookups?.inc({ tier: 'l2', result: 'miss' })
+          if (raw !== undefined) l2Answered(found === 'tombstone' ? 'tombstone' : 'miss')
         }
         let loaded = await load(invalidated.get(full))
         // Older than the write another instance left its tombstone for (or gone, where it wrote one): the load read a
@@ -416,11 +431,11 @@ export function createCache(opts: CacheOptions): Cache {
               if (typeof raw === 'string' && nl > 0 && raw.slice(0, nl) === gen) {
                 const found = decode(raw.slice(nl + 1))
                 if (found && found !== 'tombstone') {
-                  lookups?.inc({ tier: 'l2', result: 'hit' })
+                  l2Answered('hit')
                   return found
                 }
               }
-              lookups?.inc({ tier: 'l2', result: 'miss' })
+              l2Answered('miss')
             }
           }
           const loaded = await load(later(invalidated.get(genKey), changedAt))

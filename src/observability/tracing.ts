@@ -4,7 +4,6 @@ import {
   context,
   isSpanContextValid,
   propagation,
-  ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
@@ -56,9 +55,16 @@ export function sampledTraceId(traceparent: string | null | undefined): string |
   return m && (Number.parseInt(m[2]!, 16) & TraceFlags.SAMPLED) !== 0 ? m[1]! : null
 }
 
-/** The context a stored `traceparent` names (the propagator drops a malformed one); the root context without one. */
+/**
+ * The context a stored `traceparent` names (the propagator drops a malformed
+ * one); without one, a context with no span, so the work starts a trace.
+ * Built on the active context less its span, not on the root one: what a
+ * runtime keeps there stays (the Workers tracer's settings, without which it
+ * refuses to start a span).
+ */
 export function contextOf(traceparent: string | null | undefined): Context {
-  return traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT
+  const spanless = trace.deleteSpan(context.active())
+  return traceparent ? propagation.extract(spanless, { traceparent }) : spanless
 }
 
 /** The trace id of `span` (default: the active one) when its trace is sampled (exported), for a log line; undefined otherwise. */
@@ -110,6 +116,15 @@ export function inSpan<T>(
       }
     },
   )
+}
+
+/**
+ * Whether the active work is traced (a recording span is active): spans of
+ * shared plumbing (cache lookups, Redis commands) are made only then, so
+ * work no one traces (a background write, a schedule tick) starts no trace.
+ */
+export function traced(): boolean {
+  return trace.getSpan(context.active())?.isRecording() === true
 }
 
 /** Marks a span as failed with the error's message (never its payload). */

@@ -1,4 +1,5 @@
 import type { ExecutionContext, ExportedHandler, Hyperdrive, ScheduledController } from '@cloudflare/workers-types'
+import { instrument } from '@pydantic/otel-cf-workers'
 import { createApp } from '../app.ts'
 import { type ConfigIssue, parseConfig } from '../config.ts'
 import { AppError } from '../core/errors.ts'
@@ -8,6 +9,7 @@ import { runSchedule } from '../features/schedule/index.ts'
 import { toProblem } from '../http/problem.ts'
 import { createLogger } from '../observability/logger.ts'
 import { createServices, type Services } from '../services.ts'
+import { routeOnRequestSpan, workerTraceConfig } from './worker-tracing.ts'
 
 /*
  * The Workers entry. Bindings arrive with each request, so the services are
@@ -46,10 +48,12 @@ function init(env: Env): State {
           timeoutMs: config.database.timeoutMs,
           statementTimeoutMs: config.database.statementTimeoutMs,
           perRequest: true,
+          traced: config.tracing !== undefined,
         }),
       // What Hono's getConnInfo for Workers reads too (hono/cloudflare-workers), without importing that adapter.
       peerAddress: (c) => c.req.header('cf-connecting-ip'),
       passwords: createPasswordHasher({ preferred: workersPasswordAlgorithm() }),
+      requestTracing: config.tracing ? routeOnRequestSpan : undefined,
     },
     config,
   )
@@ -84,7 +88,7 @@ function badConfiguration(issues: ConfigIssue[]): Response {
   })
 }
 
-export default {
+const handler = {
   fetch(request, env, ctx) {
     const s = init(env)
     if (!s.ok) {
@@ -112,4 +116,21 @@ export default {
     await runSchedule(controller.cron, new Date(controller.scheduledTime), services.schedule(scope))
     if (services.dispatcher.kind === 'embedded') await services.drainJobs(scope, 50)
   },
+} satisfies ExportedHandler<Env>
+
+/** The same handlers inside OpenTelemetry's wrapper (worker-tracing.ts): taken only when OTEL_EXPORTER_OTLP_ENDPOINT is set. */
+// (The wrapper types handlers with the ambient Workers globals; ours come from the module's types, the same at run time.)
+const traced = instrument({ ...handler } as never, (env: Env) => {
+  const s = init(env)
+  return workerTraceConfig(s.ok ? s.services.config.tracing! : { endpoint: '', serviceName: '', sampler: 'always_off', ratio: 0 })
+}) as unknown as typeof handler
+
+const tracingOn = (env: Env) => {
+  const s = init(env)
+  return s.ok && s.services.config.tracing !== undefined
+}
+
+export default {
+  fetch: (request, env, ctx) => (tracingOn(env) ? traced : handler).fetch(request, env, ctx),
+  scheduled: (controller, env, ctx) => (tracingOn(env) ? traced : handler).scheduled(controller, env, ctx),
 } satisfies ExportedHandler<Env>

@@ -1,11 +1,13 @@
 import postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { type AppServer, startAppServer } from '../support/app-server.ts'
+import { type AppServer, adminToken, startAppServer } from '../support/app-server.ts'
 import { migratedDatabase } from '../support/databases.ts'
 import { startEmailApi } from '../support/email-api.ts'
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../support/otlp-receiver.ts'
 import { type QStashStandIn, startQStash } from '../support/qstash.ts'
+import { type RedisServerHandle, startRedisServer } from '../support/redis-server.ts'
 import { runCommand } from '../support/run-command.ts'
+import { startUpstashRest, type UpstashRestHandle } from '../support/upstash-rest.ts'
 
 /*
  * Traces on Bun and Node, exported over OTLP/HTTP to a receiver the test
@@ -84,7 +86,8 @@ function client(server: AppServer) {
     call,
     json,
     async setUp(tag: string) {
-      const admin = (await json<{ accessToken: string }>(await call('POST', '/v1/auth/login', ADMIN), 200)).accessToken
+      // A Worker ensures its admin after its first answer: the first login may come before it.
+      const admin = await adminToken(server.url, ADMIN)
       const buyer = (
         await json<{ accessToken: string }>(
           await call('POST', '/v1/auth/signup', { email: `${tag}@example.test`, password: 'trace buyer password', name: tag }),
@@ -146,6 +149,20 @@ function traceOf(spans: ReceivedSpan[], traceId: string) {
   const under = (s: ReceivedSpan | undefined, ancestor: ReceivedSpan) =>
     s !== undefined && (s.spanId === ancestor.spanId || ancestors(s).some((a) => a.spanId === ancestor.spanId))
   return { spans: inTrace, byId, ancestors, under, named, one }
+}
+
+/** The checkout and pay requests of a client that traces: both children of its span, with route, status and request id. */
+function clientRequests(t: ReturnType<typeof traceOf>, clientSpanId: string) {
+  const checkout = t.one('POST /v1/orders')
+  const pay = t.one('POST /v1/orders/:id/pay')
+  for (const s of [checkout, pay]) {
+    expect(s.parentSpanId).toBe(clientSpanId)
+    expect(s.kind).toBe(2)
+    expect(typeof s.attributes['http.request.id']).toBe('string')
+  }
+  expect(checkout.attributes).toMatchObject({ 'http.route': '/v1/orders', 'http.response.status_code': 201 })
+  expect(pay.attributes).toMatchObject({ 'http.route': '/v1/orders/:id/pay', 'http.response.status_code': 202 })
+  return { checkout, pay }
 }
 
 /** The span a stored traceparent names. */
@@ -218,15 +235,7 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
 
   it('continues the client’s trace through checkout, pay, the capture job with its retries and the email job', async () => {
     const t = traceOf(spans, client0.traceId)
-    const checkout = t.one('POST /v1/orders')
-    const pay = t.one('POST /v1/orders/:id/pay')
-    // Both requests are children of the client's span, with route, status and request id.
-    expect(checkout.parentSpanId).toBe(client0.spanId)
-    expect(pay.parentSpanId).toBe(client0.spanId)
-    expect(checkout.kind).toBe(2)
-    expect(checkout.attributes).toMatchObject({ 'http.route': '/v1/orders', 'http.response.status_code': 201 })
-    expect(pay.attributes).toMatchObject({ 'http.route': '/v1/orders/:id/pay', 'http.response.status_code': 202 })
-    expect(typeof checkout.attributes['http.request.id']).toBe('string')
+    const { checkout, pay } = clientRequests(t, client0.spanId)
 
     const jobs = await jobIdsOf(tracedOrder)
     // The job rows carry the context of the transaction that wrote them: its span, under the request's.
@@ -319,6 +328,71 @@ describe.each(['bun', 'node'] as const)('tracing on %s with the embedded runner'
   })
 })
 
+describe('tracing on workerd (wrangler dev) with the embedded runner', () => {
+  const service = 'edgeshop-workerd-embedded'
+  const client0 = clientContext()
+  let server: AppServer
+  let order: string
+  let buyer: string
+  let product: string
+  let spans: ReceivedSpan[]
+
+  beforeAll(async () => {
+    server = await startAppServer('workerd', settings(service, { PAYMENT_PROVIDER: 'simulated' }))
+    const c = client(server)
+    const who = await c.setUp('workerd-embedded')
+    buyer = who.buyer
+    product = who.product
+    // The second read is an L1 hit the read lane answers, before any route.
+    for (let i = 0; i < 2; i++) expect((await c.call('GET', `/v1/products/${product}`)).status).toBe(200)
+    // Without QStash a Worker runs a job right after the request that made it (waitUntil), and its follow-ups with it.
+    order = await c.checkoutAndPay(who, 'workerd-traced', 'tok_ok', { traceparent: client0.header })
+    // Each invocation exports its own spans once it and its waitUntil work are done: no flush at a stop to wait for.
+    await vi.waitFor(() => expect(otlp.spans().filter((s) => s.service === service && s.name === 'email API send')).toHaveLength(1), {
+      timeout: 20_000,
+      interval: 100,
+    })
+    spans = otlp.spans().filter((s) => s.service === service)
+    await server.stop()
+  }, 120_000)
+
+  it('continues the client’s trace through checkout, pay, the capture job and the email job, one connected trace', async () => {
+    const t = traceOf(spans, client0.traceId)
+    const { pay } = clientRequests(t, client0.spanId)
+
+    const jobs = await jobIdsOf(order)
+    const captureParent = t.byId.get(spanIdOf(jobs.get('payment.capture')?.traceparent)!)
+    expect(captureParent?.name).toBe('transaction')
+    expect(t.under(captureParent, pay)).toBe(true)
+    const capture = t.one('job payment.capture')
+    expect(capture.parentSpanId).toBe(captureParent!.spanId)
+    expect(capture.attributes['job.id']).toBe(jobs.get('payment.capture')?.id)
+    expect(t.one('payment capture').parentSpanId).toBe(capture.spanId)
+    const email = t.one('job email.order_paid')
+    expect(email.parentSpanId).toBe(capture.spanId)
+    expect(t.one('email API send').parentSpanId).toBe(email.spanId)
+    expect(t.spans.filter((s) => s.parentSpanId === capture.spanId).map((s) => s.name)).toEqual(
+      expect.arrayContaining(['select orders', 'update orders', 'payment capture']),
+    )
+    for (const s of t.spans) if (s.parentSpanId !== client0.spanId) expect(t.byId.has(s.parentSpanId), `${s.name}'s parent`).toBe(true)
+  })
+
+  it('exports no request header: no bearer token, no cookie in any span', () => {
+    expect(spans.length).toBeGreaterThan(10)
+    for (const s of spans) {
+      expect(Object.keys(s.attributes).filter((k) => k.includes('header'))).toEqual([])
+      for (const v of Object.values(s.attributes)) expect(String(v)).not.toContain(buyer)
+    }
+  })
+
+  it('names each request by method and route pattern, or by method alone when the read lane answered it', () => {
+    const requests = spans.filter((s) => s.kind === 2)
+    for (const s of requests) expect(s.name).toBe(`${s.attributes['http.request.method']} ${s.attributes['http.route'] ?? ''}`.trim())
+    const reads = requests.filter((s) => s.attributes['url.path'] === `/v1/products/${product}`)
+    expect(reads.map((s) => s.name).sort()).toEqual(['GET', 'GET /v1/products/:id'])
+  })
+})
+
 describe('tracing with QStash delivering the jobs (Node)', () => {
   const service = 'edgeshop-node-qstash'
   const client0 = clientContext()
@@ -365,6 +439,82 @@ describe('tracing with QStash delivering the jobs (Node)', () => {
     const deliveries = t.named('POST /internal/jobs/:name')
     expect(deliveries.map((s) => s.parentSpanId).sort()).toEqual([capture.parentSpanId, capture.spanId].sort())
     for (const s of t.spans) if (s.parentSpanId !== client0.spanId) expect(t.byId.has(s.parentSpanId), `${s.name}'s parent`).toBe(true)
+  })
+})
+
+describe('cache tiers and Upstash calls (Node, with Redis through the Upstash REST stand-in)', () => {
+  const service = 'edgeshop-node-cache'
+  const client0 = clientContext()
+  let redis: RedisServerHandle
+  let rest: UpstashRestHandle
+  let product: string
+  let spans: ReceivedSpan[]
+
+  beforeAll(async () => {
+    redis = await startRedisServer()
+    rest = await startUpstashRest({ redisPort: redis.port, token: 'tracing-upstash-token' })
+    const server = await startAppServer(
+      'node',
+      settings(service, { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: rest.token, CACHE_L1_TTL_MS: '100' }),
+    )
+    const c = client(server)
+    const who = await c.setUp('node-cache')
+    product = who.product
+    const traced = { traceparent: client0.header }
+    expect((await c.call('POST', '/v1/auth/login', ADMIN, traced)).status).toBe(200)
+    const read = () => c.call('GET', `/v1/products/${product}`, undefined, traced)
+    // Cold: a miss in both tiers, loaded from PostgreSQL and left in Redis; at once again: an L1 hit.
+    expect((await read()).status).toBe(200)
+    expect((await read()).status).toBe(200)
+    // Once this process's copy is past its 100 ms, the read finds Redis's.
+    await vi.waitFor(
+      async () => {
+        expect((await read()).status).toBe(200)
+        const metrics = await (await c.call('GET', '/metrics')).text()
+        expect(metrics).toMatch(/edgeshop_cache_lookups_total\{tier="l2",result="hit"\} [1-9]/)
+      },
+      { timeout: 10_000, interval: 150 },
+    )
+    expect(await server.stop()).toBe(0)
+    spans = otlp.spans().filter((s) => s.service === service)
+  }, 120_000)
+
+  afterAll(async () => {
+    await rest?.close()
+    await redis?.stop()
+  })
+
+  it('makes a lookup that misses L1 a cache load span with what L2 answered, and each Upstash call a span', () => {
+    const t = traceOf(spans, client0.traceId)
+    const children = (parent: ReceivedSpan) => t.spans.filter((s) => s.parentSpanId === parent.spanId)
+    // The rate limiter's script (or scripts, sent as one pipeline) for the login, under the login's request span.
+    const login = t.one('POST /v1/auth/login')
+    const limiter = children(login).find((s) => s.name.startsWith('redis '))
+    expect(limiter?.name).toMatch(/^redis (EVAL|EVALSHA|PIPELINE)$/)
+    const reads = t.named('GET /v1/products/:id').sort((a, b) => Number(a.startNs - b.startNs))
+    expect(reads.length).toBeGreaterThanOrEqual(3)
+    const [cold, hot] = reads
+    const coldLoad = children(cold!).find((s) => s.name === 'cache load')!
+    // Just created: Redis holds the creation's tombstone, which no older load may overwrite.
+    expect(coldLoad.attributes).toMatchObject({ 'cache.l1': 'miss', 'cache.l2': 'tombstone' })
+    expect(children(coldLoad).map((s) => s.name)).toEqual(expect.arrayContaining(['redis GET', 'select products']))
+    for (const s of t.named('redis GET'))
+      expect(s.attributes).toMatchObject({
+        'db.system.name': 'redis',
+        'db.operation.name': 'GET',
+        'server.address': new URL(rest.url).host,
+      })
+    // The hot read: no load, an event on its request span.
+    expect(children(hot!).map((s) => s.name)).not.toContain('cache load')
+    expect(hot!.events).toContainEqual(
+      expect.objectContaining({ name: 'cache hit', attributes: expect.objectContaining({ 'cache.tier': 'l1' }) }),
+    )
+    // A read that found Redis's copy: no statement under its load.
+    const fromRedis = reads.flatMap(children).filter((s) => s.name === 'cache load' && s.attributes['cache.l2'] === 'hit')
+    expect(fromRedis.length).toBeGreaterThanOrEqual(1)
+    for (const load of fromRedis) expect(children(load).map((s) => s.name)).toEqual(['redis GET'])
+    // Keys and values stay out: no span names the product's id but the cache's own key.
+    for (const s of t.spans.filter((s) => s.name.startsWith('redis '))) expect(JSON.stringify(s.attributes)).not.toContain(product)
   })
 })
 

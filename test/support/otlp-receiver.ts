@@ -28,6 +28,9 @@ export interface ReceivedSpan {
   /** OTLP's status code: 0 unset, 1 ok, 2 error. */
   statusCode: number
   startNs: bigint
+  endNs: bigint
+  /** The span's events (an L1 cache hit, …), in order. */
+  events: { name: string; attributes: Record<string, string | number | boolean> }[]
 }
 
 interface AnyValue {
@@ -52,7 +55,9 @@ interface ExportRequest {
         name: string
         kind?: number
         startTimeUnixNano?: string | number
+        endTimeUnixNano?: string | number
         attributes?: KeyValue[]
+        events?: { name: string; attributes?: KeyValue[] }[]
         status?: { code?: number }
       }[]
     }[]
@@ -122,6 +127,8 @@ export async function startOtlpReceiver(opts: { keep?: boolean } = {}): Promise<
             attributes: attributesOf(s.attributes),
             statusCode: s.status?.code ?? 0,
             startNs: BigInt(s.startTimeUnixNano ?? 0),
+            endNs: BigInt(s.endTimeUnixNano ?? 0),
+            events: (s.events ?? []).map((e) => ({ name: e.name, attributes: attributesOf(e.attributes) })),
           })
     }
     res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}')

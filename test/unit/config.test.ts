@@ -260,8 +260,12 @@ describe('configuration', () => {
       },
       { runtime: 'workers' },
     )
-    expect(worker.ok && worker.config.tracing).toBeUndefined()
-    expect(worker.ok && worker.warnings.join('\n')).toContain('OTEL_EXPORTER_OTLP_ENDPOINT is ignored on Workers')
+    expect(worker.ok && worker.config.tracing).toEqual({
+      endpoint: 'http://c:4318',
+      serviceName: 'edgeshop',
+      sampler: 'parentbased_always_on',
+      ratio: 1,
+    })
   })
 
   it('applies production rules on Workers and requires a database there', () => {
