@@ -1,0 +1,179 @@
+import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit'
+import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases'
+import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth'
+import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens'
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type ValidationContext } from 'graphql'
+import { createYoga, type Plugin, useErrorHandler } from 'graphql-yoga'
+import { Hono } from 'hono'
+import type { Principal } from '../core/principal.ts'
+import type { CatalogService } from '../features/catalog/index.ts'
+import type { AppEnv, HttpServices, RequestScope } from '../http/context.ts'
+import { toAppError } from '../http/errors.ts'
+import { traceIdOf } from '../observability/tracing.ts'
+import { type GraphQLContext, graphqlContext } from './context.ts'
+import { graphqlSchema, TYPE_DEFS } from './schema.ts'
+
+/*
+ * The GraphQL read API (docs/API.md § GraphQL): graphql-yoga on a Hono
+ * route, the schema built once, loaders and the statement budget per request.
+ */
+
+/**
+ * The bounds on one query, each refused before anything runs with 400
+ * `query_too_complex` (but statements, counted as the query runs).
+ */
+export const GRAPHQL_LIMITS = {
+  /** Nesting: the deepest useful queries (products → items → orders → items → product → a field; viewer → orders → …) are 6. */
+  depth: 7,
+  /** Aliases: a handful to ask for two pages side by side; not hundreds of copies of a costly field. */
+  aliases: 10,
+  /** Tokens of the document: a generous hand-written query is a few hundred. */
+  tokens: 1000,
+  /**
+   * graphql-armor's static cost (objects 2, scalars 1, times 1.5 per level; page sizes do not count, they are
+   * bounded by `limit`): every field of products, their orders, items and products is 200; five such copies are the most.
+   */
+  cost: 1000,
+  /** Statements sent to the database per request, whatever the fields: a batched query needs 4 or fewer. */
+  statements: 12,
+} as const
+
+/** What the GraphQL routes use: the HTTP layer's services and the catalog over a scope. */
+export interface GraphQLServices extends HttpServices {
+  catalog(scope: RequestScope): CatalogService
+}
+
+/**
+ * What a resolver threw, under the GraphQLErrors that locate it (the executor
+ * may wrap it more than once). By name, not `instanceof`: the executor may
+ * load graphql's CommonJS build where this module has its ESM one.
+ */
+const isGraphQLError = (e: unknown): e is GraphQLError => e instanceof Error && e.name === 'GraphQLError'
+
+function thrown(error: unknown): unknown {
+  let e = error
+  while (isGraphQLError(e) && e.originalError) e = e.originalError
+  return e
+}
+
+/**
+ * Parse and validation errors carry `validation_failed`, or `query_too_complex` for the limits' own; an answer
+ * with either and no data (refused before it ran), or with `query_too_complex` at all (over the statement
+ * budget as it ran), is a 400 whatever the media type the client accepts.
+ */
+function refusals(limitErrors: WeakSet<GraphQLError>): Plugin {
+  const coded = (error: GraphQLError) =>
+    new GraphQLError(error.message, {
+      nodes: error.nodes,
+      source: error.source,
+      positions: error.positions,
+      path: error.path,
+      originalError: error.originalError,
+      extensions: { ...error.extensions, code: limitErrors.has(error) ? 'query_too_complex' : 'validation_failed' },
+    })
+  const codeOf = (error: unknown) => (isGraphQLError(error) ? error.extensions?.code : undefined)
+  return {
+    onParse:
+      () =>
+      ({ result, replaceParseResult }) => {
+        if (isGraphQLError(result)) replaceParseResult(coded(result))
+      },
+    onValidate:
+      () =>
+      ({ result, setResult }) => {
+        if (result.length > 0) setResult(result.map((e) => (isGraphQLError(e) ? coded(e) : e)))
+      },
+    onResultProcess: ({ result, setResult }) => {
+      if (Array.isArray(result) || !('errors' in result) || !result.errors?.length) return
+      const codes = result.errors.map(codeOf)
+      const refused = codes.includes('query_too_complex') || (!('data' in result) && codes.every((c) => c === 'validation_failed'))
+      if (refused) setResult({ ...result, extensions: { ...result.extensions, http: { status: 400 } } })
+    },
+  }
+}
+
+/**
+ * `POST /graphql` and `GET /graphql?query=…` (the GraphQL read API), and
+ * `GET /graphql/schema.graphql` (its SDL). A bearer token is checked as on
+ * REST (a bad one is 401); without one the caller is anonymous.
+ */
+export function graphqlRoutes(services: GraphQLServices) {
+  const { config, logger, tokens } = services
+  const limitErrors = new WeakSet<GraphQLError>()
+  // Reported as validation errors (not thrown, which would skip the answer's 400), and remembered as the limits' own.
+  const rejected = [
+    (context: ValidationContext | null, error: GraphQLError) => {
+      limitErrors.add(error)
+      context?.reportError(error)
+    },
+  ]
+  const refuse = { onReject: rejected, propagateOnRejection: false }
+  const plugins: Plugin[] = [
+    maxTokensPlugin({ n: GRAPHQL_LIMITS.tokens, onReject: rejected }),
+    maxDepthPlugin({ n: GRAPHQL_LIMITS.depth, ...refuse, flattenFragments: true }),
+    maxAliasesPlugin({ n: GRAPHQL_LIMITS.aliases, ...refuse }),
+    costLimitPlugin({ maxCost: GRAPHQL_LIMITS.cost, ...refuse, flattenFragments: true }),
+    refusals(limitErrors),
+  ]
+  if (config.production) plugins.push({ onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule) })
+
+  // Unexpected errors are logged with the request's id here; maskError (which has no context) only renders them.
+  plugins.push(
+    useErrorHandler(({ errors, context, phase }) => {
+      if (phase !== 'execution') return
+      for (const error of errors) {
+        const original = thrown(error)
+        if (!isGraphQLError(original) && toAppError(original).code === 'internal_error')
+          logger.error('unhandled error', {
+            requestId: (context as Partial<GraphQLContext>).requestId,
+            traceId: traceIdOf(),
+            error: original instanceof Error ? original.message : String(original),
+            stack: original instanceof Error ? original.stack : undefined,
+          })
+      }
+    }),
+  )
+
+  const yoga = createYoga<GraphQLContext>({
+    schema: graphqlSchema,
+    graphqlEndpoint: '/graphql',
+    plugins,
+    cors: false,
+    graphiql: false,
+    landingPage: false,
+    logging: false,
+    maskedErrors: {
+      maskError(error: unknown, message: string): Error {
+        const original = thrown(error)
+        if (isGraphQLError(original)) return original
+        const appError = toAppError(original)
+        return new GraphQLError(appError.code === 'internal_error' ? message : (appError.detail ?? appError.message), {
+          ...(isGraphQLError(error) ? { nodes: error.nodes, path: error.path } : {}),
+          extensions: { code: appError.code, ...(appError.errors ? { errors: appError.errors } : {}) },
+        })
+      },
+    },
+  })
+
+  const principalOf = async (header: string | undefined): Promise<Principal | undefined> => {
+    if (header === undefined) return undefined
+    const match = header.match(/^Bearer[ ]+([^\s]+)\s*$/i)
+    return tokens.verify(match?.[1] ?? '')
+  }
+
+  return new Hono<AppEnv>()
+    .on(['GET', 'POST'], '/graphql', async (c) => {
+      const context = graphqlContext({
+        requestId: c.get('requestId'),
+        scope: c.get('scope'),
+        principal: await principalOf(c.req.header('authorization')),
+        writtenAt: c.get('writtenAt'),
+        maxStatements: GRAPHQL_LIMITS.statements,
+        catalog: services.catalog,
+      })
+      return yoga.fetch(c.req.raw, context)
+    })
+    .get('/graphql/schema.graphql', (c) =>
+      c.body(TYPE_DEFS.trimStart(), 200, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'public, max-age=300' }),
+    )
+}
