@@ -23,6 +23,8 @@ export interface GraphQLContext {
     product: DataLoader<string, ProductJson | null>
     ordersOfProduct(limit: number): DataLoader<string, OrderJson[]>
   }
+  /** What the answer turned out to be: data and no error (it may then be cached when it is anyone's). */
+  readonly outcome: { complete: boolean }
   /** The statements sent so far and the bound. */
   statements: { readonly max: number; readonly spent: number }
 }
@@ -65,6 +67,7 @@ export function graphqlContext(opts: {
     catalog,
     writtenAt,
     statements: budget,
+    outcome: { complete: false },
     loaders: {
       product: new DataLoader(async (ids) => {
         const found = await productsByIds(catalog, ids, writtenAt)

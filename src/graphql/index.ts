@@ -9,6 +9,7 @@ import type { Principal } from '../core/principal.ts'
 import type { CatalogService } from '../features/catalog/index.ts'
 import type { AppEnv, HttpServices, RequestScope } from '../http/context.ts'
 import { toAppError } from '../http/errors.ts'
+import { PUBLIC_CACHE_CONTROL } from '../lib/http-cache.ts'
 import { traceIdOf } from '../observability/tracing.ts'
 import { type GraphQLContext, graphqlContext } from './context.ts'
 import { graphqlSchema, TYPE_DEFS } from './schema.ts'
@@ -83,8 +84,14 @@ function refusals(limitErrors: WeakSet<GraphQLError>): Plugin {
       ({ result, setResult }) => {
         if (result.length > 0) setResult(result.map((e) => (isGraphQLError(e) ? coded(e) : e)))
       },
-    onResultProcess: ({ result, setResult }) => {
-      if (Array.isArray(result) || !('errors' in result) || !result.errors?.length) return
+    onResultProcess: ({ result, setResult, serverContext }) => {
+      if (Array.isArray(result) || Symbol.asyncIterator in result) return
+      if (!result.errors?.length) {
+        // yoga hands the hooks a copy of the context it was given: the outcome is an object both share.
+        const outcome = (serverContext as Partial<GraphQLContext>).outcome
+        if (outcome) outcome.complete = true
+        return
+      }
       const codes = result.errors.map(codeOf)
       const refused = codes.includes('query_too_complex') || (!('data' in result) && codes.every((c) => c === 'validation_failed'))
       if (refused) setResult({ ...result, extensions: { ...result.extensions, http: { status: 400 } } })
@@ -171,7 +178,13 @@ export function graphqlRoutes(services: GraphQLServices) {
         maxStatements: GRAPHQL_LIMITS.statements,
         catalog: services.catalog,
       })
-      return yoga.fetch(c.req.raw, context)
+      const res = await yoga.fetch(c.req.raw, context)
+      // A GET without a token that every field answered is the same for every anonymous caller: HTTP caches may
+      // keep it as briefly as the catalog's REST reads. Anything else is the caller's own.
+      const shared = c.req.method === 'GET' && context.principal === undefined && context.outcome.complete
+      res.headers.set('Cache-Control', shared ? PUBLIC_CACHE_CONTROL : 'no-store')
+      if (c.req.method === 'GET') res.headers.set('Vary', 'Authorization')
+      return res
     })
     .get('/graphql/schema.graphql', (c) =>
       c.body(TYPE_DEFS.trimStart(), 200, { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'public, max-age=300' }),

@@ -62,7 +62,7 @@ describe('GraphQL: reads', () => {
     expect(one.body.data).toEqual({ product: { sku: p.sku }, missing: null })
   })
 
-  it('answers GET with the query in the query string', async () => {
+  it('answers GET with the query in the query string, cacheable when anonymous and complete', async () => {
     const p = await product()
     const query = encodeURIComponent(`{ product(id: "${p.id}") { sku stock } }`)
     const res = await client(base).get(`/graphql?query=${query}`, { headers: { 'X-Request-Id': 'graphql-get-1' } })
@@ -70,6 +70,11 @@ describe('GraphQL: reads', () => {
     expect(res.status, text).toBe(200)
     expect(res.headers.get('x-request-id')).toBe('graphql-get-1')
     expect(res.headers.get('x-content-type-options')).toBe('nosniff')
+    // Anonymous and complete: HTTP caches may keep it briefly, as they keep the REST catalog reads.
+    expect(res.headers.get('cache-control')).toMatch(/^public, max-age=\d+/)
+    expect(res.headers.get('vary')).toMatch(/authorization/i)
+    const viewer = await client(base).get(`/graphql?query=${encodeURIComponent('{ viewer { id } }')}`)
+    expect(viewer.headers.get('cache-control')).toBe('no-store')
     expect(JSON.parse(text)).toEqual({ data: { product: { sku: p.sku, stock: 50 } } })
   })
 
