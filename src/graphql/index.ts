@@ -5,8 +5,8 @@ import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens'
 import { GraphQLError, NoSchemaIntrospectionCustomRule, type ValidationContext } from 'graphql'
 import { createYoga, type Plugin, useErrorHandler } from 'graphql-yoga'
 import { Hono } from 'hono'
-import type { Principal } from '../core/principal.ts'
 import type { CatalogService } from '../features/catalog/index.ts'
+import { bearerPrincipal } from '../http/auth.ts'
 import type { AppEnv, HttpServices, RequestScope } from '../http/context.ts'
 import { toAppError } from '../http/errors.ts'
 import { PUBLIC_CACHE_CONTROL } from '../lib/http-cache.ts'
@@ -20,8 +20,9 @@ import { graphqlSchema, TYPE_DEFS } from './schema.ts'
  */
 
 /**
- * The bounds on one query, each refused before anything runs with 400
- * `query_too_complex` (but statements, counted as the query runs).
+ * The bounds on one query. A query over one of them is answered 400
+ * `query_too_complex`: before anything runs, or for statements (counted as
+ * the query runs) at the one past the bound, which is not sent.
  */
 export const GRAPHQL_LIMITS = {
   /** Nesting: the deepest useful queries (products → items → orders → items → product → a field; viewer → orders → …) are 6. */
@@ -44,13 +45,10 @@ export interface GraphQLServices extends HttpServices {
   catalog(scope: RequestScope): CatalogService
 }
 
-/**
- * What a resolver threw, under the GraphQLErrors that locate it (the executor
- * may wrap it more than once). By name, not `instanceof`: the executor may
- * load graphql's CommonJS build where this module has its ESM one.
- */
+/** By name, not `instanceof`: the executor may load graphql's CommonJS build where this module has its ESM one. */
 const isGraphQLError = (e: unknown): e is GraphQLError => e instanceof Error && e.name === 'GraphQLError'
 
+/** What a resolver threw, under the GraphQLErrors that locate it (the executor may wrap it more than once). */
 function thrown(error: unknown): unknown {
   let e = error
   while (isGraphQLError(e) && e.originalError) e = e.originalError
@@ -106,6 +104,8 @@ function refusals(limitErrors: WeakSet<GraphQLError>): Plugin {
  */
 export function graphqlRoutes(services: GraphQLServices) {
   const { config, logger, tokens } = services
+  // A token is optional (products are anyone's); one that is sent must verify, as on REST.
+  const optionalPrincipal = (header: string | undefined) => (header === undefined ? undefined : bearerPrincipal(tokens, header))
   const limitErrors = new WeakSet<GraphQLError>()
   // Reported as validation errors (not thrown, which would skip the answer's 400), and remembered as the limits' own.
   const rejected = [
@@ -162,18 +162,12 @@ export function graphqlRoutes(services: GraphQLServices) {
     },
   })
 
-  const principalOf = async (header: string | undefined): Promise<Principal | undefined> => {
-    if (header === undefined) return undefined
-    const match = header.match(/^Bearer[ ]+([^\s]+)\s*$/i)
-    return tokens.verify(match?.[1] ?? '')
-  }
-
   return new Hono<AppEnv>()
     .on(['GET', 'POST'], '/graphql', async (c) => {
       const context = graphqlContext({
         requestId: c.get('requestId'),
         scope: c.get('scope'),
-        principal: await principalOf(c.req.header('authorization')),
+        principal: await optionalPrincipal(c.req.header('authorization')),
         writtenAt: c.get('writtenAt'),
         maxStatements: GRAPHQL_LIMITS.statements,
         catalog: services.catalog,

@@ -206,6 +206,25 @@ describe('GraphQL: limits', () => {
     expect(codes(long.body)).toContain('query_too_complex')
   })
 
+  it('stops a query at its statement budget with 400 query_too_complex', async () => {
+    // Each aliased page of orders is two statements of its own (orders, then the items of a page that has some):
+    // seven are 14, past the 12 allowed.
+    const c = client(base)
+    const buyer = await signupCustomer(c, 'gql-budget')
+    const p = await product()
+    const placed = await c.post(
+      '/v1/orders',
+      { items: [{ productId: p.id, quantity: 1 }] },
+      { token: buyer.accessToken, headers: { 'Idempotency-Key': unique() } },
+    )
+    expect(placed.status).toBe(201)
+    const pages = Array.from({ length: 7 }, (_, i) => `p${i}: orders(limit: ${i + 1}) { items { id } }`).join(' ')
+    const { status, body, text } = await graphql(`{ viewer { ${pages} } }`, { token: buyer.accessToken })
+    expect(status, text).toBe(400)
+    expect(codes(body)).toContain('query_too_complex')
+    expect(body.errors!.find((e) => e.extensions.code === 'query_too_complex')!.message).toMatch(/database statements/)
+  })
+
   it('answers 400 validation_failed for a query that does not match the schema', async () => {
     const { status, body, text } = await graphql('{ products { items { nope } } }')
     expect(status, text).toBe(400)
