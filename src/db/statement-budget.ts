@@ -3,7 +3,8 @@ import type { Database } from './database.ts'
 /**
  * A bound on the statements one unit of work (a GraphQL request) may send:
  * `spent` counts them, and the statement past `max` is not sent — its query
- * rejects with what `exceeded()` makes instead.
+ * rejects with what `exceeded()` makes instead (a raw `execute` throws it as
+ * it is begun, which inside an async function is the same rejection).
  */
 export interface StatementBudget {
   readonly max: number

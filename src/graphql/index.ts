@@ -5,6 +5,7 @@ import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens'
 import { GraphQLError, NoSchemaIntrospectionCustomRule, type ValidationContext } from 'graphql'
 import { createYoga, type Plugin, useErrorHandler } from 'graphql-yoga'
 import { Hono } from 'hono'
+import { AppError } from '../core/errors.ts'
 import type { CatalogService } from '../features/catalog/index.ts'
 import { bearerPrincipal } from '../http/auth.ts'
 import type { AppEnv, HttpServices, RequestScope } from '../http/context.ts'
@@ -56,43 +57,41 @@ function thrown(error: unknown): unknown {
 }
 
 /**
- * Parse and validation errors carry `validation_failed`, or `query_too_complex` for the limits' own; an answer
- * with either and no data (refused before it ran), or with `query_too_complex` at all (over the statement
- * budget as it ran), is a 400 whatever the media type the client accepts.
+ * The errors of a request that was refused as a whole (no data, no error of a
+ * field): a body that is not JSON is `invalid_json`, a query over a limit
+ * `query_too_complex`, anything else (no query, a parse or schema error, a
+ * mutation) `validation_failed`. Such an answer, and one with a query stopped
+ * at its statement budget, is a 400 whatever media type the client accepts
+ * (yoga keeps 200 for `application/json` clients).
  */
 function refusals(limitErrors: WeakSet<GraphQLError>): Plugin {
-  const coded = (error: GraphQLError) =>
-    new GraphQLError(error.message, {
-      nodes: error.nodes,
-      source: error.source,
-      positions: error.positions,
-      path: error.path,
-      originalError: error.originalError,
-      extensions: { ...error.extensions, code: limitErrors.has(error) ? 'query_too_complex' : 'validation_failed' },
-    })
   const codeOf = (error: unknown) => (isGraphQLError(error) ? error.extensions?.code : undefined)
+  const refusal = (error: GraphQLError) => {
+    const code = limitErrors.has(error)
+      ? 'query_too_complex'
+      : codeOf(error) === 'BAD_REQUEST' && /JSON/.test(error.message)
+        ? 'invalid_json'
+        : 'validation_failed'
+    // Only the message, where it is and the code: yoga's extensions may carry a parser's error object.
+    return new GraphQLError(error.message, { source: error.source, positions: error.positions, extensions: { code } })
+  }
   return {
-    onParse:
-      () =>
-      ({ result, replaceParseResult }) => {
-        if (isGraphQLError(result)) replaceParseResult(coded(result))
-      },
-    onValidate:
-      () =>
-      ({ result, setResult }) => {
-        if (result.length > 0) setResult(result.map((e) => (isGraphQLError(e) ? coded(e) : e)))
-      },
     onResultProcess: ({ result, setResult, serverContext }) => {
       if (Array.isArray(result) || Symbol.asyncIterator in result) return
-      if (!result.errors?.length) {
+      const errors = result.errors ?? []
+      if (errors.length === 0) {
         // yoga hands the hooks a copy of the context it was given: the outcome is an object both share.
         const outcome = (serverContext as Partial<GraphQLContext>).outcome
         if (outcome) outcome.complete = true
         return
       }
-      const codes = result.errors.map(codeOf)
-      const refused = codes.includes('query_too_complex') || (!('data' in result) && codes.every((c) => c === 'validation_failed'))
-      if (refused) setResult({ ...result, extensions: { ...result.extensions, http: { status: 400 } } })
+      const refused = result.data == null && errors.every((e) => !isGraphQLError(e) || e.path === undefined)
+      if (!refused && !errors.some((e) => codeOf(e) === 'query_too_complex')) return
+      setResult({
+        ...result,
+        ...(refused ? { errors: errors.map((e) => (isGraphQLError(e) ? refusal(e) : e)) } : {}),
+        extensions: { ...result.extensions, http: { status: 400 } },
+      })
     },
   }
 }
@@ -173,6 +172,8 @@ export function graphqlRoutes(services: GraphQLServices) {
         catalog: services.catalog,
       })
       const res = await yoga.fetch(c.req.raw, context)
+      if (res.status === 415)
+        throw new AppError('unsupported_media_type', 'Send the query as application/json, or in the query string of a GET')
       // A GET without a token that every field answered is the same for every anonymous caller: HTTP caches may
       // keep it as briefly as the catalog's REST reads. Anything else is the caller's own.
       const shared = c.req.method === 'GET' && context.principal === undefined && context.outcome.complete

@@ -231,6 +231,31 @@ describe('GraphQL: limits', () => {
     expect(codes(body)).toEqual(['validation_failed'])
   })
 
+  it('refuses a request without a query, with a body that is not JSON or not JSON at all, or a mutation, with the REST codes', async () => {
+    const c = client(base)
+    const noQuery = await c.get('/graphql')
+    expect(noQuery.status).toBe(400)
+    expect(codes((await noQuery.json()) as GraphQLBody)).toEqual(['validation_failed'])
+
+    const broken = await c.call('POST', '/graphql', { headers: { 'Content-Type': 'application/json' } })
+    const notJson = await fetch(`${base}/graphql`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{nope' })
+    const text = await notJson.text()
+    expect(notJson.status, text).toBe(400)
+    expect(codes(JSON.parse(text) as GraphQLBody)).toEqual(['invalid_json'])
+    expect(text).not.toMatch(/SyntaxError|originalError/)
+    expect(broken.status).toBe(400)
+
+    await expectProblem(
+      await fetch(`${base}/graphql`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: '{ products { nextCursor } }' }),
+      415,
+      'unsupported_media_type',
+    )
+
+    const mutation = await graphql('mutation { createProduct }', { token: adminToken })
+    expect(mutation.status, mutation.text).toBe(400)
+    expect(codes(mutation.body)).toEqual(['validation_failed'])
+  })
+
   it(`allows introspection only outside production (${target})`, async () => {
     const { status, body, text } = await graphql('{ __schema { queryType { name } } }')
     if (target === 'embedded') {
