@@ -140,26 +140,29 @@ export function graphqlRoutes(services: GraphQLServices) {
     }),
   )
 
-  const yoga = createYoga<GraphQLContext>({
-    schema: graphqlSchema,
-    graphqlEndpoint: '/graphql',
-    plugins,
-    cors: false,
-    graphiql: false,
-    landingPage: false,
-    logging: false,
-    maskedErrors: {
-      maskError(error: unknown, message: string): Error {
-        const original = thrown(error)
-        if (isGraphQLError(original)) return original
-        const appError = toAppError(original)
-        return new GraphQLError(appError.code === 'internal_error' ? message : (appError.detail ?? appError.message), {
-          ...(isGraphQLError(error) ? { nodes: error.nodes, path: error.path } : {}),
-          extensions: { code: appError.code, ...(appError.errors ? { errors: appError.errors } : {}) },
-        })
+  // Made on the first GraphQL request, with the schema (see graphqlSchema).
+  let yoga: ReturnType<typeof createYoga<GraphQLContext>> | undefined
+  const server = () =>
+    (yoga ??= createYoga<GraphQLContext>({
+      schema: graphqlSchema(),
+      graphqlEndpoint: '/graphql',
+      plugins,
+      cors: false,
+      graphiql: false,
+      landingPage: false,
+      logging: false,
+      maskedErrors: {
+        maskError(error: unknown, message: string): Error {
+          const original = thrown(error)
+          if (isGraphQLError(original)) return original
+          const appError = toAppError(original)
+          return new GraphQLError(appError.code === 'internal_error' ? message : (appError.detail ?? appError.message), {
+            ...(isGraphQLError(error) ? { nodes: error.nodes, path: error.path } : {}),
+            extensions: { code: appError.code, ...(appError.errors ? { errors: appError.errors } : {}) },
+          })
+        },
       },
-    },
-  })
+    }))
 
   return new Hono<AppEnv>()
     .on(['GET', 'POST'], '/graphql', async (c) => {
@@ -171,7 +174,7 @@ export function graphqlRoutes(services: GraphQLServices) {
         maxStatements: GRAPHQL_LIMITS.statements,
         catalog: services.catalog,
       })
-      const res = await yoga.fetch(c.req.raw, context)
+      const res = await server().fetch(c.req.raw, context)
       if (res.status === 415)
         throw new AppError('unsupported_media_type', 'Send the query as application/json, or in the query string of a GET')
       // A GET without a token that every field answered is the same for every anonymous caller: HTTP caches may

@@ -157,43 +157,48 @@ function admin(ctx: GraphQLContext): Principal {
 type Args = Record<string, unknown>
 
 /**
- * The executable schema, built once per process: resolvers read through the
- * feature services and the request's loaders on the context, never from
- * tables of their own.
+ * The executable schema: resolvers read through the feature services and the
+ * request's loaders on the context, never from tables of their own. Built once
+ * per process (per isolate on Workers), on the first GraphQL request: an
+ * isolate that serves none does not pay for it when it starts.
  */
-export const graphqlSchema = createSchema<GraphQLContext>({
-  typeDefs: TYPE_DEFS,
-  resolvers: {
-    Query: {
-      products: (_: unknown, args: Args, ctx: GraphQLContext) => productsPage(ctx.catalog, parsed(ListQuery, args), ctx.writtenAt),
-      product: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
-        const cached = await productAnswer(ctx.catalog, args.id, ctx.writtenAt)
-        return cached ? (JSON.parse(cached.body) as ProductJson) : null
+export const graphqlSchema = () => (schema ??= buildSchema())
+let schema: ReturnType<typeof buildSchema> | undefined
+
+const buildSchema = () =>
+  createSchema<GraphQLContext>({
+    typeDefs: TYPE_DEFS,
+    resolvers: {
+      Query: {
+        products: (_: unknown, args: Args, ctx: GraphQLContext) => productsPage(ctx.catalog, parsed(ListQuery, args), ctx.writtenAt),
+        product: async (_: unknown, args: { id: string }, ctx: GraphQLContext) => {
+          const cached = await productAnswer(ctx.catalog, args.id, ctx.writtenAt)
+          return cached ? (JSON.parse(cached.body) as ProductJson) : null
+        },
+        viewer: (_: unknown, _args: Args, ctx: GraphQLContext) => {
+          const principal = signedIn(ctx)
+          return { id: principal.userId, role: principal.role }
+        },
+        jobs: (_: unknown, args: Args, ctx: GraphQLContext) => {
+          admin(ctx)
+          const query = parsed(PageQuery, args) as { limit: number; cursor?: string }
+          // The primary, as the REST list reads it: job states change by the second.
+          return listJobs(ctx.scope.db, { ...query, status: args.status as JobStatus | undefined })
+        },
       },
-      viewer: (_: unknown, _args: Args, ctx: GraphQLContext) => {
-        const principal = signedIn(ctx)
-        return { id: principal.userId, role: principal.role }
+      Viewer: {
+        orders: (viewer: { id: string }, args: Args, ctx: GraphQLContext) =>
+          // Own orders whatever the role: an admin's REST list is everybody's, the viewer's is theirs.
+          ctx.scope.read((db) => listOrders(db, { userId: viewer.id, role: 'customer' }, parsed(PageQuery, args)), ctx.writtenAt),
       },
-      jobs: (_: unknown, args: Args, ctx: GraphQLContext) => {
-        admin(ctx)
-        const query = parsed(PageQuery, args) as { limit: number; cursor?: string }
-        // The primary, as the REST list reads it: job states change by the second.
-        return listJobs(ctx.scope.db, { ...query, status: args.status as JobStatus | undefined })
+      Product: {
+        orders: (product: ProductJson, args: Args, ctx: GraphQLContext) => {
+          admin(ctx)
+          return ctx.loaders.ordersOfProduct(parsed(ProductOrdersArgs, args).limit).load(product.id)
+        },
+      },
+      OrderItem: {
+        product: (item: OrderJson['items'][number], _args: Args, ctx: GraphQLContext) => ctx.loaders.product.load(item.productId),
       },
     },
-    Viewer: {
-      orders: (viewer: { id: string }, args: Args, ctx: GraphQLContext) =>
-        // Own orders whatever the role: an admin's REST list is everybody's, the viewer's is theirs.
-        ctx.scope.read((db) => listOrders(db, { userId: viewer.id, role: 'customer' }, parsed(PageQuery, args)), ctx.writtenAt),
-    },
-    Product: {
-      orders: (product: ProductJson, args: Args, ctx: GraphQLContext) => {
-        admin(ctx)
-        return ctx.loaders.ordersOfProduct(parsed(ProductOrdersArgs, args).limit).load(product.id)
-      },
-    },
-    OrderItem: {
-      product: (item: OrderJson['items'][number], _args: Args, ctx: GraphQLContext) => ctx.loaders.product.load(item.productId),
-    },
-  },
-})
+  })
