@@ -4,6 +4,7 @@
 //   src/runtime/*   entry files, the only code that knows Workers, Bun or Node
 //        |
 //   src/app.ts, src/services.ts    the app (routes + middleware) and the one place services are built
+//   src/graphql/    the GraphQL read API the app mounts: resolvers over the features' public surfaces
 //        |
 //   src/features/*  accounts, catalog, orders, jobs, schedule, system: each used by others only through its index.ts
 //        |
@@ -70,11 +71,11 @@ module.exports = {
     {
       name: 'lower-layers-know-no-wiring',
       comment:
-        'Nothing below the app imports the wiring (src/app.ts, src/services.ts, src/runtime/; src/platform.ts before it): services arrive as ' +
-        'arguments or on the Hono context, never by reaching up for the factory.',
+        'Nothing below the app imports the wiring (src/app.ts, src/services.ts, src/runtime/; src/platform.ts before it) or the ' +
+        'GraphQL API the app mounts (src/graphql/): services arrive as arguments or on the Hono context, never by reaching up for the factory.',
       severity: 'error',
       from: { path: `${BELOW_FEATURES}|^src/features/|^src/config\\.ts$` },
-      to: { path: '^src/(app\\.ts|services\\.ts|platform\\.ts|runtime/)' },
+      to: { path: '^src/(app\\.ts|services\\.ts|platform\\.ts|runtime/|graphql/)' },
     },
     {
       name: 'the-app-uses-features-through-their-index',

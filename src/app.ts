@@ -4,6 +4,7 @@ import { catalogRoutes, productReadLane } from './features/catalog/index.ts'
 import { jobRoutes } from './features/jobs/index.ts'
 import { orderRoutes } from './features/orders/index.ts'
 import { registerReference, systemRoutes } from './features/system/index.ts'
+import { graphqlRoutes } from './graphql/index.ts'
 import type { AppEnv } from './http/context.ts'
 import { type AppLayer, type EarlyRoute, edge, plainAnswers, responseAnswers } from './http/edge.ts'
 import { errorHandler, notFoundHandler } from './http/errors.ts'
@@ -80,6 +81,7 @@ export function createApp(services: Services, opts: { earlyRoute?: boolean; laye
     .route('/', catalogRoutes(services))
     .route('/', orderRoutes(services))
     .route('/', jobRoutes(services))
+    .route('/', graphqlRoutes(services))
 
   registerReference(app, services)
 

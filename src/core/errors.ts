@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   invalid_json: { status: 400, title: 'The request body is not valid JSON' },
   validation_failed: { status: 400, title: 'The request does not match the schema' },
   idempotency_key_missing: { status: 400, title: 'An Idempotency-Key header is required' },
+  query_too_complex: { status: 400, title: 'The GraphQL query is over a limit (depth, aliases, tokens, cost or statements)' },
   unauthorized: { status: 401, title: 'Authentication is required' },
   invalid_credentials: { status: 401, title: 'Email or password is wrong' },
   refresh_token_reused: { status: 401, title: 'This refresh token was already used; its family is revoked' },

@@ -16,12 +16,25 @@ import type { AppEnv } from './context.ts'
 export function authenticate(services: { readonly tokens: TokenVerifier }): MiddlewareHandler<AppEnv> {
   const { tokens } = services
   return async function authenticate(c, next) {
-    const header = c.req.header('authorization')
-    const match = header?.match(/^Bearer[ ]+([^\s]+)\s*$/i)
-    if (!match) throw new AppError('unauthorized', 'An access token is required: Authorization: Bearer <token>')
-    c.set('principal', await tokens.verify(match[1]!))
+    c.set('principal', await bearerPrincipal(tokens, c.req.header('authorization')))
     await next()
   }
+}
+
+/**
+ * The principal of an `Authorization` header's bearer token: 401
+ * `unauthorized` for a missing or malformed header, or a token that does not
+ * verify. What {@link authenticate} checks, for handlers where a token is optional.
+ *
+ * @example
+ * ```ts
+ * const principal = header === undefined ? undefined : await bearerPrincipal(services.tokens, header)
+ * ```
+ */
+export async function bearerPrincipal(tokens: TokenVerifier, header: string | undefined): Promise<Principal> {
+  const match = header?.match(/^Bearer[ ]+([^\s]+)\s*$/i)
+  if (!match) throw new AppError('unauthorized', 'An access token is required: Authorization: Bearer <token>')
+  return tokens.verify(match[1]!)
 }
 
 /**

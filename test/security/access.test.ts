@@ -29,8 +29,8 @@ const PUBLIC = [
   'GET /v1/products/{id}',
 ]
 
-/** Served but not in the document, being the document and its page. */
-const UNDOCUMENTED = ['GET /openapi.json', 'GET /docs']
+/** Served but not in the document: the document and its page, and the GraphQL API (described by its SDL, which /docs links). */
+const UNDOCUMENTED = ['GET /openapi.json', 'GET /docs', 'GET /graphql', 'POST /graphql', 'GET /graphql/schema.graphql']
 
 let h: Harness
 let doc: OpenApiDocument

@@ -1,6 +1,6 @@
-import { and, desc, eq, ilike, lt, or, sql } from 'drizzle-orm'
+import { and, desc, eq, ilike, inArray, lt, or, sql } from 'drizzle-orm'
 import { AppError } from '../../core/errors.ts'
-import { decodeCursor, encodeCursor } from '../../core/page.ts'
+import { decodeCursor, encodeCursor, type Page } from '../../core/page.ts'
 import type { Reads } from '../../core/scope.ts'
 import { type Database, isUniqueViolation } from '../../db/database.ts'
 import { products } from '../../db/schema.ts'
@@ -50,6 +50,7 @@ export function productJson(row: ProductRow) {
     updatedAt: row.updatedAt.toISOString(),
   }
 }
+export type ProductJson = ReturnType<typeof productJson>
 
 /** The cache entry of a product: its JSON, serialised once. */
 export const cachedProduct = (row: ProductRow): Cached => ({
@@ -136,6 +137,38 @@ export function listPage(
     },
     deps.waitUntil,
   )
+}
+
+/** A page of active products as objects: {@link listPage}'s cached answer, read back. */
+export async function productsPage(
+  deps: Pick<CatalogService, 'read' | 'cache' | 'waitUntil'>,
+  query: ListQueryInput,
+  writtenAt?: number,
+): Promise<Page<ProductJson>> {
+  return JSON.parse((await listPage(deps, query, writtenAt)).body) as Page<ProductJson>
+}
+
+/**
+ * The active products among `ids`, in one statement whatever their number
+ * (a batch loader's read: the products of a page of order lines). Ids that
+ * are not UUIDs, unknown or archived are absent from the map.
+ */
+export async function productsByIds(
+  deps: Pick<CatalogService, 'read'>,
+  ids: readonly string[],
+  writtenAt?: number,
+): Promise<Map<string, ProductJson>> {
+  const wanted = [...new Set(ids.filter(isUuid).map((id) => id.toLowerCase()))]
+  if (wanted.length === 0) return new Map()
+  const rows = await deps.read(
+    (db) =>
+      db
+        .select()
+        .from(products)
+        .where(and(inArray(products.id, wanted), eq(products.active, true))),
+    writtenAt,
+  )
+  return new Map(rows.map((row) => [row.id, productJson(row)]))
 }
 
 /** After a product changed: its copies here are gone now; Redis follows off the response path. */

@@ -3,7 +3,7 @@ import { Receiver } from '@upstash/qstash'
 import { and, desc, eq, lt, sql } from 'drizzle-orm'
 import type { Context } from 'hono'
 import { AppError } from '../../core/errors.ts'
-import { decodeCursor, encodeCursor } from '../../core/page.ts'
+import { encodeCursor } from '../../core/page.ts'
 import { emails, JOB_STATUSES, jobs } from '../../db/schema.ts'
 import { authenticate, requireRole } from '../../http/auth.ts'
 import type { AppEnv, HttpServices, RequestScope } from '../../http/context.ts'
@@ -14,8 +14,8 @@ import { JOB_FAILURES_PATH, jobPath, markDead } from '../../infra/jobs/dispatch.
 import type { JobRef, RunOutcome } from '../../infra/jobs/jobs.ts'
 import type { Slots } from '../../lib/slots.ts'
 import { isUuid } from '../../lib/uuid.ts'
-import { sampledTraceId } from '../../observability/tracing.ts'
 import { DAILY, MINUTELY, runSchedule, type ScheduleEnv } from '../schedule/index.ts'
+import { cursorOf, jobJson, listJobs } from './service.ts'
 
 const Job = z
   .object({
@@ -137,28 +137,6 @@ const emailsRoute = createRoute({
   responses: { 200: json(EmailPage, 'A page of emails'), ...problems('validation_failed', 'unauthorized', 'forbidden') },
 })
 
-const jobJson = (j: typeof jobs.$inferSelect) => ({
-  id: j.id,
-  name: j.name,
-  status: j.status,
-  attempts: j.attempts,
-  lastError: j.lastError,
-  traceId: sampledTraceId(j.traceparent),
-  runAt: j.runAt.toISOString(),
-  createdAt: j.createdAt.toISOString(),
-  updatedAt: j.updatedAt.toISOString(),
-})
-
-function cursorOf(cursor: string | undefined) {
-  if (cursor === undefined) return undefined
-  const id = decodeCursor(cursor)
-  if (!id)
-    throw new AppError('validation_failed', 'The cursor is not valid', {
-      errors: [{ path: 'query.cursor', message: 'is not a cursor from this API' }],
-    })
-  return id
-}
-
 /** What the jobs routes use: the HTTP layer's services, the job slots and runs, the schedule. */
 export interface JobRouteServices extends HttpServices {
   readonly jobSlots: Slots
@@ -227,19 +205,7 @@ export function jobRoutes(services: JobRouteServices) {
       const report = await runSchedule(cron, new Date(), services.schedule(c.get('scope')))
       return c.json(report, 200)
     })
-    .openapi({ ...listJobsRoute, middleware: admin }, async (c) => {
-      const q = c.req.valid('query')
-      const after = cursorOf(q.cursor)
-      const rows = await c
-        .get('scope')
-        .db.select()
-        .from(jobs)
-        .where(and(q.status ? eq(jobs.status, q.status) : undefined, after ? lt(jobs.id, after) : undefined))
-        .orderBy(desc(jobs.id))
-        .limit(q.limit + 1)
-      const page = rows.slice(0, q.limit)
-      return c.json({ items: page.map(jobJson), nextCursor: rows.length > q.limit ? encodeCursor(page.at(-1)!.id) : null }, 200)
-    })
+    .openapi({ ...listJobsRoute, middleware: admin }, async (c) => c.json(await listJobs(c.get('scope').db, c.req.valid('query')), 200))
     .openapi({ ...retryRoute, middleware: admin }, async (c) => {
       const id = c.req.valid('param').id
       if (!isUuid(id)) throw new AppError('not_found', 'No job with this id')

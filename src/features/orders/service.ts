@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm'
+import { and, desc, eq, gt, inArray, lt, lte, sql } from 'drizzle-orm'
 import { AppError, type FieldError } from '../../core/errors.ts'
 import { decodeCursor, encodeCursor } from '../../core/page.ts'
 import type { Principal } from '../../core/principal.ts'
@@ -257,6 +257,39 @@ export async function listOrders(db: Database, principal: Principal, query: { li
     page.map((o) => o.id),
   )
   return { items: page.map((o) => orderJson(o, items.get(o.id) ?? [])), nextCursor: more ? encodeCursor(page.at(-1)!.id) : null }
+}
+
+/**
+ * The latest `limit` orders holding each of `productIds` (an admin's view),
+ * newest first: two statements whatever the number of products — the orders,
+ * ranked per product, then their items. Products without orders are absent.
+ */
+export async function ordersOfProducts(db: Database, productIds: readonly string[], limit: number): Promise<Map<string, OrderJson[]>> {
+  const ids = [...new Set(productIds.filter(isUuid).map((id) => id.toLowerCase()))]
+  if (ids.length === 0) return new Map()
+  const ranked = db
+    .select({
+      orderId: orderItems.orderId,
+      productId: orderItems.productId,
+      rank: sql<number>`row_number() over (partition by ${orderItems.productId} order by ${orderItems.orderId} desc)`.as('rank'),
+    })
+    .from(orderItems)
+    .where(inArray(orderItems.productId, ids))
+    .as('ranked')
+  const rows = await db
+    .select({ productId: ranked.productId, order: orders })
+    .from(ranked)
+    .innerJoin(orders, eq(orders.id, ranked.orderId))
+    .where(lte(ranked.rank, limit))
+    .orderBy(desc(orders.id))
+  const items = await itemsOf(db, [...new Set(rows.map((r) => r.order.id))])
+  const byProduct = new Map<string, OrderJson[]>()
+  for (const { productId, order } of rows) {
+    const list = byProduct.get(productId) ?? []
+    list.push(orderJson(order, items.get(order.id) ?? []))
+    byProduct.set(productId, list)
+  }
+  return byProduct
 }
 
 /** Why a transition found nothing to change: 404 for an order the principal cannot see, 409 otherwise. */

@@ -11,13 +11,16 @@ type Json = Record<string, unknown>
 const esc = (s: unknown) =>
   String(s).replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]!)
 
-/** Escapes, then turns `code` spans into <code> and blank lines into paragraphs. */
+/** Escapes, then turns `code` spans into <code>, [links](/to/a/path) on this site into <a>, and blank lines into paragraphs. */
 const prose = (s: unknown) =>
   s === undefined
     ? ''
     : esc(s)
         .split(/\n{2,}/)
-        .map((p) => `<p>${p.replace(/`([^`]+)`/g, '<code>$1</code>')}</p>`)
+        .map(
+          (p) =>
+            `<p>${p.replace(/`([^`]+)`/g, '<code>$1</code>').replace(/\[([^\]]+)\]\((\/[A-Za-z0-9._/-]*)\)/g, '<a href="$2">$1</a>')}</p>`,
+        )
         .join('')
 
 const slug = (s: string) =>

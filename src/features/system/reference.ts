@@ -10,6 +10,8 @@ Errors are RFC 9457 problem details (\`application/problem+json\`) with a stable
 
 Lists take \`limit\` (1 to 100, default 20) and an opaque \`cursor\`, and answer \`{ items, nextCursor }\`.
 
+Reads are also served as GraphQL at \`POST /graphql\` (or \`GET /graphql?query=…\`), with the same bearer tokens, roles and error codes (in \`extensions.code\`); its schema is [/graphql/schema.graphql](/graphql/schema.graphql). Mutations stay here.
+
 Every string a client sends is refused (400 \`validation_failed\`, naming the field) when it holds U+0000 or an unpaired UTF-16 surrogate: each string's \`pattern\` says so, and lengths count characters (code points).
 
 The first five minutes, as the examples below tell them: with \`ADMIN_EMAIL\` and \`ADMIN_PASSWORD\` set, that admin exists once the service has started. Log in as them (\`POST /v1/auth/login\`) and send the \`accessToken\` as \`Authorization: Bearer …\`; create a product (\`POST /v1/products\`). Sign up a customer (\`POST /v1/auth/signup\`); with their token, check out (\`POST /v1/orders\` with a fresh \`Idempotency-Key\`) and pay with \`tok_ok\` (\`POST /v1/orders/{id}/pay\`, another key). The capture runs in the background: \`GET /v1/orders/{id}\` shows \`paid\` a moment later.`
