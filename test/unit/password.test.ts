@@ -78,7 +78,8 @@ describe('password hashing', () => {
     await hasher.verifyNothing('warm up')
     const verify: number[] = []
     const nothing: number[] = []
-    // Interleaved, so that load on the machine hits both kinds of call alike; compared by median.
+    // Interleaved, so that load on the machine hits both kinds of call alike; compared by their fastest run, the one
+    // least touched by other work (a median still moved by 2× under a loaded CI machine).
     for (let i = 0; i < 7; i++) {
       let t = performance.now()
       await hasher.verify('wrong guess', phc)
@@ -87,8 +88,8 @@ describe('password hashing', () => {
       await hasher.verifyNothing('wrong guess')
       nothing.push(performance.now() - t)
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[3]!
-    expect(median(nothing)).toBeGreaterThan(median(verify) * 0.5)
-    expect(median(nothing)).toBeLessThan(median(verify) * 2)
+    const fastest = (xs: number[]) => Math.min(...xs)
+    expect(fastest(nothing)).toBeGreaterThan(fastest(verify) * 0.5)
+    expect(fastest(nothing)).toBeLessThan(fastest(verify) * 2)
   })
 })
