@@ -1,5 +1,5 @@
 import { Redis } from '@upstash/redis'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createPostgresDatabase } from '../../src/db/postgres.ts'
 import { type Cached, createCache } from '../../src/infra/cache.ts'
 import { createLogger } from '../../src/observability/logger.ts'
@@ -77,11 +77,12 @@ describe('L2 (Redis)', () => {
   it('a load that read the database before a write can never put its old bytes back', async () => {
     const a = instance('t2:')
     const b = instance('t2:')
-    let release!: (v: Cached) => void
+    let release: ((v: Cached) => void) | undefined
     const slowOld = a.entity('k', () => new Promise<Cached>((r) => (release = r)))
-    await new Promise((r) => setTimeout(r, 20))
+    // The load has read the database (it is under way) before the write.
+    await vi.waitFor(() => expect(release).toBeDefined())
     await b.invalidateEntity('k', 2)
-    release(value(1))
+    release!(value(1))
     await slowOld
     await new Promise((r) => setTimeout(r, 100))
     const raw = createRespClient({ port: redis.port })

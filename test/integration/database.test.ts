@@ -77,7 +77,8 @@ describe('pool bounds', () => {
     const holder = h.db.transaction(async (tx) => {
       await tx.execute(sql`select pg_sleep(1)`)
     })
-    await new Promise((r) => setTimeout(r, 50))
+    // The holder has the pool's one connection.
+    await expect.poll(() => h.stats!().transactionsInFlight).toBe(1)
     const started = Date.now()
     const waiting = h.db.transaction(async () => {
       ranLate = true
@@ -102,8 +103,7 @@ describe('pool bounds', () => {
     const h = createPostgresDatabase({ url, poolMax: 3, timeoutMs: 1000, statementTimeoutMs: 5000 })
     const q = Promise.resolve(h.db.execute(sql`select pg_sleep(0.3)`))
     const t = h.db.transaction((tx) => tx.execute(sql`select pg_sleep(0.3)`))
-    await new Promise((r) => setTimeout(r, 100))
-    expect(h.stats!()).toMatchObject({ max: 3, queriesInFlight: 1, transactionsInFlight: 1 })
+    await expect.poll(() => h.stats!()).toMatchObject({ max: 3, queriesInFlight: 1, transactionsInFlight: 1 })
     await Promise.all([q, t])
     expect(h.stats!()).toMatchObject({ queriesInFlight: 0, transactionsInFlight: 0 })
     await h.close()
