@@ -13,7 +13,8 @@ import { toAppError } from '../http/errors.ts'
 import { PUBLIC_CACHE_CONTROL } from '../lib/http-cache.ts'
 import { traceIdOf } from '../observability/tracing.ts'
 import { type GraphQLContext, graphqlContext } from './context.ts'
-import { graphqlSchema, TYPE_DEFS } from './schema.ts'
+import { objectBoundRule } from './row-bound.ts'
+import { graphqlSchema, LIST_BOUNDS, TYPE_DEFS } from './schema.ts'
 
 /*
  * The GraphQL read API (docs/API.md § GraphQL): graphql-yoga on a Hono
@@ -39,6 +40,12 @@ export const GRAPHQL_LIMITS = {
   cost: 1000,
   /** Statements sent to the database per request, whatever the fields: a batched query needs 4 or fewer. */
   statements: 12,
+  /**
+   * Objects a query could answer, every page full and every order at its 50 lines (row-bound.ts): the viewer's
+   * 20 latest orders with their products are about 2,000; 20 products with their 5 latest orders' lines and
+   * products, 10,140. A page of 100 products with theirs would be 50,000: ask for smaller pages.
+   */
+  objects: 20_000,
 } as const
 
 /** What the GraphQL routes use: the HTTP layer's services and the catalog over a scope. */
@@ -119,6 +126,7 @@ export function graphqlRoutes(services: GraphQLServices) {
     maxDepthPlugin({ n: GRAPHQL_LIMITS.depth, ...refuse, flattenFragments: true }),
     maxAliasesPlugin({ n: GRAPHQL_LIMITS.aliases, ...refuse }),
     costLimitPlugin({ maxCost: GRAPHQL_LIMITS.cost, ...refuse, flattenFragments: true }),
+    { onValidate: ({ addValidationRule }) => addValidationRule(objectBoundRule(LIST_BOUNDS, GRAPHQL_LIMITS.objects, rejected[0]!)) },
     refusals(limitErrors),
   ]
   if (config.production) plugins.push({ onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule) })

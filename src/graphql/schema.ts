@@ -4,13 +4,23 @@ import { AppError } from '../core/errors.ts'
 import type { Principal } from '../core/principal.ts'
 import { ListQuery, type ProductJson, productAnswer, productsPage } from '../features/catalog/index.ts'
 import { type JobStatus, listJobs } from '../features/jobs/index.ts'
-import { listOrders, type OrderJson } from '../features/orders/index.ts'
-import { PageQuery } from '../http/page.ts'
+import { listOrders, MAX_ORDER_LINES, type OrderJson } from '../features/orders/index.ts'
+import { MAX_PAGE, PageQuery } from '../http/page.ts'
 import { fieldErrors } from '../http/validation.ts'
 import type { GraphQLContext } from './context.ts'
+import type { ListBound } from './row-bound.ts'
 
 /** How many orders `Product.orders` may ask for: it is asked per product of a page, so less than a page. */
 export const PRODUCT_ORDERS_MAX = 20
+
+/** Every list field with the most objects it answers, for the bound on a query's objects (row-bound.ts). */
+export const LIST_BOUNDS: Record<string, ListBound> = {
+  'Query.products': { max: MAX_PAGE, limitArg: 'limit' },
+  'Query.jobs': { max: MAX_PAGE, limitArg: 'limit' },
+  'Viewer.orders': { max: MAX_PAGE, limitArg: 'limit' },
+  'Product.orders': { max: PRODUCT_ORDERS_MAX, limitArg: 'limit' },
+  'Order.items': { max: MAX_ORDER_LINES },
+}
 
 /** The schema's SDL: what `GET /graphql/schema.graphql` serves, and the schema itself. */
 export const TYPE_DEFS = /* GraphQL */ `

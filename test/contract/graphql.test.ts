@@ -195,6 +195,22 @@ describe('GraphQL: limits', () => {
     expect(body.errors!.map((e) => e.message).join(' ')).toMatch(/cost/i)
   })
 
+  it('refuses a query that could answer too many objects with 400 query_too_complex, a page size given by a variable at its most', async () => {
+    const lines = 'items { sku orders(limit: 20) { items { sku product { sku } } } }'
+    // 100 products (the variable could ask for them) × 20 orders × 50 lines, each with its product: 200,000 objects.
+    const big = await graphql(`query ($n: Int) { products(limit: $n) { ${lines} } }`, { token: adminToken, variables: { n: 2 } })
+    expect(big.status, big.text).toBe(400)
+    expect(big.body.data).toBeUndefined()
+    expect(codes(big.body)).toContain('query_too_complex')
+    expect(big.body.errors!.map((e) => e.message).join(' ')).toMatch(/could answer up to [\d,]+ objects/)
+    // Smaller pages of the same: 5 × 5 × 50, about 2,500.
+    const small = await graphql('{ products(limit: 5) { items { sku orders(limit: 5) { items { sku product { sku } } } } } }', {
+      token: adminToken,
+    })
+    expect(small.status, small.text).toBe(200)
+    expect(small.body.errors).toBeUndefined()
+  })
+
   it('refuses too many aliases and too many tokens with 400 query_too_complex', async () => {
     const aliases = Array.from({ length: 11 }, (_, i) => `a${i}: products { nextCursor }`).join(' ')
     const many = await graphql(`{ ${aliases} }`)

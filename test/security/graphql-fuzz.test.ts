@@ -165,6 +165,8 @@ describe('fuzzing /graphql from its schema', () => {
           figures.byCode.set(code, (figures.byCode.get(code) ?? 0) + 1)
           expect([...Object.keys(ERROR_CODES)], `${label}: ${JSON.stringify(e)}`).toContain(code)
           expect(code, `${label}: ${JSON.stringify(e)}`).not.toBe('internal_error')
+          // What yoga says of an error it masked: something threw that no one meant to (a validation rule, say).
+          expect((e as { message?: string }).message, `${label}: ${JSON.stringify(e)}`).not.toBe('Unexpected error.')
         }
         if (answer.status === 400) expect(body.errors?.length, label).toBeGreaterThan(0)
         // Orders and jobs reach only whoever may see them: a customer its own orders, anyone else none.

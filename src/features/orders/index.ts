@@ -6,4 +6,5 @@
  */
 export { type OrderJobServices, orderJobHandlers } from './jobs.ts'
 export { type OrderRouteServices, orderRoutes } from './routes.ts'
+export { MAX_ORDER_LINES } from './schemas.ts'
 export { expireOrders, listOrders, type OrderJson, ordersOfProducts } from './service.ts'

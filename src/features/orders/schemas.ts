@@ -26,6 +26,9 @@ export const Order = z
 
 export const OrderPage = z.object({ items: z.array(Order), nextCursor: z.string().nullable() }).openapi('OrderPage')
 
+/** The most lines one order holds. */
+export const MAX_ORDER_LINES = 50
+
 export const CreateOrder = z
   .strictObject({
     items: z
@@ -39,7 +42,7 @@ export const CreateOrder = z
         }),
       )
       .min(1, 'must hold at least one line')
-      .max(50, 'must hold at most 50 lines')
+      .max(MAX_ORDER_LINES, `must hold at most ${MAX_ORDER_LINES} lines`)
       .refine((lines) => new Set(lines.map((l) => l.productId)).size === lines.length, 'each product may appear once'),
   })
   .openapi('CreateOrder', {
