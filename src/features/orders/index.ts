@@ -1,8 +1,10 @@
 /*
  * The orders feature's public surface: what the rest of src/ may use.
  * Checkout and the order state machine; the jobs that capture payments and
- * send the paid email; the expiry the schedule runs.
+ * send the paid email; the expiry the schedule runs; the streams of order
+ * status changes.
  */
+export { type OrderEventRouteServices, orderEventRoutes } from './event-routes.ts'
 export { type OrderJobServices, orderJobHandlers } from './jobs.ts'
 export { type OrderRouteServices, orderRoutes } from './routes.ts'
 export { expireOrders } from './service.ts'

@@ -1,0 +1,110 @@
+import { and, asc, desc, eq, gt } from 'drizzle-orm'
+import { AppError } from '../../core/errors.ts'
+import type { Principal } from '../../core/principal.ts'
+import type { Database } from '../../db/database.ts'
+import { orderEvents, orders } from '../../db/schema.ts'
+import { isUuid } from '../../lib/uuid.ts'
+
+/*
+ * Order events: every change of an order's status, as the trigger of
+ * drizzle/0006 records it in `order_events` in the transaction that made the
+ * change. Streams send them from the record, after the last id a client has;
+ * a bus (src/infra/order-events-bus.ts) only says when to read again.
+ */
+
+type EventRow = typeof orderEvents.$inferSelect
+
+/** Rows read per query; a stream further behind reads again at once. */
+export const EVENT_BATCH = 100
+
+/** One event as a stream sends it (`data:`); its id is the SSE `id:`. */
+export function eventJson(row: EventRow) {
+  return { orderId: row.orderId, status: row.status, previousStatus: row.previousStatus, at: row.createdAt.toISOString() }
+}
+
+/** Events after `after` (an event id), oldest first: of one order, or (undefined) of every order. */
+export function eventsAfter(db: Database, orderId: string | undefined, after: number): Promise<EventRow[]> {
+  return db
+    .select()
+    .from(orderEvents)
+    .where(orderId === undefined ? gt(orderEvents.id, after) : and(eq(orderEvents.orderId, orderId), gt(orderEvents.id, after)))
+    .orderBy(asc(orderEvents.id))
+    .limit(EVENT_BATCH)
+}
+
+/** The id of the newest event recorded (0 before the first): where a stream of every order starts without `Last-Event-ID`. */
+export async function latestEventId(db: Database): Promise<number> {
+  const [row] = await db.select({ id: orderEvents.id }).from(orderEvents).orderBy(desc(orderEvents.id)).limit(1)
+  return row?.id ?? 0
+}
+
+/** Checks that the principal may follow this order (its owner, or an admin); otherwise 404, which does not reveal that it exists. */
+export async function ensureVisibleOrder(db: Database, id: string, principal: Principal): Promise<void> {
+  if (!isUuid(id)) throw new AppError('not_found', 'No order with this id')
+  const [order] = await db.select({ userId: orders.userId }).from(orders).where(eq(orders.id, id)).limit(1)
+  if (!order || (order.userId !== principal.userId && principal.role !== 'admin')) throw new AppError('not_found', 'No order with this id')
+}
+
+/** What one stream needs to run: where to write, what to read, and when to stop. */
+export interface EventPump {
+  /** Writes raw SSE text; resolves once the client's side took it. */
+  write(text: string): Promise<unknown>
+  /** Events after an id, oldest first, at most {@link EVENT_BATCH}. */
+  read(after: number): Promise<EventRow[]>
+  /** The last id the client has. */
+  after: number
+  heartbeatMs: number
+  /** True once the client left or the process is shutting down. */
+  ended(): boolean
+}
+
+/**
+ * Runs one stream until `ended()`: sends what was recorded after the client's
+ * last id, then waits for a wake-up (the returned `wake`, which the bus and
+ * the end of the stream call) and reads again; after `heartbeatMs` without
+ * anything to send, a comment line keeps the connection open.
+ *
+ * @example
+ * ```ts
+ * const pump = eventPump({ write, read, after: 0, heartbeatMs: 15000, ended })
+ * const stop = await bus.subscribe(orderId, pump.wake)
+ * await pump.run()
+ * ```
+ */
+export function eventPump(opts: EventPump): { wake: () => void; run: () => Promise<void> } {
+  let due = true
+  let woken: (() => void) | undefined
+  const wake = () => {
+    due = true
+    woken?.()
+  }
+  const sleep = (ms: number) =>
+    new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        woken = undefined
+        resolve(false)
+      }, ms)
+      woken = () => {
+        clearTimeout(timer)
+        woken = undefined
+        resolve(true)
+      }
+    })
+  const run = async () => {
+    let after = opts.after
+    while (!opts.ended()) {
+      if (due) {
+        due = false
+        const rows = await opts.read(after)
+        for (const row of rows) {
+          await opts.write(`id: ${row.id}\nevent: status\ndata: ${JSON.stringify(eventJson(row))}\n\n`)
+          after = row.id
+        }
+        if (rows.length === EVENT_BATCH) due = true
+        continue
+      }
+      if (!(await sleep(opts.heartbeatMs)) && !opts.ended()) await opts.write(': heartbeat\n\n')
+    }
+  }
+  return { wake, run }
+}
