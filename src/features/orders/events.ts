@@ -62,7 +62,8 @@ export interface EventPump {
  * Runs one stream until `ended()`: sends what was recorded after the client's
  * last id, then waits for a wake-up (the returned `wake`, which the bus and
  * the end of the stream call) and reads again; after `heartbeatMs` without
- * anything to send, a comment line keeps the connection open.
+ * anything written, a comment line keeps the connection open (and finds out
+ * whether the client is still there).
  *
  * @example
  * ```ts
@@ -79,31 +80,39 @@ export function eventPump(opts: EventPump): { wake: () => void; run: () => Promi
     woken?.()
   }
   const sleep = (ms: number) =>
-    new Promise<boolean>((resolve) => {
+    new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         woken = undefined
-        resolve(false)
+        resolve()
       }, ms)
       woken = () => {
         clearTimeout(timer)
         woken = undefined
-        resolve(true)
+        resolve()
       }
     })
   const run = async () => {
     let after = opts.after
+    // The heartbeat counts from the last write, not the last wake-up: a poll wakes a stream far more often.
+    let wrote = Date.now()
+    const send = async (text: string) => {
+      await opts.write(text)
+      wrote = Date.now()
+    }
     while (!opts.ended()) {
       if (due) {
         due = false
         const rows = await opts.read(after)
         for (const row of rows) {
-          await opts.write(`id: ${row.id}\nevent: status\ndata: ${JSON.stringify(eventJson(row))}\n\n`)
+          await send(`id: ${row.id}\nevent: status\ndata: ${JSON.stringify(eventJson(row))}\n\n`)
           after = row.id
         }
         if (rows.length === EVENT_BATCH) due = true
         continue
       }
-      if (!(await sleep(opts.heartbeatMs)) && !opts.ended()) await opts.write(': heartbeat\n\n')
+      const quiet = Date.now() - wrote
+      if (quiet >= opts.heartbeatMs) await send(': heartbeat\n\n')
+      else await sleep(opts.heartbeatMs - quiet)
     }
   }
   return { wake, run }
