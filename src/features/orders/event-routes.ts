@@ -106,6 +106,8 @@ export function orderEventRoutes(services: OrderEventRouteServices) {
     }
     lease.signal.addEventListener('abort', wake)
     c.req.raw.signal.addEventListener('abort', wake)
+    // Proxies that buffer answers (nginx) would hold the events back.
+    c.header('X-Accel-Buffering', 'no')
     return streamSSE(c, async (sse) => {
       stream = sse
       sse.onAbort(wake)
