@@ -168,6 +168,8 @@ export async function openEventStream(
   events: SseEvent[]
   comments: string[]
   retry: () => number | undefined
+  /** True once the server ended the stream. */
+  ended: () => boolean
   close: () => void
 }> {
   const address = opts.address ?? client(base).address
@@ -179,13 +181,17 @@ export async function openEventStream(
   const events: SseEvent[] = []
   const comments: string[] = []
   let retry: number | undefined
+  let ended = false
   if (res.ok && res.body) {
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
     let buffer = ''
     ;(async () => {
       for (;;) {
         const { done, value } = await reader.read()
-        if (done) return
+        if (done) {
+          ended = true
+          return
+        }
         buffer += value
         let end = buffer.indexOf('\n\n')
         while (end >= 0) {
@@ -211,5 +217,5 @@ export async function openEventStream(
       }
     })().catch(() => {})
   }
-  return { res, events, comments, retry: () => retry, close: () => hangUp.abort() }
+  return { res, events, comments, retry: () => retry, ended: () => ended, close: () => hangUp.abort() }
 }
