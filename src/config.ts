@@ -144,7 +144,8 @@ const schema = z.object({
   ADMIN_EMAIL: opt(z.string().max(254).regex(EMAIL, 'must be an email address')),
   ADMIN_PASSWORD: opt(z.string().min(10, 'must be 10 to 128 characters').max(128, 'must be 10 to 128 characters')),
   ORDER_TTL_SECONDS: opt(int(5, 7 * 24 * 3600)),
-  SSE_HEARTBEAT_MS: opt(int(100, 120_000)),
+  // Below Bun's idle timeout (60 s, src/runtime/bun.ts) and the usual proxy's, which would cut a quiet stream.
+  SSE_HEARTBEAT_MS: opt(int(100, 50_000)),
   SSE_MAX_STREAMS_PER_USER: opt(int(1, 1000)),
   SSE_MAX_STREAMS: opt(int(1, 1_000_000)),
   // At most 1 s: a status change must reach a stream on Workers within the 1 s the API promises.

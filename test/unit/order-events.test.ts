@@ -97,7 +97,7 @@ describe('order event streams', () => {
   })
 
   it('closing the gate (shutdown) ends every open stream, and one opened after ends at once', async () => {
-    t = await createTestApp({ env: { SSE_HEARTBEAT_MS: '60000' } })
+    t = await createTestApp({ env: { SSE_HEARTBEAT_MS: '50000' } })
     const { token, orderId } = await customerWithOrder(t)
     const open = reader(await stream(t, orderId, token))
     await vi.waitFor(() => expect(t!.services.streams.open).toBe(1))
