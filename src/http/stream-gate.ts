@@ -1,9 +1,9 @@
 import { AppError } from '../core/errors.ts'
 
-/** One open stream's place: its end signal (shutdown) and the release of its place. */
+/** One open stream's place. */
 export interface StreamLease {
-  /** Aborted when the process shuts down: the stream must end. */
-  readonly signal: AbortSignal
+  /** True once the process is shutting down: the stream must end. */
+  readonly closed: boolean
   /** Gives the place back; a second call does nothing. */
   release(): void
 }
@@ -18,8 +18,11 @@ export interface StreamLease {
 export interface StreamGate {
   /** Streams open now, in this process. */
   readonly open: number
-  /** A place for one more stream of `userId`, or 429 `too_many_streams` (with `Retry-After`) past either bound. */
-  acquire(userId: string): StreamLease
+  /**
+   * A place for one more stream of `userId`, or 429 `too_many_streams` (with `Retry-After`) past either bound.
+   * `onClose` runs when the gate closes while the lease is held.
+   */
+  acquire(userId: string, onClose: () => void): StreamLease
   /** Ends every stream, and every stream opened from now on. */
   close(): void
 }
@@ -28,13 +31,15 @@ export interface StreamGate {
  * @example
  * ```ts
  * const gate = createStreamGate({ perUser: 5, perInstance: 1000 })
- * const lease = gate.acquire(principal.userId)
+ * const lease = gate.acquire(principal.userId, () => stream.wake())
  * try { ... } finally { lease.release() }
  * ```
  */
 export function createStreamGate(limits: { perUser: number; perInstance: number }): StreamGate {
   const byUser = new Map<string, number>()
-  const closing = new AbortController()
+  // One callback per open stream, not an AbortSignal shared by them all: Node warns past 10 listeners on one signal.
+  const closers = new Set<() => void>()
+  let closed = false
   let open = 0
   const refuse = (detail: string) => new AppError('too_many_streams', detail, { headers: { 'Retry-After': '5' } })
 
@@ -42,18 +47,22 @@ export function createStreamGate(limits: { perUser: number; perInstance: number 
     get open() {
       return open
     },
-    acquire(userId) {
+    acquire(userId, onClose) {
       const mine = byUser.get(userId) ?? 0
       if (mine >= limits.perUser) throw refuse(`At most ${limits.perUser} event streams may be open at once per user; close one first`)
       if (open >= limits.perInstance) throw refuse('This instance holds as many event streams as it may; retry shortly')
       byUser.set(userId, mine + 1)
       open++
+      closers.add(onClose)
       let released = false
       return {
-        signal: closing.signal,
+        get closed() {
+          return closed
+        },
         release() {
           if (released) return
           released = true
+          closers.delete(onClose)
           open--
           const left = (byUser.get(userId) ?? 1) - 1
           if (left > 0) byUser.set(userId, left)
@@ -61,6 +70,9 @@ export function createStreamGate(limits: { perUser: number; perInstance: number 
         },
       }
     },
-    close: () => closing.abort(),
+    close() {
+      closed = true
+      for (const onClose of closers) onClose()
+    },
   }
 }

@@ -83,18 +83,17 @@ export function orderEventRoutes(services: OrderEventRouteServices) {
 
   /** Opens a stream of `orderId`'s events (undefined: every order's) after `after` (undefined: from `start`). */
   const open = async (c: Context<AppEnv>, orderId: string | undefined, after: number | undefined, start: () => Promise<number>) => {
-    const lease = streams.acquire(c.get('principal').userId)
-    const db = c.get('scope').db
     let pump: ReturnType<typeof eventPump> | undefined
+    const wake = () => pump?.wake()
+    const lease = streams.acquire(c.get('principal').userId, wake)
+    const db = c.get('scope').db
     let stream: { aborted: boolean } | undefined
-    const ended = () => lease.signal.aborted || c.req.raw.signal.aborted || stream?.aborted === true
+    const ended = () => lease.closed || c.req.raw.signal.aborted || stream?.aborted === true
     let unsubscribe: (() => void) | undefined
     const end = () => {
       unsubscribe?.()
       lease.release()
-      lease.signal.removeEventListener('abort', wake)
     }
-    const wake = () => pump?.wake()
     let from: number
     try {
       // Subscribed before the record is first read: whatever commits after that read wakes the stream.
@@ -104,7 +103,6 @@ export function orderEventRoutes(services: OrderEventRouteServices) {
       end()
       throw err
     }
-    lease.signal.addEventListener('abort', wake)
     c.req.raw.signal.addEventListener('abort', wake)
     // Proxies that buffer answers (nginx) would hold the events back.
     c.header('X-Accel-Buffering', 'no')
