@@ -248,9 +248,7 @@ export function createServices(runtime: Runtime, config: Config): Services {
     ttlSeconds: config.jwt.accessTtlSeconds,
   })
 
-  const orderEvents = database?.listen
-    ? createNotifyBus({ ...database, listen: database.listen.bind(database) }, logger)
-    : createPollBus(config.orderEvents.pollMs)
+  const orderEvents = database?.listen ? createNotifyBus(database.listen.bind(database), logger) : createPollBus(config.orderEvents.pollMs)
   const streams = createStreamGate({ perUser: config.orderEvents.maxStreamsPerUser, perInstance: config.orderEvents.maxStreams })
   metrics?.gauge('edgeshop_sse_streams', 'Server-sent event streams open in this process', () => streams.open)
 

@@ -38,15 +38,15 @@ export interface OrderEventsBus {
 
 /**
  * The bus of a process with a database connection that outlives requests
- * (Bun and Node with PostgreSQL, or the embedded PGlite): one LISTEN per
- * process, opened on the first subscription, fans each NOTIFY out to the
- * streams of its order and the streams of every order. NOTIFY is sent by the
+ * (Bun and Node with PostgreSQL, or the embedded PGlite), over its handle's
+ * `listen`: one LISTEN per process, opened on the first subscription, fans
+ * each NOTIFY out to the streams of its order and the streams of every order. NOTIFY is sent by the
  * transaction that changed the status, so it arrives only once that
  * transaction committed, on every instance sharing the database. When the
  * listen restarts (a reconnect), every stream is woken: notifications sent
  * while it was down are lost, but the record is not.
  */
-export function createNotifyBus(database: DatabaseHandle & Required<Pick<DatabaseHandle, 'listen'>>, logger: Logger): OrderEventsBus {
+export function createNotifyBus(listenOn: NonNullable<DatabaseHandle['listen']>, logger: Logger): OrderEventsBus {
   const byOrder = new Map<string, Set<Wake>>()
   const everyOrder = new Set<Wake>()
   let listening: Promise<() => Promise<void>> | undefined
@@ -68,7 +68,7 @@ export function createNotifyBus(database: DatabaseHandle & Required<Pick<Databas
     for (const wake of byOrder.get(orderId) ?? []) wake()
   }
   const listen = () => {
-    listening ??= database.listen(ORDER_EVENTS_CHANNEL, onMessage, wakeAll).catch((err) => {
+    listening ??= listenOn(ORDER_EVENTS_CHANNEL, onMessage, wakeAll).catch((err) => {
       listening = undefined
       logger.warn('order events: LISTEN failed; the next stream tries again', { error: err instanceof Error ? err.message : String(err) })
       throw err
