@@ -1,7 +1,7 @@
 import postgres from 'postgres'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { uuidv7 } from '../../src/lib/uuid.ts'
-import { client, openEventStream, type SessionBody, signupCustomer } from '../contract/helpers.ts'
+import { client, loginAdmin, openEventStream, type SessionBody, signupCustomer } from '../contract/helpers.ts'
 import { type AppServer, startAppServer } from '../support/app-server.ts'
 import { migratedDatabase } from '../support/databases.ts'
 
@@ -13,6 +13,7 @@ import { migratedDatabase } from '../support/databases.ts'
  */
 
 const SECRET = 'order-events-secret-0123456789abcdef01'
+const ADMIN = { email: 'admin@order-events.test', password: 'order-events-admin-password' }
 let sql: postgres.Sql
 let bun: AppServer
 let node: AppServer
@@ -29,6 +30,8 @@ beforeAll(async () => {
     PAYMENT_PROVIDER: 'simulated',
     MAILER: 'recording',
     JOB_POLL_MS: '50',
+    ADMIN_EMAIL: ADMIN.email,
+    ADMIN_PASSWORD: ADMIN.password,
   }
   ;[bun, node] = await Promise.all([startAppServer('bun', settings), startAppServer('node', settings)])
 }, 60_000)
@@ -149,5 +152,48 @@ describe('order events across instances (LISTEN/NOTIFY)', () => {
     // The listener would otherwise wait 10 s for the streams, as for any request in flight.
     expect(Date.now() - started).toBeLessThan(5000)
     await vi.waitFor(() => expect(held.map((s) => s.ended())).toEqual([true, true]), { timeout: 2000, interval: 10 })
+  })
+})
+
+describe('the stream of every order (admin)', () => {
+  it('sends a change whose transaction commits after one with a higher id, when it commits', async () => {
+    const adminToken = await loginAdmin(bun.url, ADMIN)
+    const first = await customerWithOrder()
+    const second = await customerWithOrder()
+    const all = await openEventStream(node.url, '/v1/admin/orders/events', { token: adminToken })
+    streams.push(all)
+    await vi.waitFor(() => expect(all.retry()).toBeDefined(), { timeout: 10_000, interval: 10 })
+    const seen = () =>
+      all.events.map((e) => {
+        const { orderId, status } = JSON.parse(e.data) as { orderId: string; status: string }
+        return { id: Number(e.id), orderId, status }
+      })
+
+    // The first order's change takes its id, and its transaction stays open while the second order's commits.
+    let commit!: () => void
+    const held = new Promise<void>((resolve) => (commit = resolve))
+    let firstId = 0
+    const slow = sql.begin(async (tx) => {
+      await tx`update orders set status = 'cancelled', updated_at = now() where id = ${first.orderId}`
+      const [row] = await tx<{ id: string }[]>`select id from order_events where order_id = ${first.orderId}`
+      firstId = Number(row!.id)
+      await held
+    })
+    await vi.waitFor(() => expect(firstId).toBeGreaterThan(0))
+    const cancelled = await client(bun.url).post(`/v1/orders/${second.orderId}/cancel`, undefined, { token: second.session.accessToken })
+    expect(cancelled.status).toBe(200)
+    await vi.waitFor(() => expect(seen().map((e) => e.orderId)).toContain(second.orderId), { timeout: 10_000, interval: 20 })
+    expect(seen().find((e) => e.orderId === second.orderId)!.id).toBeGreaterThan(firstId)
+
+    commit()
+    await slow
+    await vi.waitFor(
+      () =>
+        expect(seen().filter((e) => e.orderId === first.orderId)).toEqual([{ id: firstId, orderId: first.orderId, status: 'cancelled' }]),
+      {
+        timeout: 10_000,
+        interval: 20,
+      },
+    )
   })
 })

@@ -8,7 +8,7 @@ import { problems } from '../../http/openapi.ts'
 import type { StreamGate } from '../../http/stream-gate.ts'
 import { text } from '../../http/text.ts'
 import type { OrderEventsBus } from '../../infra/order-events-bus.ts'
-import { ensureVisibleOrder, eventPump, eventsAfter, latestEventId } from './events.ts'
+import { ensureVisibleOrder, eventPump, eventsAfter, eventsWithIds, latestEventId } from './events.ts'
 import { OrderId } from './schemas.ts'
 
 /** What a client waits before reconnecting, sent as the stream's first line (`retry:`). */
@@ -112,6 +112,7 @@ export function orderEventRoutes(services: OrderEventRouteServices) {
       pump = eventPump({
         write: (t) => sse.write(t),
         read: (id) => eventsAfter(db, orderId, id),
+        readIds: orderId === undefined ? (ids) => eventsWithIds(db, ids) : undefined,
         after: from,
         heartbeatMs: config.orderEvents.heartbeatMs,
         ended,

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt } from 'drizzle-orm'
+import { and, asc, desc, eq, gt, inArray } from 'drizzle-orm'
 import { AppError } from '../../core/errors.ts'
 import type { Principal } from '../../core/principal.ts'
 import type { Database } from '../../db/database.ts'
@@ -21,6 +21,20 @@ export const EVENT_BATCH = 100
 export function eventJson(row: EventRow) {
   return { orderId: row.orderId, status: row.status, previousStatus: row.previousStatus, at: row.createdAt.toISOString() }
 }
+
+/** Events with these ids (of every order), oldest first. */
+export function eventsWithIds(db: Database, ids: number[]): Promise<EventRow[]> {
+  return db.select().from(orderEvents).where(inArray(orderEvents.id, ids)).orderBy(asc(orderEvents.id))
+}
+
+/**
+ * How long a stream of every order looks for an event whose id it skipped: ids are taken when a status
+ * changes and become visible when its transaction commits, so a later id may be seen first. A transaction
+ * idle longer than STATEMENT_TIMEOUT_MS is ended by the server; an id still missing after this was rolled back.
+ */
+export const GAP_MS = 30_000
+/** At most this many skipped ids are looked for at once; beyond it the oldest are given up. */
+const MAX_GAPS = 1000
 
 /** Events after `after` (an event id), oldest first: of one order, or (undefined) of every order. */
 export function eventsAfter(db: Database, orderId: string | undefined, after: number): Promise<EventRow[]> {
@@ -51,6 +65,12 @@ export interface EventPump {
   write(text: string): Promise<unknown>
   /** Events after an id, oldest first, at most {@link EVENT_BATCH}. */
   read(after: number): Promise<EventRow[]>
+  /**
+   * Events with these ids: given for a stream of every order, whose ids may become visible out of order
+   * (per order they cannot: one order's changes take its row lock in turn). An id the stream skipped is
+   * looked for on every read for {@link GAP_MS}, and sent when its transaction has committed.
+   */
+  readIds?: ((ids: number[]) => Promise<EventRow[]>) | undefined
   /** The last id the client has. */
   after: number
   heartbeatMs: number
@@ -93,19 +113,31 @@ export function eventPump(opts: EventPump): { wake: () => void; run: () => Promi
     })
   const run = async () => {
     let after = opts.after
+    // Skipped ids (every-order streams), with when they were first missed.
+    const gaps = new Map<number, number>()
     // The heartbeat counts from the last write, not the last wake-up: a poll wakes a stream far more often.
     let wrote = Date.now()
     const send = async (text: string) => {
       await opts.write(text)
       wrote = Date.now()
     }
+    const sendEvent = (row: EventRow) => send(`id: ${row.id}\nevent: status\ndata: ${JSON.stringify(eventJson(row))}\n\n`)
     while (!opts.ended()) {
       if (due) {
         due = false
         const rows = await opts.read(after)
+        const now = Date.now()
         for (const row of rows) {
-          await send(`id: ${row.id}\nevent: status\ndata: ${JSON.stringify(eventJson(row))}\n\n`)
+          if (opts.readIds) for (let id = Math.max(after + 1, row.id - MAX_GAPS); id < row.id; id++) gaps.set(id, now)
+          await sendEvent(row)
           after = row.id
+        }
+        if (opts.readIds && gaps.size > 0) {
+          for (const [id, since] of gaps) if (now - since > GAP_MS || gaps.size > MAX_GAPS) gaps.delete(id)
+          for (const row of await opts.readIds([...gaps.keys()])) {
+            gaps.delete(row.id)
+            await sendEvent(row)
+          }
         }
         if (rows.length === EVENT_BATCH) due = true
         continue
