@@ -125,15 +125,17 @@ describe('order events across instances (LISTEN/NOTIFY)', () => {
 
   it('a stream misses nothing when its process’s LISTEN connection is cut: the listen comes back and the record is read again', async () => {
     const { session, orderId } = await customerWithOrder()
-    const onNode = await follow(node, orderId, session.accessToken)
+    // A stream on each process, so that each holds its LISTEN connection.
+    const [onNode, onBun] = [await follow(node, orderId, session.accessToken), await follow(bun, orderId, session.accessToken)]
     const listeners = () => sql<{ pid: number }[]>`
       select pid from pg_stat_activity where datname = current_database() and query ilike 'listen%' and pid <> pg_backend_pid()`
     await vi.waitFor(async () => expect((await listeners()).length).toBe(2), { timeout: 10_000, interval: 50 })
-    // Cut both (which is Node's is not known), and change the order while they are down.
+    // Cut both, and change the order while they are down.
     await sql`select pg_terminate_backend(pid) from pg_stat_activity
               where datname = current_database() and query ilike 'listen%' and pid <> pg_backend_pid()`
     await sql`update orders set status = 'cancelled', updated_at = now() where id = ${orderId}`
-    await vi.waitFor(() => expect(onNode.map((e) => e.status)).toEqual(['cancelled']), { timeout: 10_000, interval: 20 })
+    for (const received of [onNode, onBun])
+      await vi.waitFor(() => expect(received.map((e) => e.status)).toEqual(['cancelled']), { timeout: 10_000, interval: 20 })
     await vi.waitFor(async () => expect((await listeners()).length).toBe(2), { timeout: 10_000, interval: 50 })
   })
 
