@@ -2,7 +2,7 @@ import { OpenAPIHono } from '@hono/zod-openapi'
 import { accountsRoutes } from './features/accounts/index.ts'
 import { catalogRoutes, productReadLane } from './features/catalog/index.ts'
 import { jobRoutes } from './features/jobs/index.ts'
-import { orderRoutes } from './features/orders/index.ts'
+import { orderEventRoutes, orderRoutes } from './features/orders/index.ts'
 import { registerReference, systemRoutes } from './features/system/index.ts'
 import { graphqlRoutes } from './graphql/index.ts'
 import type { AppEnv } from './http/context.ts'
@@ -80,6 +80,7 @@ export function createApp(services: Services, opts: { earlyRoute?: boolean; laye
     .route('/', accountsRoutes(services))
     .route('/', catalogRoutes(services))
     .route('/', orderRoutes(services))
+    .route('/', orderEventRoutes(services))
     .route('/', jobRoutes(services))
     .route('/', graphqlRoutes(services))
 

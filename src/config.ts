@@ -144,6 +144,12 @@ const schema = z.object({
   ADMIN_EMAIL: opt(z.string().max(254).regex(EMAIL, 'must be an email address')),
   ADMIN_PASSWORD: opt(z.string().min(10, 'must be 10 to 128 characters').max(128, 'must be 10 to 128 characters')),
   ORDER_TTL_SECONDS: opt(int(5, 7 * 24 * 3600)),
+  // Below Bun's idle timeout (60 s, src/runtime/bun.ts) and the usual proxy's, which would cut a quiet stream.
+  SSE_HEARTBEAT_MS: opt(int(100, 50_000)),
+  SSE_MAX_STREAMS_PER_USER: opt(int(1, 1000)),
+  SSE_MAX_STREAMS: opt(int(1, 1_000_000)),
+  // At most 1 s: a status change must reach a stream on Workers within the 1 s the API promises.
+  ORDER_EVENTS_POLL_MS: opt(int(50, 1000)),
   SCHEDULER_TICK_SECONDS: opt(int(1, 3600)),
   RATE_LIMIT_AUTH: opt(rate),
   CORS_ORIGINS: opt(origins),
@@ -257,6 +263,17 @@ export interface Config {
   }
   admin: { email: string; password: string } | undefined
   orderTtlSeconds: number
+  /** Order event streams (server-sent events). */
+  orderEvents: {
+    /** A comment line this often keeps an idle stream's connection (and the proxies on its way) open. */
+    heartbeatMs: number
+    /** Streams open at once per user, in one process (isolate). */
+    maxStreamsPerUser: number
+    /** Streams open at once in one process (isolate). */
+    maxStreams: number
+    /** Workers: how often a stream re-reads the event record (no LISTEN there). */
+    pollMs: number
+  }
   schedulerTickSeconds: number
   rateLimitAuth: { limit: number; windowSeconds: number }
   corsOrigins: string[]
@@ -485,6 +502,12 @@ function resolve(raw: Raw, runtime: RuntimeName): ConfigResult {
     },
     admin: hasAdmin ? { email: raw.ADMIN_EMAIL!.toLowerCase(), password: raw.ADMIN_PASSWORD! } : undefined,
     orderTtlSeconds: raw.ORDER_TTL_SECONDS ?? 900,
+    orderEvents: {
+      heartbeatMs: raw.SSE_HEARTBEAT_MS ?? 15_000,
+      maxStreamsPerUser: raw.SSE_MAX_STREAMS_PER_USER ?? 5,
+      maxStreams: raw.SSE_MAX_STREAMS ?? 1000,
+      pollMs: raw.ORDER_EVENTS_POLL_MS ?? 500,
+    },
     schedulerTickSeconds: raw.SCHEDULER_TICK_SECONDS ?? 60,
     rateLimitAuth: raw.RATE_LIMIT_AUTH ?? { limit: 10, windowSeconds: 60 },
     corsOrigins: raw.CORS_ORIGINS ?? [],

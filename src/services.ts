@@ -10,11 +10,13 @@ import { type OrderJobServices, orderJobHandlers } from './features/orders/index
 import type { ScheduleEnv } from './features/schedule/index.ts'
 import type { AppEnv } from './http/context.ts'
 import { type RecordRequest, requestRecorder } from './http/edge.ts'
+import { createStreamGate, type StreamGate } from './http/stream-gate.ts'
 import { type Cache, createCache } from './infra/cache.ts'
 import { createQstashDispatcher, inlineDispatcher, type JobDispatcher } from './infra/jobs/dispatch.ts'
 import { drainDueJobs, type JobRef, type JobRuntime, type RunOutcome, runJobById } from './infra/jobs/jobs.ts'
 import { registerJobMetrics } from './infra/jobs/metrics.ts'
 import { createHttpMailer, createRecordingMailer, type Mailer } from './infra/mailer.ts'
+import { createNotifyBus, createPollBus, type OrderEventsBus } from './infra/order-events-bus.ts'
 import { createSimulatedPaymentProvider, type PaymentProvider, tracedPayments } from './infra/payments.ts'
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './infra/ratelimit.ts'
 import { traceRedisCommands } from './infra/redis-spans.ts'
@@ -95,6 +97,10 @@ export interface Services {
   readonly dispatcher: JobDispatcher
   /** `JOB_CONCURRENCY` slots per process (isolate) that QStash's job deliveries take turns in. */
   readonly jobSlots: Slots
+  /** Wakes order event streams: LISTEN/NOTIFY where a connection outlives requests (PostgreSQL, PGlite), a poll on Workers. */
+  readonly orderEvents: OrderEventsBus
+  /** The bound on open event streams per user and per process (isolate); closed at shutdown, which ends them. */
+  readonly streams: StreamGate
   /** The scope of one request: shared on Bun and Node, one per request (per `ctx`) on Workers. */
   scope(ctx?: ExecutionContextLike): RequestScope
   /** The accounts service over a scope's database. */
@@ -246,6 +252,10 @@ export function createServices(runtime: Runtime, config: Config): Services {
     ttlSeconds: config.jwt.accessTtlSeconds,
   })
 
+  const orderEvents = database?.listen ? createNotifyBus(database.listen.bind(database), logger) : createPollBus(config.orderEvents.pollMs)
+  const streams = createStreamGate({ perUser: config.orderEvents.maxStreamsPerUser, perInstance: config.orderEvents.maxStreams })
+  metrics?.gauge('edgeshop_sse_streams', 'Server-sent event streams open in this process', () => streams.open)
+
   const jobSlots = createSlots(config.jobs.concurrency)
   metrics?.gauge('edgeshop_job_deliveries_running', 'Job deliveries running in this process', () => jobSlots.busy)
   metrics?.gauge('edgeshop_job_deliveries_waiting', 'Job deliveries waiting for a slot in this process', () => jobSlots.waiting)
@@ -302,6 +312,8 @@ export function createServices(runtime: Runtime, config: Config): Services {
     mailer,
     dispatcher,
     jobSlots,
+    orderEvents,
+    streams,
     scope,
     accounts: bind((d) => ({ db: d.db, passwords, tokens, refreshTtlSeconds: config.jwt.refreshTtlSeconds, logger })),
     catalog: bind((d) => ({ db: d.db, read: d.read, cache, currency: config.storeCurrency, waitUntil: d.waitUntil })),
@@ -320,7 +332,8 @@ export function createServices(runtime: Runtime, config: Config): Services {
       const boundMs = Math.max(1000, config.qstash?.timeoutMs ?? 0, config.redis?.timeoutMs ?? 0)
       let timer: ReturnType<typeof setTimeout> | undefined
       const deadline = new Promise((r) => (timer = setTimeout(r, boundMs)))
-      await Promise.race([Promise.allSettled([dispatcher.close?.(), ...pending]), deadline])
+      streams.close()
+      await Promise.race([Promise.allSettled([dispatcher.close?.(), orderEvents.close(), ...pending]), deadline])
       clearTimeout(timer)
       await reads?.close()
       await database?.close()

@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   unknown_product: { status: 422, title: 'A product does not exist or is archived' },
   idempotency_key_reused: { status: 422, title: 'This Idempotency-Key was used with a different request' },
   rate_limited: { status: 429, title: 'Too many requests' },
+  too_many_streams: { status: 429, title: 'Too many event streams are open' },
   internal_error: { status: 500, title: 'Internal error' },
   bad_configuration: { status: 500, title: 'The service is misconfigured' },
   service_unavailable: { status: 503, title: 'A dependency is unavailable; retry later' },

@@ -10,6 +10,13 @@ export interface DatabaseHandle {
   readonly db: Database
   /** Resolves when the database answers `select 1` within `timeoutMs`; otherwise rejects with {@link DatabaseUnavailableError}. */
   ping(timeoutMs: number): Promise<void>
+  /**
+   * LISTEN on `channel` (Bun and Node: postgres.js on a connection of its own, reconnecting by itself; PGlite in
+   * process): `onMessage` gets each NOTIFY payload sent by a committed transaction, `onListen` runs whenever the
+   * listen (re)starts, after which notifications sent meanwhile may have been missed. Absent on Workers, where
+   * no connection outlives its request. Resolves once listening; the function it gives stops it.
+   */
+  listen?(channel: string, onMessage: (payload: string) => void, onListen: () => void): Promise<() => Promise<void>>
   /** Pool figures for `/metrics`, where the driver keeps a pool. */
   stats?(): PoolStats
   close(): Promise<void>

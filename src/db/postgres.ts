@@ -70,6 +70,14 @@ export function createPostgresDatabase(opts: PostgresOptions): DatabaseHandle & 
       await withDeadline(db.execute(q`select 1`), timeoutMs, 'ping')
     },
     stats: () => ({ ...stats }),
+    ...(opts.perRequest
+      ? {}
+      : {
+          listen: async (channel: string, onMessage: (payload: string) => void, onListen: () => void) => {
+            const { unlisten } = await raw.listen(channel, onMessage, onListen)
+            return unlisten
+          },
+        }),
     close: () => raw.end({ timeout: 5 }),
   }
 }

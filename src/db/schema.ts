@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { boolean, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { bigint, boolean, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 
 /*
  * The database schema. drizzle-kit generates the SQL migrations in
@@ -141,6 +141,31 @@ export const orders = pgTable(
     ),
     check('orders_total_check', sql`${t.totalCents} >= 0`),
   ],
+)
+
+/**
+ * Every change of an order's status, in the order it committed per order:
+ * the durable record the order event streams read (`id > Last-Event-ID`).
+ * A row is written by the trigger `order_events_record` (drizzle/0006), in
+ * the transaction of the UPDATE that changed the status, which also sends
+ * `NOTIFY order_events` with the row's id and order id: delivered to
+ * listeners only when that transaction commits, never for one rolled back.
+ * `id` is monotonic: per order, transitions are serialised by the order
+ * row's lock, so their ids rise in commit order.
+ */
+export const orderEvents = pgTable(
+  'order_events',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    orderId: uuid('order_id')
+      .notNull()
+      .references(() => orders.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id').notNull(),
+    status: text('status', { enum: ORDER_STATUSES }).notNull(),
+    previousStatus: text('previous_status', { enum: ORDER_STATUSES }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('order_events_order_idx').on(t.orderId, t.id)],
 )
 
 /** The lines of an order, with the price and name the product had when it was ordered. */

@@ -32,6 +32,11 @@ export async function createEmbeddedDatabase(opts: { dataDir?: string; loadDataD
     ping: async (timeoutMs) => {
       await withDeadline(db.execute(q`select 1`), timeoutMs, 'ping')
     },
+    listen: async (channel, onMessage, onListen) => {
+      const unlisten = await client.listen(channel, onMessage)
+      onListen()
+      return unlisten
+    },
     close: async () => {
       if (closed) return
       closed = true

@@ -368,6 +368,8 @@ export async function startServer(adapter: HttpAdapter, env: Record<string, stri
       // queue, and requests not yet read on kept-alive connections the server counts as idle. So it goes on
       // answering until those are read, each answer closing its connection; /readyz sends balancers elsewhere.
       draining = true
+      // Event streams end now (a client reconnects elsewhere with its last id); one opened while draining ends at once.
+      services.streams.close()
       logger.info('shutting down: answering requests already sent, then finishing in-flight requests')
       const started = performance.now()
       await acceptQueueDrained(config.host, listener.port, config.shutdownDrainMs, config.portSharing)

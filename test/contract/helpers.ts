@@ -145,3 +145,77 @@ export async function loginAdmin(base: string, admin: { email: string; password:
   )
   return ((await res.json()) as SessionBody).accessToken
 }
+
+/** One server-sent event as a client parses it. */
+export interface SseEvent {
+  id: string | undefined
+  event: string | undefined
+  data: string
+}
+
+/**
+ * Opens a server-sent event stream the way a fetch-based EventSource does
+ * (an EventSource cannot send `Authorization`), and parses it as it comes:
+ * `events`, `comments` (heartbeats) and `retry` grow while it is open.
+ * `close()` hangs up, as a client that goes away does.
+ */
+export async function openEventStream(
+  base: string,
+  path: string,
+  opts: { token?: string; lastEventId?: string; address?: string } = {},
+): Promise<{
+  res: Response
+  events: SseEvent[]
+  comments: string[]
+  retry: () => number | undefined
+  /** True once the server ended the stream. */
+  ended: () => boolean
+  close: () => void
+}> {
+  const address = opts.address ?? client(base).address
+  const headers: Record<string, string> = { Accept: 'text/event-stream', 'X-Forwarded-For': address, 'CF-Connecting-IP': address }
+  if (opts.token) headers.Authorization = `Bearer ${opts.token}`
+  if (opts.lastEventId !== undefined) headers['Last-Event-ID'] = opts.lastEventId
+  const hangUp = new AbortController()
+  const res = await fetch(`${base}${path}`, { headers, signal: hangUp.signal })
+  const events: SseEvent[] = []
+  const comments: string[] = []
+  let retry: number | undefined
+  let ended = false
+  if (res.ok && res.body) {
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+    let buffer = ''
+    ;(async () => {
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) {
+          ended = true
+          return
+        }
+        buffer += value
+        let end = buffer.indexOf('\n\n')
+        while (end >= 0) {
+          const block = buffer.slice(0, end)
+          buffer = buffer.slice(end + 2)
+          end = buffer.indexOf('\n\n')
+          const event: SseEvent = { id: undefined, event: undefined, data: '' }
+          let hasData = false
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) comments.push(line.slice(1).trim())
+            const [field, ...rest] = line.split(':')
+            const value = rest.join(':').replace(/^ /, '')
+            if (field === 'id') event.id = value
+            else if (field === 'event') event.event = value
+            else if (field === 'retry') retry = Number(value)
+            else if (field === 'data') {
+              event.data += hasData ? `\n${value}` : value
+              hasData = true
+            }
+          }
+          if (hasData) events.push(event)
+        }
+      }
+    })().catch(() => {})
+  }
+  return { res, events, comments, retry: () => retry, ended: () => ended, close: () => hangUp.abort() }
+}

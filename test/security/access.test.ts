@@ -154,7 +154,7 @@ describe('API1: object level authorization', () => {
   it('every route that takes an order id answers 404 to another customer, the same 404 as for an id that does not exist, and nothing changes', async () => {
     const idRoutes = ops.filter((o) => o.access === 'customer' && o.params.some((p) => p.in === 'path'))
     expect(idRoutes.map((o) => o.id).sort()).toEqual(
-      ['GET /v1/orders/{id}', 'POST /v1/orders/{id}/cancel', 'POST /v1/orders/{id}/pay'].sort(),
+      ['GET /v1/orders/{id}', 'GET /v1/orders/{id}/events', 'POST /v1/orders/{id}/cancel', 'POST /v1/orders/{id}/pay'].sort(),
     )
     const before = await snapshot()
     const unknown = '01a20000-0000-7000-8000-000000000000'

@@ -40,7 +40,7 @@ interface RawOperation {
   security?: Record<string, string[]>[]
   parameters?: { name: string; in: 'path' | 'query' | 'header' | 'cookie'; required?: boolean; schema: JsonSchema }[]
   requestBody?: { required?: boolean; content: Record<string, { schema: JsonSchema }> }
-  responses: Record<string, { content?: Record<string, { schema: JsonSchema }> }>
+  responses: Record<string, { description?: string; content?: Record<string, { schema: JsonSchema }> }>
 }
 
 /**
@@ -77,6 +77,8 @@ export interface Operation {
   success: Map<number, JsonSchema>
   /** Error statuses documented with a plain JSON body instead of problem details (`/readyz`'s 503). */
   plainErrors: number[]
+  /** The problem codes each error status declares (its description names them: `` `rate_limited`: … ``). */
+  errorCodes: Map<number, string[]>
 }
 
 export function resolve(doc: OpenApiDocument, schema: JsonSchema): JsonSchema {
@@ -105,10 +107,16 @@ export function operations(doc: OpenApiDocument): Operation[] {
       const bodySchema = op.requestBody?.content['application/json']?.schema
       const success = new Map<number, JsonSchema>()
       const plainErrors: number[] = []
+      const errorCodes = new Map<number, string[]>()
       for (const [status, response] of Object.entries(op.responses)) {
         const schema = response.content?.['application/json']?.schema
         if (Number(status) < 300 && schema) success.set(Number(status), resolve(doc, schema))
         if (Number(status) >= 400 && schema) plainErrors.push(Number(status))
+        if (Number(status) >= 400)
+          errorCodes.set(
+            Number(status),
+            [...(response.description ?? '').matchAll(/`(\w+)`:/g)].map((m) => m[1]!),
+          )
       }
       out.push({
         id: `${method.toUpperCase()} ${path}`,
@@ -122,6 +130,7 @@ export function operations(doc: OpenApiDocument): Operation[] {
         statuses,
         success,
         plainErrors,
+        errorCodes,
       })
     }
   }

@@ -137,13 +137,30 @@ export interface Answer {
 }
 
 /**
+ * The body of an answer; of an event stream (which does not end by itself),
+ * what came before its first blank line, and the client hangs up.
+ */
+export async function answerText(res: Response): Promise<string> {
+  if (!(res.headers.get('content-type') ?? '').startsWith('text/event-stream') || !res.body) return res.text()
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+  let text = ''
+  while (!text.includes('\n\n')) {
+    const { done, value } = await reader.read()
+    if (done) break
+    text += value
+  }
+  await reader.cancel()
+  return text
+}
+
+/**
  * Checks what every answer owes (API.md § Conventions): a request id, the
  * security headers, no leaked internals, and problem details for every
  * error (but those the operation documents otherwise, `/readyz`'s 503).
  * Returns the answer's body for further checks.
  */
 export async function expectSafeAnswer(res: Response, label: string, op?: Pick<Operation, 'plainErrors'>): Promise<Answer> {
-  const text = await res.text()
+  const text = await answerText(res)
   const requestId = res.headers.get('x-request-id')
   expect(requestId, `${label}: X-Request-Id`).toBeTruthy()
   for (const [name, value] of Object.entries(API_HEADERS)) {

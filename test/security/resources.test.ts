@@ -111,7 +111,7 @@ describe('API4: every input is bounded', () => {
 })
 
 describe('API4: rate limits', () => {
-  const limited = () => ops.filter((o) => o.statuses.includes(429))
+  const limited = () => ops.filter((o) => o.errorCodes.get(429)?.includes('rate_limited'))
 
   it(`every rate-limited route allows ${LIMIT} requests per client address, then 429 with Retry-After and RateLimit headers; other clients go on`, async () => {
     expect(

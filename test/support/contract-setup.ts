@@ -29,6 +29,10 @@ export const CONTRACT_ADMIN = { email: 'admin@contract.test', password: 'contrac
  */
 /** Short, so that expiry can be watched; long enough for every other test of an order to finish first. */
 export const CONTRACT_ORDER_TTL_SECONDS = 20
+/** Short, so that a heartbeat can be watched for. */
+export const CONTRACT_SSE_HEARTBEAT_MS = 1000
+/** Small, so that the bound is reached with a few streams. */
+export const CONTRACT_SSE_MAX_STREAMS_PER_USER = 3
 const COMMON = {
   LOG_LEVEL: 'warn',
   TRUSTED_PROXIES: '1',
@@ -37,6 +41,8 @@ const COMMON = {
   ORDER_TTL_SECONDS: String(CONTRACT_ORDER_TTL_SECONDS),
   JOB_BACKOFF_BASE_MS: '200',
   JOB_POLL_MS: '100',
+  SSE_HEARTBEAT_MS: String(CONTRACT_SSE_HEARTBEAT_MS),
+  SSE_MAX_STREAMS_PER_USER: String(CONTRACT_SSE_MAX_STREAMS_PER_USER),
 }
 
 declare module 'vitest' {

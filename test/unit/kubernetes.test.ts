@@ -26,6 +26,7 @@ const LEFT_UNSET: Record<string, string> = {
   QSTASH_NEXT_SIGNING_KEY: 'as QSTASH_URL',
   QSTASH_TIMEOUT_MS: 'as QSTASH_URL',
   QSTASH_MAX_IN_FLIGHT: 'as QSTASH_URL',
+  ORDER_EVENTS_POLL_MS: 'Workers only: Bun and Node wake order event streams with LISTEN/NOTIFY, they do not poll',
 }
 
 /** A setting whose value must never sit in a ConfigMap. */
