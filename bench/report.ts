@@ -473,14 +473,15 @@ export function renderReplicas(r: BenchResults, chartDir = 'bench'): string {
 export function renderStreams(r: BenchResults): string {
   const mb = (kib: number) => fmt(kib / 1024, 1)
   const latency = (l: LatencySummary) => `${fmt(l.p50, 2)} / ${fmt(l.p99, 2)} / ${fmt(l.max, 2)}`
+  const answer = (l: LatencySummary) => `${fmt(l.p50, 2)} / ${fmt(l.p99, 2)}`
   const lines = [
     runLine(r),
     '',
-    '| runtime | idle streams | RSS, none open MB | RSS, all open MB | KiB per stream | opened in s | event latency, none open: p50 / p99 / max ms | beside the idle streams: p50 / p99 / max ms | gauge at 0 after hang-up, ms | refused / ended early |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| runtime | idle streams | RSS, none open MB | RSS, all open MB | KiB per stream | opened in s | event latency, none open: p50 / p99 / max ms | the payment answered, none open: p50 / p99 ms | event latency beside the idle streams: p50 / p99 / max ms | the payment answered beside them: p50 / p99 ms | gauge at 0 after hang-up, ms | refused / ended early |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...(r.streams ?? []).map(
       (s) =>
-        `| ${[s.runtime, fmt(s.streams), mb(s.rssBeforeKib), mb(s.rssAfterKib), fmt(s.kibPerStream, 1), fmt(s.openMs / 1000, 1), latency(s.idle), latency(s.loaded), fmt(s.closeMs), `${s.refused} / ${s.dropped}`].join(' | ')} |`,
+        `| ${[s.runtime, fmt(s.streams), mb(s.rssBeforeKib), mb(s.rssAfterKib), fmt(s.kibPerStream, 1), fmt(s.openMs / 1000, 1), latency(s.idle), answer(s.idleAnswer), latency(s.loaded), answer(s.loadedAnswer), fmt(s.closeMs), `${s.refused} / ${s.dropped}`].join(' | ')} |`,
     ),
     '',
   ]

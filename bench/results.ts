@@ -83,6 +83,9 @@ export interface StreamsResult {
   /** From sending a status change to its event arriving on the order's stream: no other stream open, and with the idle streams open. */
   idle: LatencySummary
   loaded: LatencySummary
+  /** From sending the same payments (`POST /v1/orders/{id}/pay`) to their answers, for comparison. */
+  idleAnswer: LatencySummary
+  loadedAnswer: LatencySummary
   /** From hanging up every idle stream to `edgeshop_sse_streams` showing 0, in ms. */
   closeMs: number
   /** Streams answered with other than 200, and idle streams the server ended while they were held (both 0 in a good run). */

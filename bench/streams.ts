@@ -281,12 +281,18 @@ async function closeAll(server: Server, streams: RawStream[], remaining = 0): Pr
   return untilGauge(server, remaining)
 }
 
+/** One status change: from sending the payment to its event arriving on the stream, and to the payment's answer, in ms. */
+interface Change {
+  eventMs: number
+  answerMs: number
+}
+
 /**
  * One status change measured: `order`'s stream opened (beside `others` open
  * streams), the order paid, and the time from sending the payment to its
- * `payment_processing` event arriving on the stream, in ms.
+ * `payment_processing` event arriving on the stream (and to its answer).
  */
-async function eventLatency(server: Server, port: number, order: Order, others: number): Promise<number> {
+async function eventLatency(server: Server, port: number, order: Order, others: number): Promise<Change> {
   await untilGauge(server, others)
   let subscribed!: () => void
   let arrived!: (at: number) => void
@@ -306,11 +312,11 @@ async function eventLatency(server: Server, port: number, order: Order, others: 
       `${server.url}/v1/orders/${order.id}/pay`,
       { paymentToken: 'tok_ok' },
       { Authorization: `Bearer ${order.token}`, 'Idempotency-Key': `bench-streams-${order.id}` },
-    )
+    ).then((res) => ({ res, at: performance.now() }))
     const at = await within(event, `${server.name}: no payment_processing event for order ${order.id}`)
-    const res = await paid
-    if (res.status !== 202) throw new Error(`${server.name}: paying order ${order.id} answered ${res.status}`)
-    return at - sent
+    const answer = await paid
+    if (answer.res.status !== 202) throw new Error(`${server.name}: paying order ${order.id} answered ${answer.res.status}`)
+    return { eventMs: at - sent, answerMs: answer.at - sent }
   } finally {
     stream.close()
   }
@@ -398,7 +404,7 @@ export async function streamsScenario(pg: PostgresServer, quick: boolean): Promi
 
           // Half the changes with no stream open come before the idle streams and half after, so that a server
           // still warming up, or the machine drifting, weighs on both sides alike.
-          const idle: number[] = []
+          const idle: Change[] = []
           const noneOpen = async (n: number) => {
             for (let i = 0; i < n; i++) idle.push(await eventLatency(server, port, nextOrder(), 0))
           }
@@ -414,7 +420,7 @@ export async function streamsScenario(pg: PostgresServer, quick: boolean): Promi
           const openMs = performance.now() - openStarted
           const rssAfterKib = await settledRssKib(server.pid)
 
-          const loaded: number[] = []
+          const loaded: Change[] = []
           for (let i = 0; i < plan.events; i++) loaded.push(await eventLatency(server, port, nextOrder(), plan.streams))
           const dropped = streams.filter((s) => s.ended).length
           const closeMs = await closeAll(server, streams)
@@ -426,8 +432,10 @@ export async function streamsScenario(pg: PostgresServer, quick: boolean): Promi
             rssAfterKib,
             kibPerStream: kibPerStream(rssBeforeKib, rssAfterKib, plan.streams),
             openMs,
-            idle: summarize(idle),
-            loaded: summarize(loaded),
+            idle: summarize(idle.map((c) => c.eventMs)),
+            loaded: summarize(loaded.map((c) => c.eventMs)),
+            idleAnswer: summarize(idle.map((c) => c.answerMs)),
+            loadedAnswer: summarize(loaded.map((c) => c.answerMs)),
             closeMs,
             refused,
             dropped,

@@ -88,6 +88,8 @@ describe('the idle-stream section of the report', () => {
     openMs: 12_345,
     idle: { events: 100, p50: 2, p99: 5, max: 6 },
     loaded: { events: 100, p50: 3, p99: 8, max: 9.5 },
+    idleAnswer: { events: 100, p50: 1.5, p99: 4, max: 4.5 },
+    loadedAnswer: { events: 100, p50: 2.5, p99: 7, max: 7 },
     closeMs: 420,
     refused: 0,
     dropped: 0,
@@ -113,7 +115,7 @@ describe('the idle-stream section of the report', () => {
     const text = renderStreams(results)
     for (const part of [
       '`./run bench --only streams`, 150 s; results in `bench/results/streams-2026-12-07.json`',
-      '| Bun | 5,000 | 100.0 | 197.7 | 20.0 | 12.3 | 2.00 / 5.00 / 6.00 | 3.00 / 8.00 / 9.50 | 420 | 0 / 0 |',
+      '| Bun | 5,000 | 100.0 | 197.7 | 20.0 | 12.3 | 2.00 / 5.00 / 6.00 | 1.50 / 4.00 | 3.00 / 8.00 / 9.50 | 2.50 / 7.00 | 420 | 0 / 0 |',
       '| Node | 5,000 | 100.0 | 295.3 | 40.0 |',
       'Test CPU, 2 cores, shared: load average 3.3 / 2.0 / 1.0 (1 / 5 / 15 min) at the end',
       'latency over 100 status changes in each state, one at a time',
