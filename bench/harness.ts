@@ -169,6 +169,16 @@ export function databaseApart(dataDir: string, run: (seconds: number) => Promise
   }
 }
 
+/** Resident memory of a process now (VmRSS), in KiB. */
+export function rssKib(pid: number): number | null {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) : null
+  } catch {
+    return null
+  }
+}
+
 // ---------------------------------------------------------------- load
 
 export function parseDuration(text: string): number {

@@ -8,7 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { type BenchResults, type CaseResult, REPLICAS_CASES, WORKERD_CASES } from './results.ts'
+import { type BenchResults, type CaseResult, type LatencySummary, REPLICAS_CASES, WORKERD_CASES } from './results.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 const DOC = join(ROOT, 'docs/BENCHMARKS.md')
@@ -21,6 +21,9 @@ const WORKERD_END = '<!-- workerd:end -->'
 /** So has the read-replica scenario: `./run bench --only replicas` rewrites it alone. */
 const REPLICAS_START = '<!-- replicas:start -->'
 const REPLICAS_END = '<!-- replicas:end -->'
+/** And the idle-stream scenario: `./run bench --only streams` rewrites it alone. */
+const STREAMS_START = '<!-- streams:start -->'
+const STREAMS_END = '<!-- streams:end -->'
 /** The most CPU time per request a Workers route may take (login, PBKDF2 by design, aside). */
 const WORKERD_CPU_TARGET_MS = 10
 
@@ -115,9 +118,28 @@ export function replicaTargets(r: BenchResults): Target[] {
     })
 }
 
+/** Not targets either: per runtime, the memory an idle order event stream holds and the event latency beside them all. */
+export function streamTargets(r: BenchResults): Target[] {
+  return (r.streams ?? []).flatMap((s) => [
+    {
+      what: `Memory per idle order event stream, ${s.runtime}, ${fmt(s.streams)} streams`,
+      measured: `${fmt(s.kibPerStream, 1)} KiB`,
+      target: '–',
+      met: null,
+    },
+    {
+      what: `Order event latency p99 beside ${fmt(s.streams)} idle streams, ${s.runtime} (none open: ${fmt(s.idle.p99, 2)} ms)`,
+      measured: `${fmt(s.loaded.p99, 2)} ms`,
+      target: '–',
+      met: null,
+    },
+  ])
+}
+
 export function targets(r: BenchResults): Target[] {
   if (r.only === 'workerd') return [...workerdTargets(r), ...bundleTarget(r)]
   if (r.only === 'replicas') return replicaTargets(r)
+  if (r.only === 'streams') return streamTargets(r)
   const out: Target[] = []
   const big = r.cases.filter((c) => c.scenario === 'scale' && !c.name.endsWith(', 1k') && !c.name.startsWith('orders'))
   for (const [runtime, limit] of [
@@ -194,7 +216,7 @@ export function targets(r: BenchResults): Target[] {
       met: Number.isFinite(mb) ? mb <= 150 : null,
     })
   }
-  out.push(...replicaTargets(r), ...workerdTargets(r), ...bundleTarget(r))
+  out.push(...replicaTargets(r), ...streamTargets(r), ...workerdTargets(r), ...bundleTarget(r))
   return out
 }
 
@@ -242,6 +264,7 @@ const TITLES: Record<string, string> = {
   scale: '7. Scale: caching off, small vs large tables',
   workerd: '8. Workers (workerd): edgeshop beside a bare worker in the same workerd',
   replicas: '9. Read replicas: the list page with one streaming replica, caching off',
+  streams: '10. Idle order event streams: memory per stream, and event latency beside them',
 }
 
 export function render(r: BenchResults, chartDir = 'bench'): string {
@@ -318,6 +341,7 @@ export function render(r: BenchResults, chartDir = 'bench'): string {
     lines.push('')
   }
   if (r.cases.some((c) => c.scenario === 'replicas')) pointer('replicas', 'Read replicas', 'read-replicas')
+  if (r.streams) pointer('streams', 'Idle order event streams', 'idle-order-event-streams')
   lines.push('### Versions and plan')
   lines.push('')
   lines.push(
@@ -445,6 +469,31 @@ export function renderReplicas(r: BenchResults, chartDir = 'bench'): string {
   return lines.join('\n')
 }
 
+/** The idle-stream section: per runtime, the streams held, the RSS without and with them, and the event latency alone and beside them. */
+export function renderStreams(r: BenchResults): string {
+  const mb = (kib: number) => fmt(kib / 1024, 1)
+  const latency = (l: LatencySummary) => `${fmt(l.p50, 2)} / ${fmt(l.p99, 2)} / ${fmt(l.max, 2)}`
+  const answer = (l: LatencySummary) => `${fmt(l.p50, 2)} / ${fmt(l.p99, 2)}`
+  const lines = [
+    runLine(r),
+    '',
+    '| runtime | idle streams | RSS, none open MB | RSS, all open MB | KiB per stream | opened in s | event latency, none open: p50 / p99 / max ms | the payment answered, none open: p50 / p99 ms | event latency beside the idle streams: p50 / p99 / max ms | the payment answered beside them: p50 / p99 ms | gauge at 0 after hang-up, ms | refused / ended early |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...(r.streams ?? []).map(
+      (s) =>
+        `| ${[s.runtime, fmt(s.streams), mb(s.rssBeforeKib), mb(s.rssAfterKib), fmt(s.kibPerStream, 1), fmt(s.openMs / 1000, 1), latency(s.idle), answer(s.idleAnswer), latency(s.loaded), answer(s.loadedAnswer), fmt(s.closeMs), `${s.refused} / ${s.dropped}`].join(' | ')} |`,
+    ),
+    '',
+  ]
+  const events = r.streams?.[0]?.loaded.events ?? 0
+  const placed = r.machine.pinned ? 'edgeshop pinned to CPU 1, the clients and PostgreSQL not pinned' : 'not pinned'
+  lines.push(
+    `${machineLine(r)}, ${placed}; latency over ${fmt(events)} status changes in each state, one at a time; ` +
+      `heartbeats every 15 s; PostgreSQL ${postgresVersion(r)}, Bun ${r.versions.bun ?? '–'}, Node ${r.versions.node ?? '–'}, edgeshop ${r.versions.edgeshop ?? '–'}.`,
+  )
+  return lines.join('\n')
+}
+
 /** Writes the charts and the results section of docs/BENCHMARKS.md (unless `write` is false); returns the targets as text. */
 export function writeReport(r: BenchResults, opts: { write: boolean }): string {
   if (opts.write) {
@@ -457,10 +506,11 @@ export function writeReport(r: BenchResults, opts: { write: boolean }): string {
     }
     let doc = existsSync(DOC)
       ? readFileSync(DOC, 'utf8')
-      : `# Benchmarks\n\n${START}\n${END}\n\n${WORKERD_START}\n${WORKERD_END}\n\n${REPLICAS_START}\n${REPLICAS_END}\n`
+      : `# Benchmarks\n\n${START}\n${END}\n\n${WORKERD_START}\n${WORKERD_END}\n\n${REPLICAS_START}\n${REPLICAS_END}\n\n${STREAMS_START}\n${STREAMS_END}\n`
     if (!r.only) doc = between(doc, START, END, render(r))
     if (r.cases.some((c) => c.scenario === 'workerd')) doc = between(doc, WORKERD_START, WORKERD_END, renderWorkerd(r))
     if (r.cases.some((c) => c.scenario === 'replicas')) doc = between(doc, REPLICAS_START, REPLICAS_END, renderReplicas(r))
+    if (r.streams) doc = between(doc, STREAMS_START, STREAMS_END, renderStreams(r))
     writeFileSync(DOC, doc)
   }
   return `${targets(r)

@@ -54,8 +54,43 @@ export interface BenchResults {
   rssAfterMb: Record<string, number>
   /** The Worker bundle's figures; absent when the Workers scenario did not run (`--only replicas`). */
   worker?: { bytes: number; gzipBytes: number; coldStartMs: number; emptyWorkerColdStartMs: number }
-  /** The one scenario measured (`./run bench --only workerd`, `--only replicas`); absent in a full run. */
+  /** The idle-stream scenario's figures, one per runtime (bench/streams.ts); absent when it did not run. */
+  streams?: StreamsResult[]
+  /** The one scenario measured (`./run bench --only workerd`, `--only replicas`, `--only streams`); absent in a full run. */
   only?: string
+}
+
+/** Event latencies over a number of status changes, in ms. */
+export interface LatencySummary {
+  events: number
+  p50: number
+  p99: number
+  max: number
+}
+
+/** One runtime's figures in the idle-stream scenario (`streams`, bench/streams.ts). */
+export interface StreamsResult {
+  runtime: string
+  /** Idle streams held open at once. */
+  streams: number
+  /** The server's RSS (VmRSS) after warm-up with no stream open, and with the idle streams open, in KiB. */
+  rssBeforeKib: number
+  rssAfterKib: number
+  /** (rssAfterKib − rssBeforeKib) / streams. */
+  kibPerStream: number
+  /** From the first connect to `edgeshop_sse_streams` showing them all, in ms. */
+  openMs: number
+  /** From sending a status change to its event arriving on the order's stream: no other stream open, and with the idle streams open. */
+  idle: LatencySummary
+  loaded: LatencySummary
+  /** From sending the same payments (`POST /v1/orders/{id}/pay`) to their answers, for comparison. */
+  idleAnswer: LatencySummary
+  loadedAnswer: LatencySummary
+  /** From hanging up every idle stream to `edgeshop_sse_streams` showing 0, in ms. */
+  closeMs: number
+  /** Streams answered with other than 200, and idle streams the server ended while they were held (both 0 in a good run). */
+  refused: number
+  dropped: number
 }
 
 /** The cases of the Workers scenario (`workerd`, bench/workerd.ts): the bare worker, then edgeshop's routes. */

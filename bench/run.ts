@@ -9,7 +9,8 @@
  * runs `pgbench` with checkout's SQL, builds the Worker bundle and serves it
  * in workerd beside a bare worker (bench/workerd.ts), measures the list page
  * with one streaming read replica against the primary alone (bench/replicas.ts),
- * then stops everything.
+ * holds thousands of idle order event streams on each runtime for their memory
+ * and the latency of the events that do flow (bench/streams.ts), then stops everything.
  * Traffic stays on 127.0.0.1.
  *
  * Method (see docs/BENCHMARKS.md): servers pinned to CPU 1, `wrk` to CPU 0
@@ -24,7 +25,7 @@
  * its figures to bench/results/quick.json and leaves the report alone.
  * `--only workerd` runs the Workers scenario alone (bench/results/workerd-<date>.json
  * and its section of the report; with `--quick`, a smoke test of it);
- * `--only replicas` the read-replica scenario the same way.
+ * `--only replicas` the read-replica scenario the same way, `--only streams` the idle-stream one.
  *
  * `./run bench --against <git-rev>` compares that revision with the working
  * tree instead (bench/ab.ts); the pieces both use are in bench/harness.ts.
@@ -63,6 +64,7 @@ import {
   luaString,
   nodeBin,
   PINNED,
+  rssKib,
   runMain,
   SERVER_CPU,
   type Server,
@@ -78,10 +80,11 @@ import {
 import { REPLICA_CONNECTIONS, replicasScenario, WRITES_PER_SECOND } from './replicas.ts'
 import { writeReport } from './report.ts'
 import { type BenchResults, type CaseResult, type Measurement, median } from './results.ts'
+import { streamsPlan, streamsScenario } from './streams.ts'
 import { workerdScenario } from './workerd.ts'
 
 const QUICK = process.argv.includes('--quick')
-/** `--only workerd`, `--only replicas`: that scenario alone, with only what it needs started (for iterating on it, or its figures alone). */
+/** `--only workerd`, `--only replicas`, `--only streams`: that scenario alone, with only what it needs started (for iterating on it, or its figures alone). */
 const ONLY = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
 const plan = QUICK
   ? { seconds: 1, warmSeconds: 1, rounds: 1, big: 20_000, manyOrders: 2_000 }
@@ -102,12 +105,8 @@ const started = Date.now()
 
 /** Resident memory of a process now (VmRSS), in MB. */
 function rssMb(pid: number): number | null {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-    return m ? Math.round(Number(m[1]) / 1024) : null
-  } catch {
-    return null
-  }
+  const kib = rssKib(pid)
+  return kib === null ? null : Math.round(kib / 1024)
 }
 
 /** Peak resident memory of a process so far (VmHWM), in MB. */
@@ -144,10 +143,10 @@ async function pgbench(
 
 async function main(): Promise<void> {
   if (!has('wrk')) throw new Error('wrk is needed: apt-get install wrk')
-  if (ONLY !== undefined && ONLY !== 'workerd' && ONLY !== 'replicas')
-    throw new Error(`--only takes the scenario workerd or replicas, not ${ONLY ?? 'nothing'}`)
+  if (ONLY !== undefined && ONLY !== 'workerd' && ONLY !== 'replicas' && ONLY !== 'streams')
+    throw new Error(`--only takes the scenario workerd, replicas or streams, not ${ONLY ?? 'nothing'}`)
   say(
-    `${QUICK ? 'quick' : 'full'} run${ONLY ? ` of ${ONLY} alone` : ''}: ${plan.rounds} round(s) of ${plan.seconds} s per case${PINNED ? ', servers on CPU 1, load on CPU 0' : ', unpinned'}`,
+    `${QUICK ? 'quick' : 'full'} run${ONLY ? ` of ${ONLY} alone` : ''}${ONLY === 'streams' ? '' : `: ${plan.rounds} round(s) of ${plan.seconds} s per case`}${PINNED ? ', servers on CPU 1, load on CPU 0' : ', unpinned'}`,
   )
   if (!ONLY) {
     const peersInstalled = spawnSync(bunBin, ['install', '--frozen-lockfile', '--silent'], {
@@ -169,6 +168,16 @@ async function main(): Promise<void> {
 
   const pg = await startPostgres({ timeoutMs: 120_000 })
   cleanups.push(() => pg.stop())
+  if (ONLY === 'streams') {
+    buildNode()
+    return finish([], new Map(), {
+      answerBytes: 0,
+      memoryMb: {},
+      rssAfterMb: {},
+      streams: await streamsScenario(pg, QUICK),
+      versions: versions(),
+    })
+  }
   const redis = await startRedisServer()
   cleanups.push(() => redis.stop())
   const rest = await startUpstashRest({ redisPort: redis.port, token: 'bench-upstash-token', connections: 2 })
@@ -397,10 +406,13 @@ async function main(): Promise<void> {
     'Express + pg + ioredis': peakRssMb(peers.express.pid),
   }
   await checkStock(sql)
+  // Last: its idle streams are measured with every other server paused.
+  const streams = await streamsScenario(pg, QUICK)
   finish(cases, samples, {
     answerBytes: Buffer.byteLength(body),
     memoryMb: memory,
     rssAfterMb: rssAfter,
+    streams,
     worker: workers.worker,
     versions: { ...versions(), workerd: workers.version },
   })
@@ -448,7 +460,7 @@ async function checkStock(sql: postgres.Sql): Promise<void> {
 function finish(
   cases: Case[],
   samples: Map<Case, Measurement[]>,
-  rest: Pick<BenchResults, 'answerBytes' | 'memoryMb' | 'rssAfterMb' | 'worker' | 'versions'>,
+  rest: Pick<BenchResults, 'answerBytes' | 'memoryMb' | 'rssAfterMb' | 'streams' | 'worker' | 'versions'>,
 ): void {
   const results: BenchResults = {
     date: new Date().toISOString(),
@@ -464,6 +476,7 @@ function finish(
       checkoutConnections: CHECKOUT_CONNECTIONS,
       replicaConnections: REPLICA_CONNECTIONS,
       replicaWritesPerSecond: WRITES_PER_SECOND,
+      ...(rest.streams ? { idleStreams: streamsPlan(QUICK).streams, streamEvents: streamsPlan(QUICK).events } : {}),
     },
     cases: cases.map((c): CaseResult => {
       const runs = samples.get(c)!
