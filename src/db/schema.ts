@@ -183,7 +183,12 @@ export const orderItems = pgTable(
     unitPriceCents: integer('unit_price_cents').notNull(),
     quantity: integer('quantity').notNull(),
   },
-  (t) => [primaryKey({ columns: [t.orderId, t.productId] }), check('order_items_quantity_check', sql`${t.quantity} between 1 and 100`)],
+  (t) => [
+    primaryKey({ columns: [t.orderId, t.productId] }),
+    check('order_items_quantity_check', sql`${t.quantity} between 1 and 100`),
+    // A product's latest orders (GraphQL's Product.orders): its lines, newest order last, read from the end.
+    index('order_items_by_product').on(t.productId, t.orderId),
+  ],
 )
 
 /**

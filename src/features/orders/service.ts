@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, inArray, lt, lte, sql } from 'drizzle-orm'
+import { and, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm'
 import { AppError, type FieldError } from '../../core/errors.ts'
 import { decodeCursor, encodeCursor } from '../../core/page.ts'
 import type { Principal } from '../../core/principal.ts'
@@ -262,25 +262,26 @@ export async function listOrders(db: Database, principal: Principal, query: { li
 /**
  * The latest `limit` orders holding each of `productIds` (an admin's view),
  * newest first: two statements whatever the number of products — the orders,
- * ranked per product, then their items. Products without orders are absent.
+ * then their items. Each product's are read from the end of its run in
+ * `order_items_by_product` (a lateral join, `limit` rows a product), never
+ * from its whole history. Products without orders are absent.
  */
 export async function ordersOfProducts(db: Database, productIds: readonly string[], limit: number): Promise<Map<string, OrderJson[]>> {
   const ids = [...new Set(productIds.filter(isUuid).map((id) => id.toLowerCase()))]
   if (ids.length === 0) return new Map()
-  const ranked = db
-    .select({
-      orderId: orderItems.orderId,
-      productId: orderItems.productId,
-      rank: sql<number>`row_number() over (partition by ${orderItems.productId} order by ${orderItems.orderId} desc)`.as('rank'),
-    })
+  const wanted = sql`unnest(${pgArray(ids)}::uuid[]) as wanted(product_id)`
+  const latest = db
+    .select({ orderId: orderItems.orderId, productId: orderItems.productId })
     .from(orderItems)
-    .where(inArray(orderItems.productId, ids))
-    .as('ranked')
+    .where(eq(orderItems.productId, sql`wanted.product_id`))
+    .orderBy(desc(orderItems.orderId))
+    .limit(limit)
+    .as('latest')
   const rows = await db
-    .select({ productId: ranked.productId, order: orders })
-    .from(ranked)
-    .innerJoin(orders, eq(orders.id, ranked.orderId))
-    .where(lte(ranked.rank, limit))
+    .select({ productId: latest.productId, order: orders })
+    .from(wanted)
+    .innerJoinLateral(latest, sql`true`)
+    .innerJoin(orders, eq(orders.id, latest.orderId))
     .orderBy(desc(orders.id))
   const items = await itemsOf(db, [...new Set(rows.map((r) => r.order.id))])
   const byProduct = new Map<string, OrderJson[]>()

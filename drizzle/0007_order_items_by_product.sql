@@ -1,0 +1,1 @@
+CREATE INDEX "order_items_by_product" ON "order_items" USING btree ("product_id","order_id");
