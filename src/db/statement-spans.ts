@@ -1,6 +1,6 @@
 import { type Context, context, type Span, SpanKind, trace } from '@opentelemetry/api'
 import type postgres from 'postgres'
-import { failed, tracer } from '../observability/tracing.ts'
+import { failed, traced, tracer } from '../observability/tracing.ts'
 
 /*
  * Spans for database statements, made where postgres.js takes them
@@ -34,8 +34,7 @@ export function statementName(text: string): { operation: string; table: string 
 
 /** The active context when a span in it is recording: the only case in which statements get spans. */
 function tracedContext(): Context | undefined {
-  const active = context.active()
-  return trace.getSpan(active)?.isRecording() ? active : undefined
+  return traced() ? context.active() : undefined
 }
 
 interface Settling {

@@ -25,8 +25,6 @@ export interface GraphQLContext {
   }
   /** What the answer turned out to be: data and no error (it may then be cached when it is anyone's). */
   readonly outcome: { complete: boolean }
-  /** The statements sent so far and the bound. */
-  statements: { readonly max: number; readonly spent: number }
 }
 
 /**
@@ -66,7 +64,6 @@ export function graphqlContext(opts: {
     scope,
     catalog,
     writtenAt,
-    statements: budget,
     outcome: { complete: false },
     loaders: {
       product: new DataLoader(async (ids) => {

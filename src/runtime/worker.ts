@@ -118,19 +118,17 @@ const handler = {
   },
 } satisfies ExportedHandler<Env>
 
-/** The same handlers inside OpenTelemetry's wrapper (worker-tracing.ts): taken only when OTEL_EXPORTER_OTLP_ENDPOINT is set. */
-// (The wrapper types handlers with the ambient Workers globals; ours come from the module's types, the same at run time.)
-const traced = instrument({ ...handler } as never, (env: Env) => {
+/** The Worker's tracing settings (OTEL_EXPORTER_OTLP_ENDPOINT and the sampler); undefined when it does not trace. */
+const tracingOf = (env: Env) => {
   const s = init(env)
-  return workerTraceConfig(s.ok ? s.services.config.tracing! : { endpoint: '', serviceName: '', sampler: 'always_off', ratio: 0 })
-}) as unknown as typeof handler
-
-const tracingOn = (env: Env) => {
-  const s = init(env)
-  return s.ok && s.services.config.tracing !== undefined
+  return s.ok ? s.services.config.tracing : undefined
 }
 
+/** The same handlers inside OpenTelemetry's wrapper (worker-tracing.ts): taken only when the Worker traces. */
+// (The wrapper types handlers with the ambient Workers globals; ours come from the module's types, the same at run time.)
+const traced = instrument({ ...handler } as never, (env: Env) => workerTraceConfig(tracingOf(env)!)) as unknown as typeof handler
+
 export default {
-  fetch: (request, env, ctx) => (tracingOn(env) ? traced : handler).fetch(request, env, ctx),
-  scheduled: (controller, env, ctx) => (tracingOn(env) ? traced : handler).scheduled(controller, env, ctx),
+  fetch: (request, env, ctx) => (tracingOf(env) ? traced : handler).fetch(request, env, ctx),
+  scheduled: (controller, env, ctx) => (tracingOf(env) ? traced : handler).scheduled(controller, env, ctx),
 } satisfies ExportedHandler<Env>
